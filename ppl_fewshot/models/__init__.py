@@ -1,0 +1,85 @@
+"""Few-shot generative models, found by name.
+
+``available()`` lists the registered names and ``build(name, **overrides)`` makes a
+model with its default configuration (a preset's settings, then the overrides).
+The registry is a constant table of import paths: nothing is imported or mutated
+until a model is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from ppl_fewshot.models.base import FewShotModel, as_mask
+
+# name -> (module, class, preset overrides)
+_REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "vae": ("ppl_fewshot.models.vae", "VAE", {}),
+    "vae-small": ("ppl_fewshot.models.vae", "VAE", {"z_dim": 16, "hidden": 128, "channels": 16}),
+    "beta-bernoulli": ("ppl_fewshot.models.conjugate", "BetaBernoulli", {}),
+    "normal-inverse-gamma": ("ppl_fewshot.models.conjugate", "NormalInverseGamma", {}),
+    "dirichlet-categorical": ("ppl_fewshot.models.conjugate", "DirichletCategorical", {}),
+    "pixel-beta-bernoulli": ("ppl_fewshot.models.pixel", "HierarchicalBernoulliPixels", {}),
+    "neural-definetti": ("ppl_fewshot.models.definetti", "NeuralDeFinetti", {}),
+    "logistic-normal": ("ppl_fewshot.models.definetti", "LogisticNormalSet", {}),
+    "ns": ("ppl_fewshot.models.neural_statistician", "NeuralStatistician", {}),
+    "ns-small": ("ppl_fewshot.models.neural_statistician", "NeuralStatistician",
+                 {"c_dim": 64, "z_dim": 16, "hidden": 128, "channels": 16}),
+    "gmn": ("ppl_fewshot.models.gmn", "GenerativeMatchingNetwork", {}),
+    "gmn-small": ("ppl_fewshot.models.gmn", "GenerativeMatchingNetwork",
+                  {"z_dim": 16, "state_dim": 64, "channels": 16, "hidden": 128}),
+}
+
+
+def _resolve(name: str) -> tuple[type[FewShotModel], dict[str, Any]]:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
+    module, cls_name, preset = _REGISTRY[name]
+    cls = getattr(importlib.import_module(module), cls_name)
+    return cls, dict(preset)
+
+
+def available() -> list[str]:
+    """Names of the models whose implementation is present in this installation."""
+    names = []
+    for name, (module, _, _) in _REGISTRY.items():
+        if importlib.util.find_spec(module) is not None:
+            names.append(name)
+    return names
+
+
+def default_config(name: str) -> dict[str, Any]:
+    """The full keyword configuration ``build(name)`` uses, defaults included."""
+    cls, preset = _resolve(name)
+    sig = inspect.signature(cls.__init__)
+    cfg = {
+        k: p.default
+        for k, p in sig.parameters.items()
+        if k != "self" and p.default is not inspect.Parameter.empty
+    }
+    cfg.update(preset)
+    return cfg
+
+
+def build(name: str, **overrides: Any) -> FewShotModel:
+    """Make model ``name`` with its default configuration and ``overrides``.
+
+    Raises ``KeyError`` for an unknown name and ``TypeError`` for an unknown setting.
+    """
+    cls, _ = _resolve(name)
+    cfg = default_config(name)
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise TypeError(
+            f"model {name!r} has no setting(s) {sorted(unknown)}; settings: {sorted(cfg)}"
+        )
+    cfg.update(overrides)
+    model = cls(**cfg)
+    model.name = name
+    model._config = cfg
+    return model
+
+
+__all__ = ["FewShotModel", "as_mask", "available", "build", "default_config"]

@@ -1,0 +1,11 @@
+"""Plain ``nn.Module`` building blocks (no Pyro inference here).
+
+Every module here broadcasts over extra leading dimensions: an input
+``[..., C, H, W]`` or ``[..., D]`` gives an output with the same leading dims, so
+that vectorized particles work without Python loops.
+"""
+
+from ppl_fewshot.nn.conv import MLP, ConvDecoder, ConvEncoder
+from ppl_fewshot.nn.sets import SetEncoder, masked_mean
+
+__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "SetEncoder", "masked_mean"]

@@ -1,0 +1,92 @@
+"""Permutation-invariant, mask-aware set encoders (DeepSets mean pooling, attention pooling).
+
+A set encoder maps per-item features ``h[..., B, T, D]`` and a mask ``[B, T]`` to one
+vector per set ``[..., B, out_dim]``. Padded items never influence the result, the
+order of items never matters (exactly: pooling is a masked sum), and the set size
+enters as a feature ``log(1 + n)`` so that an encoder can tell one item from twenty.
+The empty set (``n = 0``) is legal and gives a learned constant, so a guide built on
+it returns a prior-like answer.
+
+References:
+    [1] Zaheer et al., "Deep Sets", NeurIPS 2017.
+    [2] Lee et al., "Set Transformer", ICML 2019 (pooling by multihead attention).
+    [3] Edwards & Storkey, "Towards a Neural Statistician", ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ppl_fewshot.nn.conv import MLP
+
+
+def masked_mean(h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean of ``h[..., B, T, D]`` over the items where ``mask[B, T]`` is True.
+
+    Returns ``(mean [..., B, D], count [B, 1])``; the mean of an empty set is zero.
+    """
+    m = mask.to(h.dtype).unsqueeze(-1)  # [B, T, 1]
+    n = m.sum(-2)  # [B, 1]
+    return (h * m).sum(-2) / n.clamp(min=1.0), n
+
+
+class SetEncoder(nn.Module):
+    """``phi`` per item, masked pooling, ``rho`` after pooling: ``rho(pool(phi(h)), log(1+n))``.
+
+    Args:
+        in_dim: per-item feature size.
+        out_dim: per-set output size.
+        hidden: width of the item and post-pooling networks.
+        pooling: ``"mean"`` (DeepSets / Neural Statistician) or ``"attention"``
+            (a learned query attends over the items, Set Transformer's PMA with one seed).
+        num_heads: heads for attention pooling.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: int = 256,
+        pooling: str = "mean",
+        num_heads: int = 4,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"unknown pooling {pooling!r}; use 'mean' or 'attention'")
+        if pooling == "attention" and hidden % num_heads:
+            raise ValueError("hidden must be divisible by num_heads")
+        self.pooling = pooling
+        self.num_heads = num_heads
+        self.phi = MLP(in_dim, [hidden], hidden)
+        self.rho = MLP(hidden + 1, [hidden], out_dim)
+        if pooling == "attention":
+            self.query = nn.Parameter(torch.randn(hidden) / math.sqrt(hidden))
+            self.key = nn.Linear(hidden, hidden)
+        self.empty = nn.Parameter(torch.zeros(hidden))
+
+    def pool(self, e: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Pool item embeddings ``e[..., B, T, H]`` to ``[..., B, H]``; also return counts."""
+        if self.pooling == "mean":
+            pooled, n = masked_mean(e, mask)
+        else:
+            H, nh = e.shape[-1], self.num_heads
+            k = self.key(e).reshape(*e.shape[:-1], nh, H // nh)  # [..., B, T, nh, d]
+            q = self.query.reshape(nh, H // nh)
+            logits = (k * q).sum(-1) / math.sqrt(H // nh)  # [..., B, T, nh]
+            logits = logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+            w = torch.softmax(logits, dim=-2).nan_to_num(0.0)  # empty set -> zeros
+            v = e.reshape(*e.shape[:-1], nh, H // nh)
+            pooled = (w.unsqueeze(-1) * v).sum(-3).reshape(*e.shape[:-2], H)
+            n = mask.to(e.dtype).sum(-1, keepdim=True)
+        empty = (n == 0).to(e.dtype)  # [B, 1]
+        pooled = pooled * (1 - empty) + self.empty * empty
+        return pooled, n
+
+    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        """``h[..., B, T, in_dim]``, ``mask[B, T]`` -> ``[..., B, out_dim]``."""
+        pooled, n = self.pool(self.phi(h), mask.bool())
+        size = torch.log1p(n).expand(*pooled.shape[:-1], 1)
+        return self.rho(torch.cat([pooled, size], -1))

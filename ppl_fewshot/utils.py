@@ -1,0 +1,77 @@
+"""Small helpers shared by every layer: device resolution, seeding, versions.
+
+This module sits at the bottom of the import graph (it imports only torch,
+numpy and the standard library) and holds no state.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import random
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:i"`` into a :class:`torch.device`.
+
+    ``"auto"`` (or ``None``) picks the first CUDA device when one is present and the
+    CPU otherwise. Asking for CUDA on a machine without it raises ``ValueError``
+    with a one-line message instead of failing later inside a kernel.
+    """
+    if isinstance(spec, torch.device):
+        return spec
+    if spec is None or spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:i") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} asked for, but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {spec!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy, torch and Pyro's RNGs; return a fresh seeded CPU generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:  # pyro is a runtime dependency, but keep this module importable without it
+        import pyro
+
+        pyro.set_rng_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that decide numerical results, for checkpoints and JSON."""
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    try:
+        import pyro
+
+        out["pyro"] = pyro.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    from ppl_fewshot import __version__
+
+    out["ppl_fewshot"] = __version__
+    return out
+
+
+def logmeanexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``log(mean(exp(x)))`` along ``dim``, computed stably."""
+    return torch.logsumexp(x, dim=dim) - torch.log(torch.tensor(float(x.shape[dim])))
