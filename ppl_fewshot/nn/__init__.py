@@ -6,6 +6,6 @@ that vectorized particles work without Python loops.
 """
 
 from ppl_fewshot.nn.conv import MLP, ConvDecoder, ConvEncoder
-from ppl_fewshot.nn.sets import SetEncoder, masked_mean
+from ppl_fewshot.nn.sets import SetEncoder, masked_mean, sorted_sum
 
-__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "SetEncoder", "masked_mean"]
+__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "SetEncoder", "masked_mean", "sorted_sum"]

@@ -23,14 +23,24 @@ from torch import Tensor, nn
 from ppl_fewshot.nn.conv import MLP
 
 
+def sorted_sum(t: Tensor, dim: int) -> Tensor:
+    """Sum along ``dim`` after sorting it, so the result is bit-for-bit independent of order.
+
+    A plain float sum depends on the order of its terms in the last bits; summing each
+    feature's values in sorted order makes set pooling exactly permutation invariant.
+    """
+    return torch.sort(t, dim=dim).values.sum(dim)
+
+
 def masked_mean(h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Mean of ``h[..., B, T, D]`` over the items where ``mask[B, T]`` is True.
 
     Returns ``(mean [..., B, D], count [B, 1])``; the mean of an empty set is zero.
+    Exactly invariant to the order of the items (see :func:`sorted_sum`).
     """
     m = mask.to(h.dtype).unsqueeze(-1)  # [B, T, 1]
     n = m.sum(-2)  # [B, 1]
-    return (h * m).sum(-2) / n.clamp(min=1.0), n
+    return sorted_sum(h * m, -2) / n.clamp(min=1.0), n
 
 
 class SetEncoder(nn.Module):
@@ -77,9 +87,11 @@ class SetEncoder(nn.Module):
             q = self.query.reshape(nh, H // nh)
             logits = (k * q).sum(-1) / math.sqrt(H // nh)  # [..., B, T, nh]
             logits = logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
-            w = torch.softmax(logits, dim=-2).nan_to_num(0.0)  # empty set -> zeros
+            top = logits.amax(-2, keepdim=True).clamp(min=-1e30)  # finite for empty sets
+            ex = torch.exp(logits - top)  # order-free softmax: sorted sums only
+            w = ex / sorted_sum(ex, -2).unsqueeze(-2).clamp(min=1e-30)
             v = e.reshape(*e.shape[:-1], nh, H // nh)
-            pooled = (w.unsqueeze(-1) * v).sum(-3).reshape(*e.shape[:-2], H)
+            pooled = sorted_sum(w.unsqueeze(-1) * v, -3).reshape(*e.shape[:-2], H)
             n = mask.to(e.dtype).sum(-1, keepdim=True)
         empty = (n == 0).to(e.dtype)  # [B, 1]
         pooled = pooled * (1 - empty) + self.empty * empty
