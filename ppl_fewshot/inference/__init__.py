@@ -1,0 +1,39 @@
+"""Objectives, the training loop, checkpoints and evaluation estimators.
+
+May import :mod:`ppl_fewshot.models` and :mod:`ppl_fewshot.data`; no matplotlib, no arviz.
+"""
+
+from ppl_fewshot.inference.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from ppl_fewshot.inference.evaluate import (
+    SHOTS,
+    conditional_nll,
+    log_marginal,
+    markdown_header,
+    markdown_row,
+    nll_table,
+)
+from ppl_fewshot.inference.objectives import ELBOLoss, LatentScale
+from ppl_fewshot.inference.trainer import TrainConfig, TrainingDiverged, train
+
+__all__ = [
+    "SHOTS",
+    "CheckpointError",
+    "ELBOLoss",
+    "LatentScale",
+    "TrainConfig",
+    "TrainingDiverged",
+    "conditional_nll",
+    "load_checkpoint",
+    "log_marginal",
+    "markdown_header",
+    "markdown_row",
+    "model_from_checkpoint",
+    "nll_table",
+    "save_checkpoint",
+    "train",
+]

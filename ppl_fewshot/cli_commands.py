@@ -1,0 +1,262 @@
+"""Subcommands of the ``ppl-fewshot`` CLI (argument wiring and the work each one does)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ppl_fewshot.cli import float_list, int_list, int_or_range, key_value, nonneg_int, positive_int
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or a broken environment: reported in one line."""
+    from ppl_fewshot.data import DataError, DataNotFoundError
+    from ppl_fewshot.inference import CheckpointError, TrainingDiverged
+
+    return (CheckpointError, TrainingDiverged, DataNotFoundError, DataError, KeyError, ValueError,
+            TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+def _data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the raw data (default: $PPL_FEWSHOT_DATA, then the user cache)")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- data
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from ppl_fewshot.data import KNOWN_FILES, DataNotFoundError, resolve_data_dir, verify
+
+    root = resolve_data_dir(args.data_dir)
+    bad = 0
+    for rel in KNOWN_FILES:
+        try:
+            verify(rel, data_dir=root)
+            status = "ok"
+        except DataNotFoundError:
+            status = "missing"
+        except Exception as err:  # a checksum mismatch is reported, not raised
+            status, bad = f"BAD ({err})", bad + 1
+        print(f"{status:8s} {rel}")
+    if bad:
+        raise ValueError(f"{bad} file(s) in {root} failed verification")
+    return 0
+
+
+def cmd_data_describe(args: argparse.Namespace) -> int:
+    from ppl_fewshot.data import available_protocols, get_protocol, load_split
+
+    names = [args.protocol] if args.protocol else available_protocols()
+    for name in names:
+        proto = get_protocol(name)
+        print(f"{name}: {proto.description}")
+        for split in ("train", "test"):
+            if split == "train" and name == "mnist28":
+                continue  # a test-only protocol (mnist28)
+            ds = load_split(name, split, data_dir=args.data_dir)
+            ink = ds.images.float().div(255).mean().item()
+            print(f"  {split:5s} {ds.num_classes:5d} classes x {ds.images_per_class} images "
+                  f"{'x'.join(map(str, ds.event_shape))}, ink {ink:.3f}, "
+                  f"binarization {ds.binarization}")
+    return 0
+
+
+# -------------------------------------------------------------------------- train
+def _config_from_args(args: argparse.Namespace):
+    from ppl_fewshot.inference import TrainConfig
+
+    return TrainConfig(
+        model=args.model, model_overrides=dict(args.set or []), protocol=args.protocol,
+        steps=args.steps, batch_size=args.batch_size, set_size=args.set_size,
+        num_classes=args.classes, sampler=args.sampler, lr=args.lr, grad_clip=args.grad_clip,
+        objective=args.objective, num_particles=args.particles, kl_anneal_steps=args.kl_anneal,
+        val_classes=args.val_classes, val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every, train_classes=args.train_classes,
+        seed=args.seed, device=args.device, num_workers=args.workers, data_dir=args.data_dir,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ppl_fewshot import models
+    from ppl_fewshot.diagnostics import plot_loss_curve, save_figure
+    from ppl_fewshot.inference import TrainConfig, train
+
+    if args.model not in models.available():
+        raise KeyError(f"unknown model {args.model!r}; available: {', '.join(models.available())}")
+    config = _config_from_args(args)
+    if args.resume and (Path(args.out) / "config.json").exists():
+        saved = json.loads((Path(args.out) / "config.json").read_text())
+        config = TrainConfig.from_json({**saved, "device": args.device})
+    models.build(config.model, **config.model_overrides)  # fail early on bad settings
+    summary = train(config, args.out, resume=args.resume, progress=None if not args.quiet else False)
+    fig, _ = plot_loss_curve(Path(args.out) / "metrics.jsonl")
+    save_figure(fig, Path(args.out) / "loss.png")
+    print(json.dumps({k: summary[k] for k in ("model", "steps", "wall_time_s",
+                      "final_train_loss_nats_per_item", "final_val_loss_nats_per_item")}))
+    return 0
+
+
+# ----------------------------------------------------------------------- evaluate
+def test_bank(protocol: str, classes: int, set_size: int, episodes: int, sampler: str,
+              seed: int, data_dir: str | None):
+    """The fixed, seeded bank of test episodes, cached on disk so every model sees the same."""
+    from ppl_fewshot.data import cache_dir, episode_bank, load_bank, load_split, save_bank
+
+    path = (cache_dir() / "banks" /
+            f"{protocol}-test-C{classes}-T{set_size}-E{episodes}-{sampler}-s{seed}.pt")
+    if path.exists():
+        return load_bank(path), path
+    ds = load_split(protocol, "test", data_dir=data_dir)
+    bank = episode_bank(ds, episodes, set_size, classes, sampler=sampler, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_bank(bank, path)
+    return bank, path
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ppl_fewshot.inference import markdown_header, markdown_row, model_from_checkpoint, nll_table
+    from ppl_fewshot.inference.checkpoint import atomic_write_text
+    from ppl_fewshot.utils import resolve_device
+
+    if args.task != "nll":
+        raise ValueError(f"task {args.task!r} is not implemented yet; available: nll")
+    device = resolve_device(args.device)
+    model, state = model_from_checkpoint(args.checkpoint, device=device)
+    shots = args.shots
+    set_size = max(args.set_size, max(shots) + 1)
+    bank, bank_path = test_bank(args.protocol, args.classes, set_size, args.episodes,
+                                args.sampler, args.seed, args.data_dir)
+    t0 = time.perf_counter()
+    table = nll_table(model, bank, shots, num_particles=args.samples, progress=sys.stderr.isatty())
+    label = f"{state['model_name']} (ppl_fewshot)"
+    result = {
+        "model": state["model_name"], "label": label, "task": "nll", "protocol": args.protocol,
+        "c_test": args.classes, "episode_sampler": args.sampler, "set_size": set_size,
+        "estimator": f"importance sampling, K={args.samples} samples from the guide",
+        "checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256_file(args.checkpoint),
+        "bank": str(bank_path), "eval_wall_time_s": round(time.perf_counter() - t0, 2),
+        "training_budget": {"steps": state["step"], **state["extra"]},
+        "train_config": state["train_config"], **table,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "nll.json", json.dumps(result, indent=2))
+    csv = "shots,nll,se\n" + "".join(f"{s},{v},{e}\n" for s, v, e in
+                                      zip(table["shots"], table["nll"], table["se"]))
+    atomic_write_text(out / "nll.csv", csv)
+    md = (f"Protocol `{args.protocol}`, sampler `{args.sampler}`, {table['episodes']} episodes of "
+          f"{set_size}, {result['estimator']}; mean (standard error), nats.\n\n"
+          + markdown_header(shots) + "\n" + markdown_row(label, table, args.classes) + "\n")
+    atomic_write_text(out / "nll.md", md)
+    print(md)
+    return 0
+
+
+# ------------------------------------------------------------------------- sample
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from ppl_fewshot.diagnostics import plot_sample_grid, save_figure
+    from ppl_fewshot.inference import model_from_checkpoint
+    from ppl_fewshot.utils import seed_everything
+
+    seed_everything(args.seed)
+    model, _ = model_from_checkpoint(args.checkpoint)
+    if args.context:
+        from ppl_fewshot.data.user_images import load_image_folder
+
+        context = load_image_folder(args.context).unsqueeze(0)  # one set
+    else:
+        bank, _ = test_bank(args.protocol, 1, max(args.shots, 1), args.rows, "distinct",
+                            args.seed, args.data_dir)
+        context = bank.x[:, : args.shots]
+    with torch.no_grad():
+        samples = model.sample(context, args.num)
+    fig, _ = plot_sample_grid(context, samples, title=f"{context.shape[1]} shots -> samples")
+    print(save_figure(fig, args.out))
+    return 0
+
+
+def register_all(sub: argparse._SubParsersAction) -> None:
+    """Add every subcommand to ``sub``."""
+    from ppl_fewshot.cli_quickstart import add_quickstart
+
+    data = sub.add_parser("data", help="check and describe the datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
+    p = dsub.add_parser("verify", help="check the checksums of the raw data files")
+    _data_dir(p)
+    p.set_defaults(func=cmd_data_verify)
+    p = dsub.add_parser("describe", help="class and image counts of each protocol")
+    p.add_argument("--protocol", default=None)
+    _data_dir(p)
+    p.set_defaults(func=cmd_data_describe)
+
+    p = sub.add_parser("train", help="train a model by SVI on episodes")
+    p.add_argument("model", help="registry name, e.g. vae, gmn, ns")
+    p.add_argument("--protocol", default="gmn28")
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--batch-size", type=positive_int, default=20, help="sets per step")
+    p.add_argument("--set-size", type=int_or_range, default=10, help="items per set: N or LO-HI")
+    p.add_argument("--classes", type=int_or_range, default=1, help="classes per set (C_train)")
+    p.add_argument("--sampler", choices=("with-replacement", "distinct"), default="with-replacement")
+    p.add_argument("--lr", type=float_list, default=(1e-3,), help="phases, e.g. 1e-3,3e-4,1e-4")
+    p.add_argument("--grad-clip", type=float, default=10.0)
+    p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
+    p.add_argument("--particles", type=positive_int, default=1)
+    p.add_argument("--kl-anneal", type=nonneg_int, default=0, help="steps of linear KL warm-up")
+    p.add_argument("--val-classes", type=nonneg_int, default=50)
+    p.add_argument("--val-every", type=positive_int, default=250)
+    p.add_argument("--checkpoint-every", type=positive_int, default=500)
+    p.add_argument("--train-classes", type=nonneg_int, default=0, help="use only N classes (smoke)")
+    p.add_argument("--set", type=key_value, action="append", metavar="KEY=VALUE",
+                   help="model setting override, repeatable (e.g. --set z_dim=16)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
+    p.add_argument("--workers", type=nonneg_int, default=0, help="data loader worker processes")
+    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _data_dir(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a trained model on a fixed bank of test episodes")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--task", default="nll", help="nll")
+    p.add_argument("--protocol", default="gmn28")
+    p.add_argument("--classes", type=positive_int, default=1, help="C_test")
+    p.add_argument("--shots", type=int_list, default=(0, 1, 2, 3, 4, 5, 10, 19))
+    p.add_argument("--set-size", type=positive_int, default=20)
+    p.add_argument("--samples", type=positive_int, default=1000, help="importance samples K")
+    p.add_argument("--episodes", type=positive_int, default=659)
+    p.add_argument("--sampler", choices=("with-replacement", "distinct"), default="with-replacement")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="runs/eval")
+    _data_dir(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="draw new items given a context set")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--context", default=None, help="folder of the user's own drawings (PNG, ...)")
+    p.add_argument("--protocol", default="gmn28", help="else: test characters of this protocol")
+    p.add_argument("--shots", type=nonneg_int, default=5)
+    p.add_argument("--rows", type=positive_int, default=6)
+    p.add_argument("--num", type=positive_int, default=10, help="samples per set")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--out", default="samples.png")
+    _data_dir(p)
+    p.set_defaults(func=cmd_sample)
+
+    add_quickstart(sub)

@@ -1,0 +1,117 @@
+"""Checkpoints: weights, optimizer state, configuration and versions, written atomically.
+
+A checkpoint is a plain dictionary of tensors and strings saved with ``torch.save`` and
+read back with ``torch.load(weights_only=True)``: modules are never pickled, so a
+checkpoint can be loaded without trusting arbitrary code. Writes go to a temporary
+file in the same folder that is then renamed over the target, so a crash never
+leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ppl_fewshot.models import FewShotModel, build
+from ppl_fewshot.utils import versions
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "ppl_fewshot.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or not one of ours."""
+
+
+def atomic_write_bytes(path: str | Path, write) -> None:
+    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: FewShotModel,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    train_config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save ``model`` (by registry name + config + state_dict) and training state atomically."""
+    state = {
+        "format": FORMAT,
+        "model_name": model.name,
+        "model_config": json.dumps(model.config(), sort_keys=True),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": int(step),
+        "train_config": json.dumps(train_config or {}, sort_keys=True),
+        "versions": json.dumps(versions(), sort_keys=True),
+        "extra": json.dumps(extra or {}, sort_keys=True),
+    }
+    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+    logger.info("saved checkpoint %s (step %d)", path, step)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; JSON fields are decoded.
+
+    Raises :class:`CheckpointError` with a one-line message for a missing, truncated or
+    foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for damaged files
+        raise CheckpointError(
+            f"checkpoint {path} could not be read (truncated or not a ppl_fewshot checkpoint): "
+            f"{type(err).__name__}"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a ppl_fewshot checkpoint (format {FORMAT})")
+    for key in ("model_config", "train_config", "versions", "extra"):
+        state[key] = json.loads(state[key])
+    return state
+
+
+def model_from_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[FewShotModel, dict[str, Any]]:
+    """Rebuild the model of a checkpoint through the registry and load its weights."""
+    state = load_checkpoint(path, map_location=device)
+    config = dict(state["model_config"])
+    if "event_shape" in config:
+        config["event_shape"] = tuple(config["event_shape"])
+    try:
+        model = build(state["model_name"], **config)
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not match model code: {err}") from err
+    model.to(device)
+    model.eval()
+    return model, state

@@ -1,0 +1,105 @@
+"""Evaluation estimators: log-marginals and the conditional NLL table.
+
+The table of the seed talk (TARGETS.md, table 1) reports, for episodes of T = 20 items
+drawn from C_test test classes,
+
+    NLL(s) = - E_episodes[ log p(x_{s+1} | x_1, ..., x_s) ]     (nats, s = number of shots)
+
+estimated for each episode by importance sampling with K samples from the guide
+(:meth:`FewShotModel.conditional_log_likelihoods`), with the standard error taken from
+the spread over episodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ppl_fewshot.data.base import Episode
+from ppl_fewshot.models import FewShotModel
+
+logger = logging.getLogger(__name__)
+
+SHOTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 19)
+
+
+def log_marginal(
+    model: FewShotModel,
+    x: Tensor,
+    mask: Tensor | None = None,
+    num_particles: int = 1000,
+    chunk: int = 100,
+) -> Tensor:
+    """Importance-sampled ``log p(X)`` per set (``[B]``, nats) for any model.
+
+    ``log p(X) ~= log (1/K) sum_k p(X, h_k) / q(h_k | X)`` with ``h_k ~ q(. | X)``, the
+    particles drawn ``chunk`` at a time so that large K fits in memory.
+    """
+    return model.log_marginal(x, mask, num_particles=num_particles, chunk=chunk)
+
+
+def conditional_nll(
+    model: FewShotModel,
+    bank: Episode,
+    num_particles: int = 1000,
+    batch_size: int = 8,
+    chunk: int = 100,
+    progress: bool = False,
+) -> Tensor:
+    """``-log p(x_t | x_<t)`` for every episode and position: ``[E, T]`` in nats."""
+    device = next(model.parameters(), torch.zeros(())).device
+    model.eval()
+    rows = []
+    E = bank.x.shape[0]
+    for start in tqdm(range(0, E, batch_size), disable=not progress, desc="nll"):
+        x = bank.x[start : start + batch_size].to(device)
+        m = bank.mask[start : start + batch_size].to(device)
+        with torch.no_grad():
+            ll = model.conditional_log_likelihoods(x, m, num_particles=num_particles, chunk=chunk)
+        rows.append(-ll.cpu())
+    return torch.cat(rows, 0)
+
+
+def nll_table(
+    model: FewShotModel,
+    bank: Episode,
+    shots: tuple[int, ...] = SHOTS,
+    num_particles: int = 1000,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Mean and standard error of the conditional NLL at each number of shots.
+
+    Returns ``{"shots": [...], "nll": [...], "se": [...], "episodes": E, "num_particles": K}``.
+    """
+    T = bank.x.shape[1]
+    bad = [s for s in shots if s >= T or s < 0]
+    if bad:
+        raise ValueError(f"shots {bad} need episodes longer than T={T}")
+    nll = conditional_nll(model, bank, num_particles, batch_size, progress=progress)
+    cols = nll[:, list(shots)]
+    E = cols.shape[0]
+    se = cols.std(0, unbiased=True) / math.sqrt(E) if E > 1 else torch.full_like(cols[0], math.nan)
+    return {
+        "shots": list(shots),
+        "nll": [round(float(v), 3) for v in cols.mean(0)],
+        "se": [round(float(v), 3) for v in se],
+        "episodes": E,
+        "num_particles": num_particles,
+    }
+
+
+def markdown_row(label: str, table: dict[str, Any], c_test: int | str = "") -> str:
+    """One row in the layout of TARGETS.md table 1: ``| model | C_test | nll (se) ... |``."""
+    cells = [f"{v:.1f} ({s:.1f})" for v, s in zip(table["nll"], table["se"])]
+    return f"| {label} | {c_test} | " + " | ".join(cells) + " |"
+
+
+def markdown_header(shots: tuple[int, ...] | list[int] = SHOTS) -> str:
+    head = "| model | C_test | " + " | ".join(str(s) for s in shots) + " |"
+    return head + "\n|" + "---|" * (len(shots) + 2)

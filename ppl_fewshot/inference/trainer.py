@@ -1,0 +1,300 @@
+"""The training loop: SVI on episodes with checkpoints, validation, resume and a NaN guard.
+
+``train(config, out_dir)`` trains ``models.build(config.model, **config.model_overrides)``
+on episodes of the protocol's training classes (a few classes held out for validation)
+by minimising :class:`~ppl_fewshot.inference.objectives.ELBOLoss` with ``torch.optim.Adam``.
+
+Files written to ``out_dir`` (each atomically):
+
+- ``checkpoint.pt`` -- the latest good state (model, optimizer, step, config, versions);
+- ``config.json`` -- the :class:`TrainConfig`;
+- ``metrics.jsonl`` -- one JSON object per logged step (train loss, lr, beta, validation);
+- ``summary.json`` -- budget and final losses, written at the end.
+
+A NaN or Inf loss stops training with :class:`TrainingDiverged` naming the step; the last
+good checkpoint stays untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ppl_fewshot.data import (
+    EpisodeSampler,
+    derive_seed,
+    load_split,
+    make_loader,
+    split_validation,
+)
+from ppl_fewshot.data.base import ClassDataset
+from ppl_fewshot.inference.checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ppl_fewshot.inference.objectives import OBJECTIVES, ELBOLoss
+from ppl_fewshot.models import build
+from ppl_fewshot.utils import resolve_device, seed_everything, versions
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the message names the step and the last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved with every checkpoint).
+
+    Attributes:
+        model: registry name (``ppl_fewshot.models.available()``).
+        model_overrides: settings passed to ``models.build``.
+        protocol: data protocol (``ppl_fewshot.data.available_protocols()``).
+        steps: optimizer steps.
+        batch_size: sets per step (B).
+        set_size: items per set (T), or an inclusive range ``(lo, hi)``.
+        num_classes: classes per set (C_train), or a range.
+        sampler: ``"with-replacement"`` (GMN's) or ``"distinct"``.
+        lr: learning rates of equal-length phases, e.g. ``(1e-3, 3e-4, 1e-4)``.
+        grad_clip: max gradient norm (0 = off).
+        objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
+        kl_anneal_steps: KL weight rises linearly from 0 to 1 over this many steps.
+        val_classes: training classes held out for validation; ``val_every`` steps apart,
+            ``val_batches`` fixed batches each time.
+        checkpoint_every: steps between checkpoints (one is always written at the end).
+        train_classes: use only the first N training classes (0 = all), for smoke runs.
+        seed, device, num_workers, data_dir: as named.
+    """
+
+    model: str = "vae"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "gmn28"
+    steps: int = 1000
+    batch_size: int = 20
+    set_size: int | tuple[int, int] = 10
+    num_classes: int | tuple[int, int] = 1
+    sampler: str = "with-replacement"
+    lr: tuple[float, ...] = (1e-3,)
+    grad_clip: float = 10.0
+    objective: str = "elbo"
+    num_particles: int = 1
+    kl_anneal_steps: int = 0
+    val_classes: int = 50
+    val_every: int = 250
+    val_batches: int = 4
+    checkpoint_every: int = 500
+    log_every: int = 10
+    train_classes: int = 0
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        def pos(name: str, value: Any, zero_ok: bool = False) -> None:
+            vals = value if isinstance(value, (tuple, list)) else (value,)
+            for v in vals:
+                if not isinstance(v, (int, float)) or v < 0 or (v == 0 and not zero_ok):
+                    raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+
+        for name in ("steps", "batch_size", "set_size", "num_classes", "num_particles", "lr",
+                     "val_every", "val_batches", "checkpoint_every", "log_every"):
+            pos(name, getattr(self, name))
+        for name in ("grad_clip", "kl_anneal_steps", "val_classes", "train_classes", "num_workers"):
+            pos(name, getattr(self, name), zero_ok=True)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; use one of {OBJECTIVES}")
+        if self.sampler not in ("with-replacement", "distinct"):
+            raise ValueError(f"unknown sampler {self.sampler!r}; use with-replacement or distinct")
+        if not self.lr:
+            raise ValueError("lr needs at least one value")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        for key in ("set_size", "num_classes", "lr"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def lr_at(self, step: int) -> float:
+        """Piecewise-constant schedule: ``lr`` split into equal phases over ``steps``."""
+        phase = min(len(self.lr) - 1, step * len(self.lr) // max(self.steps, 1))
+        return float(self.lr[phase])
+
+
+def load_training_data(config: TrainConfig) -> tuple[ClassDataset, ClassDataset]:
+    """The protocol's training classes, split into (train, validation) classes."""
+    ds = load_split(config.protocol, "train", data_dir=config.data_dir)
+    if config.train_classes:
+        ds = ds.subset(list(range(min(config.train_classes, ds.num_classes))))
+    if config.val_classes:
+        if config.val_classes >= ds.num_classes:
+            raise ValueError(
+                f"val_classes={config.val_classes} leaves no training classes (of {ds.num_classes})"
+            )
+        return split_validation(ds, config.val_classes, seed=config.seed)
+    return ds, ds
+
+
+def _sampler(ds: ClassDataset, config: TrainConfig, seed: int) -> EpisodeSampler:
+    return EpisodeSampler(
+        ds, config.batch_size, config.set_size, config.num_classes, sampler=config.sampler, seed=seed
+    )
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def validation_loss(loss_fn: ELBOLoss, batches: list, device: torch.device) -> float:
+    """Mean negative ELBO per item over fixed validation batches (KL weight 1)."""
+    beta, loss_fn.beta = loss_fn.beta, 1.0
+    was_training = loss_fn.training
+    loss_fn.eval()
+    try:
+        with torch.no_grad():
+            vals = [float(loss_fn(ep.x.to(device), ep.mask.to(device))) for ep in batches]
+    finally:
+        loss_fn.beta = beta
+        loss_fn.train(was_training)
+    return sum(vals) / len(vals)
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool | None = None,
+    data: tuple[ClassDataset, ClassDataset] | None = None,
+) -> dict[str, Any]:
+    """Train ``config.model`` and write checkpoint, metrics and summary into ``out_dir``.
+
+    Args:
+        config: the run's settings.
+        out_dir: output folder; refused if it holds a checkpoint and ``resume`` is False.
+        resume: continue from ``out_dir/checkpoint.pt`` (same config required).
+        progress: show a tqdm bar (default: only when stderr is a terminal).
+        data: ``(train, validation)`` class datasets to use instead of the protocol's.
+
+    Returns:
+        The summary dictionary (also written to ``summary.json``).
+    """
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run; pass --resume or choose another --out")
+    if resume and not ckpt_path.exists():
+        raise CheckpointError(f"nothing to resume: {ckpt_path} does not exist")
+    device = resolve_device(config.device)
+    train_ds, val_ds = data if data is not None else load_training_data(config)
+    seed_everything(config.seed)  # initial weights depend on the seed only
+    model = build(config.model, **config.model_overrides)
+    loss_fn = ELBOLoss(model, config.objective, config.num_particles).to(device)
+    optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr_at(0))
+    start, wall_before = 0, 0.0
+    if resume:
+        state = load_checkpoint(ckpt_path, map_location=device)
+        if TrainConfig.from_json(state["train_config"]) != config:
+            raise ValueError(f"--resume needs the same settings as the run in {out}")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        wall_before = float(state["extra"].get("wall_time_s", 0.0))
+        logger.info("resuming %s at step %d", out, start)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config.to_json(), indent=2))
+    metrics_path = out / "metrics.jsonl"
+    val_batches = [_sampler(val_ds, config, seed=derive_seed(config.seed, 10**6 + i)).sample()
+                   for i in range(config.val_batches)]
+    sampler = _sampler(train_ds, config, seed=derive_seed(config.seed, start))
+    # Without workers every step is reseeded from (seed, step): a resumed run takes exactly
+    # the same episodes and Monte Carlo draws as an uninterrupted one.
+    it = iter(make_loader(sampler, num_workers=config.num_workers) if config.num_workers else ())
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=config.steps, initial=start, disable=not show, desc=f"train {config.model}")
+    t0, last_good, loss_val, val = time.perf_counter(), start, float("nan"), None
+    running: list[float] = []
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - t0
+
+    loss_fn.train()
+    for step in range(start, config.steps):
+        if config.num_workers:
+            ep = next(it)
+        else:
+            sampler.reseed(derive_seed(config.seed, step))
+            ep = sampler.sample()
+        seed_everything(derive_seed(config.seed, step, 1) % 2**31)
+        x, mask = ep.x.to(device, non_blocking=True), ep.mask.to(device, non_blocking=True)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(step)
+        loss_fn.beta = min(1.0, (step + 1) / config.kl_anneal_steps) if config.kl_anneal_steps else 1.0
+        loss = loss_fn(x, mask)
+        loss_val = float(loss.detach())
+        if not math.isfinite(loss_val):
+            bar.close()
+            raise TrainingDiverged(
+                f"loss became {loss_val} at step {step}; stopped. Last good checkpoint: "
+                f"{ckpt_path if ckpt_path.exists() else 'none'} (step {last_good})"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(loss_fn.parameters(), config.grad_clip)
+        optimizer.step()
+        running.append(loss_val)
+        done = step + 1
+        bar.update(1)
+        if done % config.log_every == 0 or done == config.steps:
+            rec = {"step": done, "loss": sum(running) / len(running), "lr": config.lr_at(step),
+                   "beta": loss_fn.beta, "wall_s": round(wall(), 3)}
+            running = []
+            if done % config.val_every == 0 or done == config.steps:
+                val = validation_loss(loss_fn, val_batches, device)
+                rec["val_loss"] = val
+            _append_jsonl(metrics_path, rec)
+            bar.set_postfix(loss=f"{rec['loss']:.2f}")
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            save_checkpoint(ckpt_path, model, optimizer, done, config.to_json(),
+                            {"wall_time_s": wall(), "device": str(device)})
+            last_good = done
+    bar.close()
+    if val is None:
+        val = validation_loss(loss_fn, val_batches, device)
+    summary = {
+        "model": config.model,
+        "model_config": model.config(),
+        "protocol": config.protocol,
+        "steps": config.steps,
+        "episodes_per_step": config.batch_size,
+        "final_train_loss_nats_per_item": loss_val,
+        "final_val_loss_nats_per_item": val,
+        "wall_time_s": round(wall(), 2),
+        "device": str(device),
+        "train_classes": train_ds.num_classes,
+        "val_classes": val_ds.num_classes,
+        "versions": versions(),
+        "config": config.to_json(),
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
+

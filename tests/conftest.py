@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny synthetic class datasets and the real data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ppl_fewshot.data.base import ClassDataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PPL_FEWSHOT_DATA", REPO.parent / "shared" / "data"))
+
+
+def make_prototype_classes(num_classes: int = 12, per_class: int = 10, flip: float = 0.03,
+                           seed: int = 0, size: int = 28) -> ClassDataset:
+    """Classes = random blobs of ink; items = the blob with a few pixels flipped."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.zeros(num_classes, 1, size, size)
+    for c in range(num_classes):
+        for _ in range(3):  # three rectangles of ink per class
+            y, x = torch.randint(2, size - 10, (2,), generator=g).tolist()
+            h, w = torch.randint(3, 8, (2,), generator=g).tolist()
+            protos[c, 0, y : y + h, x : x + w] = 1.0
+    noise = torch.rand(num_classes, per_class, 1, size, size, generator=g) < flip
+    imgs = (protos.unsqueeze(1).expand_as(noise).bool() ^ noise).to(torch.uint8) * 255
+    return ClassDataset(imgs, [f"synthetic/c{c:02d}" for c in range(num_classes)], "fixed", "proto")
+
+
+@pytest.fixture
+def proto_data() -> ClassDataset:
+    return make_prototype_classes()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """No downloads; caches (preprocessed data, episode banks) go to a per-session temp folder."""
+    monkeypatch.setenv("PPL_FEWSHOT_OFFLINE", "1")  # nothing may download during tests
+    if "PPL_FEWSHOT_CACHE" not in os.environ:
+        monkeypatch.setenv("PPL_FEWSHOT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def shared_data(monkeypatch) -> Path:
+    if not (SHARED_DATA / "gmn" / "train_small.npz").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    monkeypatch.setenv("PPL_FEWSHOT_DATA", str(SHARED_DATA))
+    return SHARED_DATA

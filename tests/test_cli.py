@@ -1,0 +1,129 @@
+"""The command line: every error path gives one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ppl_fewshot.cli import main
+from ppl_fewshot.inference import TrainConfig, train
+from tests.conftest import make_prototype_classes
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ppl-fewshot: error:") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ck") / "run"
+    data = (make_prototype_classes(6, 10), make_prototype_classes(2, 10, seed=3))
+    cfg = TrainConfig(model="vae-small", protocol="synthetic", steps=3, batch_size=2, set_size=2,
+                      val_batches=1, checkpoint_every=3, device="cpu")
+    train(cfg, out, data=data, progress=False)
+    return out / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "no-such-model", "--out", "X"], "unknown model"),
+    (["train", "vae", "--protocol", "no-such-protocol", "--steps", "1"], "no-such-protocol"),
+    (["train", "vae", "--steps", "-3"], "positive"),
+    (["train", "vae", "--set-size", "5-2"], "LO > HI"),
+    (["train", "vae", "--set", "nonsense=1", "--steps", "1"], "no setting"),
+    (["data", "describe", "--protocol", "gmn28", "--data-dir", "/nonexistent/dir"], "PPL_FEWSHOT_DATA"),
+    (["evaluate", "--checkpoint", "/nonexistent.pt"], "does not exist"),
+    (["evaluate", "--checkpoint", "x.pt", "--samples", "0"], "positive"),
+    (["sample", "--checkpoint", "/nonexistent.pt"], "does not exist"),
+])
+def test_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if any(a.startswith("-3") or a in ("5-2", "0") for a in argv) \
+            else _NoRaise() as ctx:
+        code, _, err = run(argv, capsys)
+    if ctx is not None and getattr(ctx, "value", None) is not None:
+        code = ctx.value.code
+        err = capsys.readouterr().err
+    assert code == 2
+    assert needle in one_line_error(err)
+    assert not any(tmp_path.iterdir()), "nothing may be written on error"
+
+
+class _NoRaise:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_truncated_checkpoint_and_corrupt_zip(capsys, tmp_path, checkpoint) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(checkpoint.read_bytes()[:1000])
+    code, _, err = run(["evaluate", "--checkpoint", str(bad), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "truncated" in one_line_error(err)
+    assert not (tmp_path / "o").exists()
+    d = tmp_path / "data" / "omniglot"
+    d.mkdir(parents=True)
+    (d / "images_background.zip").write_bytes(b"PK\x03\x04 this is not a zip" * 100)
+    (d / "images_evaluation.zip").write_bytes(b"garbage")
+    code, _, err = run(["data", "describe", "--protocol", "lake28", "--data-dir",
+                        str(tmp_path / "data")], capsys)
+    assert code == 2
+    one_line_error(err)
+
+
+def test_sample_from_user_drawings(capsys, tmp_path, checkpoint) -> None:
+    from PIL import Image, ImageDraw
+
+    ctx = tmp_path / "mine"
+    ctx.mkdir()
+    for i in range(3):
+        im = Image.new("L", (105, 105), 255)
+        ImageDraw.Draw(im).line([(20, 20 + 10 * i), (80, 80)], fill=0, width=8)
+        im.save(ctx / f"{i}.png")
+    out = tmp_path / "s.png"
+    code, _, _ = run(["sample", "--checkpoint", str(checkpoint), "--context", str(ctx),
+                      "--num", "4", "--out", str(out)], capsys)
+    assert code == 0 and out.stat().st_size > 1000
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(["sample", "--checkpoint", str(checkpoint), "--context", str(empty)], capsys)
+    assert code == 2 and "no images" in one_line_error(err)
+
+
+def test_evaluate_on_real_data_writes_tables(capsys, tmp_path, checkpoint, shared_data) -> None:
+    out = tmp_path / "eval"
+    code, stdout, _ = run(["evaluate", "--checkpoint", str(checkpoint), "--episodes", "3",
+                           "--samples", "5", "--shots", "0,1,4", "--set-size", "5",
+                           "--out", str(out)], capsys)
+    assert code == 0, stdout
+    res = json.loads((out / "nll.json").read_text())
+    assert res["shots"] == [0, 1, 4] and res["episodes"] == 3 and len(res["nll"]) == 3
+    assert res["protocol"] == "gmn28" and res["label"].endswith("(ppl_fewshot)")
+    assert "K=5" in res["estimator"] and len(res["checkpoint_sha256"]) == 64
+    assert (out / "nll.md").read_text().count("|") > 10 and (out / "nll.csv").exists()
+
+
+def test_help_of_every_command() -> None:
+    for cmd in ([], ["data"], ["train"], ["evaluate"], ["sample"], ["quickstart"]):
+        r = subprocess.run([sys.executable, "-m", "ppl_fewshot.cli", *cmd, "--help"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "usage" in r.stdout, (cmd, r.stderr)
+
+
+def test_console_script_error_has_no_traceback(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "ppl_fewshot.cli", "train", "nope"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown model" in r.stderr

@@ -1,0 +1,116 @@
+"""The training engine: files, exact resume, NaN guard, atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ppl_fewshot.inference import (
+    CheckpointError,
+    TrainConfig,
+    TrainingDiverged,
+    load_checkpoint,
+    model_from_checkpoint,
+    train,
+)
+from ppl_fewshot.inference import trainer as trainer_mod
+from tests.conftest import make_prototype_classes
+
+DATA = (make_prototype_classes(10, 10, seed=1), make_prototype_classes(3, 10, seed=2))
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(model="vae-small", protocol="synthetic", steps=20, batch_size=4, set_size=3,
+                val_every=10, val_batches=1, checkpoint_every=10, log_every=5, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_writes_everything(tmp_path) -> None:
+    summary = train(cfg(), tmp_path / "run", data=DATA, progress=False)
+    run = tmp_path / "run"
+    for name in ("checkpoint.pt", "config.json", "metrics.jsonl", "summary.json"):
+        assert (run / name).exists(), name
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [5, 10, 15, 20]
+    assert "val_loss" in recs[1] and "val_loss" in recs[3]
+    assert summary["steps"] == 20 and summary["final_val_loss_nats_per_item"] > 0
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 20 and TrainConfig.from_json(state["train_config"]) == cfg()
+    model, _ = model_from_checkpoint(run / "checkpoint.pt")
+    assert model.name == "vae-small"
+
+
+def test_refuses_to_overwrite_and_to_resume_nothing(tmp_path) -> None:
+    train(cfg(steps=5, checkpoint_every=5), tmp_path / "r", data=DATA, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg(steps=5, checkpoint_every=5), tmp_path / "r", data=DATA, progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(cfg(), tmp_path / "empty", resume=True, data=DATA, progress=False)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
+    full = train(cfg(), tmp_path / "full", data=DATA, progress=False)
+    real_save = trainer_mod.save_checkpoint
+
+    def crash_after_first(path, model, opt, step, *a, **k):
+        real_save(path, model, opt, step, *a, **k)
+        if step == 10:
+            raise KeyboardInterrupt  # the machine dies right after the step-10 checkpoint
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(), tmp_path / "cut", data=DATA, progress=False)
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 10
+    resumed = train(cfg(), tmp_path / "cut", resume=True, data=DATA, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state_dict"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert resumed["final_train_loss_nats_per_item"] == pytest.approx(
+        full["final_train_loss_nats_per_item"], rel=1e-5)
+    with pytest.raises(ValueError, match="same settings"):
+        train(cfg(steps=30), tmp_path / "cut", resume=True, data=DATA, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
+    real_forward = trainer_mod.ELBOLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, x, mask=None):
+        calls["n"] += 1
+        loss = real_forward(self, x, mask)
+        return loss * float("nan") if calls["n"] == 13 else loss
+
+    monkeypatch.setattr(trainer_mod.ELBOLoss, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="at step 1[0-9].*step 10"):
+        train(cfg(val_every=100), tmp_path / "r", data=DATA, progress=False)
+    state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert state["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
+    train(cfg(steps=5, checkpoint_every=5), tmp_path / "r", data=DATA, progress=False)
+    blob = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("kw", [{"steps": 0}, {"batch_size": -1}, {"set_size": (3, 0)},
+                                {"lr": ()}, {"objective": "x"}, {"sampler": "x"}])
+def test_bad_config(kw) -> None:
+    with pytest.raises(ValueError):
+        cfg(**kw)
+
+
+def test_lr_schedule_phases() -> None:
+    c = cfg(steps=90, lr=(1e-3, 3e-4, 1e-4))
+    assert [c.lr_at(s) for s in (0, 29, 30, 59, 60, 89)] == [1e-3, 1e-3, 3e-4, 3e-4, 1e-4, 1e-4]
