@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="ppl-fewshot", description="Few-shot generative models in Pyro.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for torch (default: torch's choice)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     register_all(sub)
     return p
@@ -104,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     from ppl_fewshot.cli_commands import known_errors
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     try:
         return int(args.func(args) or 0)

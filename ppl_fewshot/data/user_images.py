@@ -9,15 +9,17 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from ppl_fewshot.data.omniglot import area_weights
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def load_image_folder(folder: str | Path, size: int = 28, max_images: int = 64) -> Tensor:
     """Load every image in ``folder`` (sorted by name) as ``[N, 1, size, size]`` floats, ink = 1.
 
-    Images are converted to grey, area-downsampled to ``size`` x ``size`` and inverted when
-    their background is light (most pixels bright), then thresholded at 0.5, matching the
-    binary Omniglot protocols. Raises ``FileNotFoundError``/``ValueError`` with one clear line
+    Images are converted to grey, inverted when their background is light (ink = 1),
+    padded to a square, area-downsampled to ``size`` x ``size`` with the exact area weights
+    of the ``lake28`` protocol and thresholded at 0.5, as that protocol does. Raises ``FileNotFoundError``/``ValueError`` with one clear line
     for a missing folder, an empty folder or an unreadable file.
     """
     folder = Path(folder)
@@ -32,11 +34,15 @@ def load_image_folder(folder: str | Path, size: int = 28, max_images: int = 64) 
     for f in files:
         try:
             with Image.open(f) as im:
-                g = im.convert("L").resize((size, size), Image.Resampling.BOX)
+                a = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"cannot read image {f}: {err}") from err
-        a = np.asarray(g, dtype=np.float32) / 255.0
         if a.mean() > 0.5:  # light background: ink is dark
             a = 1.0 - a
-        out.append(torch.from_numpy((a >= 0.5).astype(np.float32)))
+        side = max(a.shape)
+        sq = np.zeros((side, side))
+        top, left = (side - a.shape[0]) // 2, (side - a.shape[1]) // 2
+        sq[top : top + a.shape[0], left : left + a.shape[1]] = a
+        w = area_weights(side, size)
+        out.append(torch.from_numpy((w @ sq @ w.T >= 0.5).astype(np.float32)))
     return torch.stack(out).unsqueeze(1)
