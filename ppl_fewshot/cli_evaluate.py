@@ -1,4 +1,20 @@
-"""``ppl-fewshot evaluate``: score trained models on fixed, seeded banks of test episodes."""
+"""``ppl-fewshot evaluate`` and ``ppl-fewshot report``: one evaluation protocol for every model.
+
+``evaluate`` scores one model on fixed, seeded test data and writes ``<task>.json``,
+``<task>.csv`` and ``<task>.md`` into ``--out``:
+
+* ``--task nll``: the conditional NLL table (TARGETS.md table 1) on a cached episode bank;
+* ``--task classify``: N-way K-shot classification (TARGETS.md table 2);
+* ``--task transfer``: both on ``mnist28`` (TARGETS.md table 3 and the NS paper's
+  Omniglot -> MNIST 10-way numbers), C_test = 1 and 10-way by default.
+
+The model comes from ``--checkpoint`` or, for the checkpoint-free baseline
+``--model pixel-beta-bernoulli``, is fitted by empirical Bayes on the train split of
+``--train-protocol`` (saved as a checkpoint in ``--out``, so the numbers can be
+reproduced). Every argument is checked before anything is written.
+
+``report`` gathers result JSONs into one markdown page beside the published numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +23,86 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ppl_fewshot.cli import int_list, nonneg_int, positive_int
 from ppl_fewshot.cli_commands import sha256_file
 
+TASKS = ("nll", "classify", "transfer")
+FREE_MODELS = ("pixel-beta-bernoulli",)  # models evaluated without a checkpoint
+
+
+def _task(text: str) -> str:
+    if text not in TASKS:
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; available: {', '.join(TASKS)}")
+    return text
+
+
+def _positive_list(text: str) -> tuple[int, ...]:
+    vals = tuple(positive_int(t) for t in text.split(",") if t)
+    if not vals:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of positive integers")
+    return vals
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    from ppl_fewshot.inference.classify import METHODS
+
+    if text == "auto":
+        return ()
+    vals = tuple(t for t in text.split(",") if t)
+    bad = [v for v in vals if v not in METHODS]
+    if bad or not vals:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {bad or text!r}; available: "
+                                         f"{', '.join(METHODS)} or auto")
+    return vals
+
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a trained model on a fixed bank of test episodes")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--task", default="nll", help="nll")
-    p.add_argument("--protocol", default="gmn28")
-    p.add_argument("--classes", type=positive_int, default=1, help="C_test")
+    """Register ``evaluate`` and ``report`` (``report`` lives here until cli_commands adds it)."""
+    p = sub.add_parser("evaluate", help="score a model on fixed, seeded test episodes and tasks")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint written by train")
+    p.add_argument("--model", default=None,
+                   help=f"instead of a checkpoint: {', '.join(FREE_MODELS)} (fitted on the fly)")
+    p.add_argument("--task", type=_task, default="nll", help="nll, classify or transfer")
+    p.add_argument("--protocol", default=None, help="test protocol (default gmn28; transfer: "
+                                                     "mnist28)")
+    p.add_argument("--train-protocol", default=None,
+                   help="where --model baselines are fitted (default: --protocol, gmn28 for "
+                        "mnist28)")
+    p.add_argument("--classes", type=positive_int, default=1, help="C_test of the NLL table")
     p.add_argument("--shots", type=int_list, default=(0, 1, 2, 3, 4, 5, 10, 19))
     p.add_argument("--set-size", type=positive_int, default=20)
-    p.add_argument("--samples", type=positive_int, default=1000, help="importance samples K")
+    p.add_argument("--samples", type=positive_int, default=1000,
+                   help="importance samples K of the NLL table")
     p.add_argument("--episodes", type=positive_int, default=659)
     p.add_argument("--sampler", choices=("with-replacement", "distinct"), default="with-replacement")
+    p.add_argument("--ways", type=_positive_list, default=None,
+                   help="N of N-way classification (default 5,20; transfer: 10)")
+    p.add_argument("--k-shots", type=_positive_list, default=(1, 5), help="K of K-shot")
+    p.add_argument("--methods", type=_methods, default=(),
+                   help="likelihood,cosine,min-kl or auto (all the model supports)")
+    p.add_argument("--tasks", type=positive_int, default=1000, help="classification tasks each")
+    p.add_argument("--queries", type=positive_int, default=1, help="queries per class and task")
+    p.add_argument("--classify-samples", type=positive_int, default=50,
+                   help="importance samples K of likelihood classification")
+    p.add_argument("--fit-steps", type=positive_int, default=500,
+                   help="empirical-Bayes steps of --model pixel-beta-bernoulli")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("report", help="gather evaluation results into one markdown page")
+    p.add_argument("--results", nargs="+", required=True, help="folders (or files) of result JSON")
+    p.add_argument("--out", default="docs/results.md")
+    p.add_argument("--no-plot", action="store_true", help="skip the NLL-vs-shots figure")
+    p.set_defaults(func=cmd_report)
 
 
 def test_bank(protocol: str, classes: int, set_size: int, episodes: int, sampler: str,
-              seed: int, data_dir: str | None):
+              seed: int, data_dir: str | None, dataset=None):
     """The fixed, seeded bank of test episodes, cached on disk so every model sees the same."""
     from ppl_fewshot.data import cache_dir, episode_bank, load_bank, load_split, save_bank
 
@@ -40,54 +110,204 @@ def test_bank(protocol: str, classes: int, set_size: int, episodes: int, sampler
             f"{protocol}-test-C{classes}-T{set_size}-E{episodes}-{sampler}-s{seed}.pt")
     if path.exists():
         return load_bank(path), path
-    ds = load_split(protocol, "test", data_dir=data_dir)
+    ds = dataset if dataset is not None else load_split(protocol, "test", data_dir=data_dir)
     bank = episode_bank(ds, episodes, set_size, classes, sampler=sampler, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_bank(bank, path)
     return bank, path
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ppl_fewshot.inference import (
-        markdown_header,
-        markdown_row,
-        model_from_checkpoint,
-        nll_table,
-    )
-    from ppl_fewshot.inference.checkpoint import atomic_write_text
-    from ppl_fewshot.utils import resolve_device
+# ----------------------------------------------------------------------- the model
+def _load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any], Any]:
+    """``(model, provenance, fit)``: from ``--checkpoint``, or a free baseline to fit later."""
+    from ppl_fewshot import models
+    from ppl_fewshot.inference import model_from_checkpoint
 
-    if args.task != "nll":
-        raise ValueError(f"task {args.task!r} is not implemented yet; available: nll")
-    device = resolve_device(args.device)
-    model, state = model_from_checkpoint(args.checkpoint, device=device)
-    shots = args.shots
-    set_size = max(args.set_size, max(shots) + 1)
-    bank, bank_path = test_bank(args.protocol, args.classes, set_size, args.episodes,
-                                args.sampler, args.seed, args.data_dir)
+    if (args.checkpoint is None) == (args.model is None):
+        raise ValueError("give exactly one of --checkpoint CK or --model NAME "
+                         f"(checkpoint-free models: {', '.join(FREE_MODELS)})")
+    if args.checkpoint is not None:
+        model, state = model_from_checkpoint(args.checkpoint, device=device)
+        extra = state["extra"]
+        budget = {"steps": state["step"], "wall_time_s": extra.get("wall_time_s"),
+                  "device": extra.get("device"), **extra}
+        return model, {"checkpoint": str(args.checkpoint),
+                       "checkpoint_sha256": sha256_file(args.checkpoint),
+                       "training_budget": budget, "train_config": state["train_config"]}, None
+    if args.model not in FREE_MODELS:
+        raise ValueError(f"model {args.model!r} needs a trained --checkpoint; without one only "
+                         f"{', '.join(FREE_MODELS)} can be evaluated")
+    if args.model not in models.available():
+        raise KeyError(f"model {args.model!r} is not available in this installation")
+    return models.build(args.model).to(device), {}, "empirical-bayes"
+
+
+def _fit_free_model(model, args: argparse.Namespace, train_ds, out: Path) -> dict[str, Any]:
+    """Empirical Bayes on the train classes; the fitted model is saved as a checkpoint."""
+    from ppl_fewshot.inference import save_checkpoint
+
     t0 = time.perf_counter()
-    table = nll_table(model, bank, shots, num_particles=args.samples, progress=sys.stderr.isatty())
-    label = f"{state['model_name']} (ppl_fewshot)"
-    result = {
-        "model": state["model_name"], "label": label, "task": "nll", "protocol": args.protocol,
-        "c_test": args.classes, "episode_sampler": args.sampler, "set_size": set_size,
-        "estimator": f"importance sampling, K={args.samples} samples from the guide",
-        "checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256_file(args.checkpoint),
-        "bank": str(bank_path), "eval_wall_time_s": round(time.perf_counter() - t0, 2),
-        "training_budget": {"steps": state["step"], **state["extra"]},
-        "train_config": state["train_config"], **table,
-    }
+    dev = next(model.parameters()).device
+    images = train_ds.to_float(train_ds.images).to(dev)
+    losses = model.fit_empirical_bayes(images, num_steps=args.fit_steps)
+    wall = round(time.perf_counter() - t0, 2)
+    ck = out / f"{args.model}.pt"
+    budget = {"steps": args.fit_steps, "wall_time_s": wall, "device": str(dev),
+              "fit": f"empirical Bayes (type-II ML) on {train_ds.name}, "
+                     f"{train_ds.num_classes} classes", "final_loss_nats_per_image":
+                  round(losses[-1], 4)}
+    save_checkpoint(ck, model, step=args.fit_steps, extra=budget)
+    return {"checkpoint": str(ck), "checkpoint_sha256": sha256_file(ck),
+            "training_budget": budget, "train_config": {"protocol": train_ds.name}}
+
+
+# ----------------------------------------------------------------------- the work
+def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
+    """Check every argument against the model and data; nothing is written before this."""
+    from ppl_fewshot.inference.classify import applicable_methods, check_method
+
+    plan: dict[str, Any] = {"nll": args.task in ("nll", "transfer"),
+                            "classify": args.task in ("classify", "transfer")}
+    if plan["nll"]:
+        if not args.shots:
+            raise ValueError("--shots needs at least one number of shots")
+        plan["set_size"] = max(args.set_size, max(args.shots) + 1)
+        if args.classes > test_ds.num_classes:
+            raise ValueError(f"--classes {args.classes} exceeds the {test_ds.num_classes} test "
+                             f"classes of {args.protocol}")
+    if plan["classify"]:
+        ways = args.ways or ((10,) if args.task == "transfer" else (5, 20))
+        methods = args.methods or tuple(applicable_methods(model))
+        for m in methods:
+            check_method(model, m)
+        for n in ways:
+            if n > test_ds.num_classes:
+                raise ValueError(f"{n}-way classification needs {n} classes, but {args.protocol} "
+                                 f"has {test_ds.num_classes} test classes")
+        for k in args.k_shots:
+            if k + args.queries > test_ds.images_per_class:
+                raise ValueError(f"{k}-shot tasks with {args.queries} query per class need "
+                                 f"{k + args.queries} drawings per class; {args.protocol} has "
+                                 f"{test_ds.images_per_class}")
+        plan.update(ways=ways, methods=methods)
+    return plan
+
+
+def _nll(model, args, plan, test_ds) -> dict[str, Any]:
+    from ppl_fewshot.inference import nll_table
+
+    bank, bank_path = test_bank(args.protocol, args.classes, plan["set_size"], args.episodes,
+                                args.sampler, args.seed, args.data_dir, dataset=test_ds)
+    exact = getattr(model, "exact_log_evidence", None) is not None and model.name in FREE_MODELS
+    est = ("exact chain rule log p(x_t | x_<t)" if exact else
+           f"importance sampling, K={args.samples} samples from the guide")
+    t0 = time.perf_counter()
+    table = nll_table(model, bank, args.shots, num_particles=args.samples,
+                      progress=sys.stderr.isatty())
+    return {"c_test": args.classes, "episode_sampler": args.sampler,
+            "set_size": plan["set_size"], "estimator": est, "bank": str(bank_path),
+            "eval_wall_time_s": round(time.perf_counter() - t0, 2), **table}
+
+
+def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
+    from ppl_fewshot.inference.classify import classify, make_tasks
+
+    rows = []
+    exact = hasattr(model, "exact_log_predictive")
+    for n in plan["ways"]:
+        for k in args.k_shots:
+            tasks = make_tasks(test_ds, args.tasks, n, k, args.queries, seed=args.seed)
+            for m in plan["methods"]:
+                t0 = time.perf_counter()
+                r = classify(model, tasks, m, num_particles=args.classify_samples, exact=exact,
+                             seed=args.seed, progress=sys.stderr.isatty())
+                rows.append({**r, "eval_wall_time_s": round(time.perf_counter() - t0, 2)})
+    return rows
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ppl_fewshot.data import get_protocol, load_split
+    from ppl_fewshot.inference.checkpoint import atomic_write_text
+    from ppl_fewshot.inference.report import classification_markdown, nll_markdown
+    from ppl_fewshot.utils import resolve_device, versions
+
+    args.protocol = args.protocol or ("mnist28" if args.task == "transfer" else "gmn28")
+    proto = get_protocol(args.protocol)
+    device = resolve_device(args.device)
+    model, prov, fit = _load_model(args, device)
+    test_ds = load_split(proto.name, "test", data_dir=args.data_dir)
+    plan = _plan(args, model, test_ds)
+    train_ds = None
+    if fit is not None:
+        tp = args.train_protocol or ("gmn28" if proto.name == "mnist28" else proto.name)
+        train_ds = load_split(tp, "train", data_dir=args.data_dir)
+    # ---- every check passed: from here on we write
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "nll.json", json.dumps(result, indent=2))
-    csv = "shots,nll,se\n" + "".join(f"{s},{v},{e}\n" for s, v, e in
-                                      zip(table["shots"], table["nll"], table["se"]))
-    atomic_write_text(out / "nll.csv", csv)
-    md = (f"Protocol `{args.protocol}`, sampler `{args.sampler}`, {table['episodes']} episodes of "
-          f"{set_size}, {result['estimator']}; mean (standard error), nats.\n\n"
-          + markdown_header(shots) + "\n" + markdown_row(label, table, args.classes) + "\n")
-    atomic_write_text(out / "nll.md", md)
-    print(md)
+    if train_ds is not None:
+        prov = _fit_free_model(model, args, train_ds, out)
+    model.eval()
+    label = f"{model.name} (ppl_fewshot)"
+    result: dict[str, Any] = {
+        "model": model.name, "label": label, "task": args.task, "protocol": proto.name,
+        "protocol_info": proto.to_dict(), "seed": args.seed, "device": str(device),
+        "versions": versions(), **prov,
+    }
+    md = [f"Protocol `{proto.name}` ({proto.description}); model `{label}`; budget: "
+          f"{_budget_text(result.get('training_budget', {}))}; checkpoint sha256 "
+          f"`{str(result.get('checkpoint_sha256'))[:16]}...`.\n"]
+    csv = []
+    if plan["nll"]:
+        nll = _nll(model, args, plan, test_ds)
+        if args.task == "nll":  # flat layout (kept for existing readers of nll.json)
+            result.update(nll)
+        else:
+            result["nll"] = nll
+        md.append(f"Conditional NLL: sampler `{nll['episode_sampler']}`, {nll['episodes']} "
+                  f"episodes of {nll['set_size']}, {nll['estimator']}; mean (standard error), "
+                  f"nats.\n\n" + nll_markdown([(label, nll)]) + "\n")
+        csv.append("kind,c_test,shots,nll,se\n" + "".join(
+            f"nll,{args.classes},{s},{v},{e}\n"
+            for s, v, e in zip(nll["shots"], nll["nll"], nll["se"])))
+    if plan["classify"]:
+        rows = _classify(model, args, plan, test_ds)
+        result["classification"] = rows
+        md.append(f"Few-shot classification on `{proto.name}`: {args.tasks} seeded tasks per "
+                  f"setting, {args.queries} query per class; accuracy % [95% Wilson interval].\n\n"
+                  + classification_markdown([(label, rows)]) + "\n")
+        csv.append("kind,method,ways,shots,accuracy,ci_low,ci_high,estimator\n" + "".join(
+            f"classify,{r['method']},{r['ways']},{r['shots']},{r['accuracy']},{r['ci95'][0]},"
+            f"{r['ci95'][1]},\"{r['estimator']}\"\n" for r in rows))
+    atomic_write_text(out / f"{args.task}.json", json.dumps(result, indent=2))
+    atomic_write_text(out / f"{args.task}.csv", "\n".join(csv))
+    text = "\n".join(md)
+    atomic_write_text(out / f"{args.task}.md", text)
+    print(text)
     return 0
 
 
+def _budget_text(b: dict[str, Any]) -> str:
+    if not b:
+        return "unknown"
+    wall = b.get("wall_time_s")
+    wall = f"{float(wall):.0f} s" if isinstance(wall, (int, float)) else "?"
+    return f"{b.get('steps', '?')} steps, {wall}, {b.get('device') or '?'}"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ppl_fewshot.inference.checkpoint import atomic_write_text
+    from ppl_fewshot.inference.report import collect_results, nll_curves, render_report
+
+    results = collect_results(args.results)
+    out = Path(args.out)
+    plot = None
+    curves = nll_curves(results)
+    if curves and not args.no_plot:
+        from ppl_fewshot.diagnostics import plot_nll_curves, save_figure
+
+        fig, _ = plot_nll_curves(curves)
+        plot = save_figure(fig, out.with_suffix(".png"))
+    text = render_report(results, plot=plot.name if plot else None)
+    atomic_write_text(out, text)
+    print(out)
+    return 0

@@ -29,6 +29,16 @@ def make_prototype_classes(num_classes: int = 12, per_class: int = 10, flip: flo
     return ClassDataset(imgs, [f"synthetic/c{c:02d}" for c in range(num_classes)], "fixed", "proto")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """One torch thread: the models here are small, and on a busy 2-core machine a second
+    thread per process costs far more in contention than it gains."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def proto_data() -> ClassDataset:
     return make_prototype_classes()

@@ -127,3 +127,28 @@ def test_console_script_error_has_no_traceback(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "ppl_fewshot.cli", "train", "nope"],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown model" in r.stderr
+
+
+def test_quickstart_smoke_falls_back_to_glyphs(capsys, tmp_path) -> None:
+    out = tmp_path / "qs"
+    code, stdout, err = run(["--threads", "1", "quickstart", "--train", "--model", "vae-small",
+                             "--steps", "3", "--eval-episodes", "2", "--samples", "2",
+                             "--data-dir", str(tmp_path / "no-data"), "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "glyphs" in err  # it says that it fell back to the synthetic data
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["loss.png", "nll_by_shots.png", "samples.png", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"] == "glyphs" and summary["train_steps"] == 3
+    assert len(summary["nll_by_shots"]["nll"]) == 6
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no scratch left behind"
+
+
+def test_quickstart_with_a_checkpoint_on_real_data(capsys, tmp_path, checkpoint, shared_data):
+    out = tmp_path / "qs"
+    code, stdout, err = run(["quickstart", "--checkpoint", str(checkpoint), "--eval-episodes", "2",
+                             "--samples", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"] == "gmn28" and summary["checkpoint"] == str(checkpoint)
+    assert (out / "samples.png").stat().st_size > 1000 and not (out / "loss.png").exists()

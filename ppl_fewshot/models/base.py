@@ -169,14 +169,21 @@ class FewShotModel(PyroModule):
                     done += k
                 lw = torch.cat(chunks, 0)
                 return torch.logsumexp(lw, 0) - math.log(num_particles)
+            if T == 0:
+                return x.new_zeros(B, 0)
             # prefixes t = 1..T of every set, batched: [T*B, T] with prefix masks
-            prefix = torch.arange(T, device=x.device)
-            pm = (prefix[None, :] <= prefix[:, None])  # [T(prefix), T(item)]
+            ar = torch.arange(T, device=x.device)
+            pm = ar[None, :] <= ar[:, None]  # [T(prefix), T(item)]
             big_x = x.unsqueeze(0).expand(T, *x.shape).reshape(T * B, *x.shape[1:])
             big_m = (pm[:, None, :] & mask[None]).reshape(T * B, T)
-            lm = self.log_marginal(big_x, big_m, num_particles, chunk).reshape(T, B)
-            empty = torch.zeros(1, B, device=x.device, dtype=lm.dtype)
-            return (lm - torch.cat([empty, lm[:-1]], 0)).T
+            lm = self.log_marginal(big_x, big_m, num_particles, chunk).reshape(T, B).T  # [B, T]
+            lm = torch.cat([lm.new_zeros(B, 1), lm], 1)  # column 0: the empty prefix
+            # Each present item is differenced against the prefix ending at the previous
+            # *present* item (1-based index, 0 when none) and padded items score exactly 0,
+            # so the sum over present items telescopes to log p(X) whatever the padding.
+            present = torch.where(mask, ar + 1, torch.zeros_like(ar))
+            prev = torch.cat([present.new_zeros(B, 1), present.cummax(1).values[:, :-1]], 1)
+            return (lm[:, 1:] - lm.gather(1, prev)).masked_fill(~mask, 0.0)
 
     def log_predictive(
         self,

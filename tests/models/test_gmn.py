@@ -1,0 +1,279 @@
+"""Tests of the Generative Matching Network (ppl_fewshot.models.gmn)."""
+
+from __future__ import annotations
+
+import io
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+
+from ppl_fewshot.models import build, default_config
+from ppl_fewshot.models.gmn import GenerativeMatchingNetwork, exchangeability_spread
+from ppl_fewshot.nn.attention import causal_allowed, full_allowed
+
+TINY = {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}
+
+
+def tiny(**kw) -> GenerativeMatchingNetwork:
+    torch.manual_seed(0)
+    cfg = dict(TINY)
+    cfg.update(kw)
+    return build("gmn-small", **cfg)
+
+
+def binary(*shape: int, p: float = 0.3, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, 1, 28, 28, generator=g) < p).float()
+
+
+def conditional_parts(m, x, mask, z):
+    """Prior params, posterior params and likelihood logits of every item (vectorized)."""
+    ctx = m.prepare(x, mask)
+    allowed = causal_allowed(ctx["mask"], m.num_pseudo)
+    prior = m.prior_params(ctx, allowed)
+    post = m.posterior_params(ctx["h"], ctx, allowed)
+    logits = m.likelihood_logits(z, ctx, allowed)
+    return prior, post, logits
+
+
+def test_registry_builds_presets():
+    small = build("gmn-small")
+    assert isinstance(small, GenerativeMatchingNetwork)
+    assert (small.z_dim, small.state_dim, small.hidden) == (16, 64, 128)
+    assert small.autoregressive and not small.has_set_latent
+    cfg = default_config("gmn")
+    assert cfg["z_dim"] == 50 and cfg["state_dim"] == 200
+    assert cfg["attention_steps"] == 4 and cfg["prior_steps"] == 1 and cfg["pseudo_input"]
+    with pytest.raises(TypeError):
+        build("gmn-small", no_such_setting=1)
+    with pytest.raises(ValueError):
+        tiny(attention="sparse")
+    with pytest.raises(ValueError):
+        tiny(similarity="l2")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"pseudo_input": False},
+        {"attention": "average"},
+        {"similarity": "dot", "prior_steps": 2},
+    ],
+)
+def test_vectorized_pass_equals_per_t_reference(kw):
+    m = tiny(**kw)
+    B, T = 2, 5
+    x = binary(B, T)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 2] = False  # a hole in the middle of set 1
+    z = torch.randn(B, T, m.z_dim)
+    with torch.no_grad():
+        (p_loc, p_scale), (q_loc, q_scale), logits = conditional_parts(m, x, mask, z)
+        for t in range(T):  # slow reference: the memory holds x_<t only
+            ctx = m.prepare(x[:, :t], mask[:, :t])
+            allowed = full_allowed(ctx["memory_mask"], 1)
+            loc, scale = m.prior_params(ctx, allowed)
+            torch.testing.assert_close(loc[:, 0], p_loc[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(scale[:, 0], p_scale[:, t], atol=1e-5, rtol=1e-5)
+            loc, scale = m.posterior_params(m.encode(x[:, t : t + 1]), ctx, allowed)
+            torch.testing.assert_close(loc[:, 0], q_loc[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(scale[:, 0], q_scale[:, t], atol=1e-5, rtol=1e-5)
+            lg = m.likelihood_logits(z[:, t : t + 1], ctx, allowed)
+            torch.testing.assert_close(lg[:, 0], logits[:, t], atol=1e-4, rtol=1e-5)
+    # the memory matters: the conditionals of later items are not all the first one's
+    assert not torch.allclose(p_loc[0, 0], p_loc[0, 3]) or kw.get("attention") == "average"
+    assert not torch.allclose(logits[0, 0], logits[0, 3], atol=1e-4)
+
+
+def test_causal_masking():
+    m = tiny()
+    B, T, t = 2, 6, 3
+    x = binary(B, T)
+    x2 = x.clone()
+    x2[:, t:] = binary(B, T - t, seed=7)
+    z = torch.randn(B, T, m.z_dim)
+    with torch.no_grad():
+        (pl1, ps1), (ql1, qs1), lg1 = conditional_parts(m, x, None, z)
+        (pl2, ps2), (ql2, qs2), lg2 = conditional_parts(m, x2, None, z)
+    # items < t see nothing of x_{>=t}; item t's prior and likelihood do not see x_t
+    torch.testing.assert_close(pl1[:, : t + 1], pl2[:, : t + 1])
+    torch.testing.assert_close(ps1[:, : t + 1], ps2[:, : t + 1])
+    torch.testing.assert_close(lg1[:, : t + 1], lg2[:, : t + 1])
+    torch.testing.assert_close(ql1[:, :t], ql2[:, :t])
+    torch.testing.assert_close(qs1[:, :t], qs2[:, :t])
+    assert not torch.allclose(ql1[:, t], ql2[:, t])  # the guide does see its own item
+    assert not torch.allclose(lg1[:, t + 1], lg2[:, t + 1])  # and later items see x_t
+    # the estimated conditionals log p(x_t | x_<t) under a fixed seed
+    pyro.set_rng_seed(3)
+    c1 = m.conditional_log_likelihoods(x, None, num_particles=8)
+    pyro.set_rng_seed(3)
+    c2 = m.conditional_log_likelihoods(x2, None, num_particles=8)
+    torch.testing.assert_close(c1[:, :t], c2[:, :t])
+    assert not torch.allclose(c1[:, t:], c2[:, t:])
+
+
+def test_particle_weights_match_unbatched_computation():
+    m = tiny()
+    B, T, K = 2, 4, 3
+    x = binary(B, T)
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    pyro.set_rng_seed(11)
+    lw = m.log_weights(x, mask, K, per_item=True)
+    ctx = m.prepare(x, mask)
+    pyro.set_rng_seed(11)  # the same draws as inside log_weights
+    with torch.no_grad(), pyro.plate("particles", K, dim=-3):
+        z = poutine.trace(m.guide).get_trace(x, mask, ctx).nodes["z"]["value"]
+    assert z.shape == (K, B, T, m.z_dim)
+    allowed = causal_allowed(mask, m.num_pseudo)
+    with torch.no_grad():
+        for k in range(K):
+            p_loc, p_scale = m.prior_params(ctx, allowed)
+            q_loc, q_scale = m.posterior_params(ctx["h"], ctx, allowed)
+            logits = m.likelihood_logits(z[k], ctx, allowed)
+            w = (
+                dist.Bernoulli(logits=logits).log_prob(x).sum((-3, -2, -1))
+                + dist.Normal(p_loc, p_scale).log_prob(z[k]).sum(-1)
+                - dist.Normal(q_loc, q_scale).log_prob(z[k]).sum(-1)
+            ) * mask
+            torch.testing.assert_close(lw[k].detach(), w, atol=1e-3, rtol=1e-5)
+    # per-set weights are the sums of per-item weights; padded items weigh nothing
+    pyro.set_rng_seed(11)
+    torch.testing.assert_close(m.log_weights(x, mask, K), lw.sum(-1))
+    assert torch.all(lw[:, 1, 2:] == 0)
+
+
+def test_mask_padding_invariance():
+    m = tiny()
+    B, T = 2, 4
+    x = binary(B, T)
+    z = torch.randn(B, T + 2, m.z_dim)
+    padded = torch.cat([x, binary(B, 2, p=0.8, seed=5)], 1)
+    mask = torch.ones(B, T + 2, dtype=torch.bool)
+    mask[:, T:] = False
+    with torch.no_grad():
+        (pl1, ps1), (ql1, qs1), lg1 = conditional_parts(m, x, None, z[:, :T])
+        (pl2, ps2), (ql2, qs2), lg2 = conditional_parts(m, padded, mask, z)
+    for a, b in ((pl1, pl2), (ps1, ps2), (ql1, ql2), (qs1, qs2), (lg1, lg2)):
+        torch.testing.assert_close(a, b[:, :T])
+    # a masked item in the middle is invisible to everyone else
+    mid = torch.ones(B, T, dtype=torch.bool)
+    mid[:, 1] = False
+    x3 = x.clone()
+    x3[:, 1] = 1.0 - x3[:, 1]
+    with torch.no_grad():
+        a = conditional_parts(m, x, mid, z[:, :T])
+        b = conditional_parts(m, x3, mid, z[:, :T])
+    keep = mid[0]
+    for u, v in ((a[0][0], b[0][0]), (a[1][0], b[1][0]), (a[2], b[2])):
+        torch.testing.assert_close(u[:, keep], v[:, keep])
+    pyro.set_rng_seed(2)
+    lw1 = m.log_weights(x, mid, 4, per_item=True)
+    pyro.set_rng_seed(2)
+    lw2 = m.log_weights(x3, mid, 4, per_item=True)
+    torch.testing.assert_close(lw1, lw2)
+    assert torch.all(lw1[..., 1] == 0)
+
+
+def test_pseudo_input_makes_zero_shot_work():
+    m = tiny()
+    B = 3
+    empty = binary(B, 0)
+    s = m.sample(empty, 4)
+    assert s.shape == (B, 4, 1, 28, 28)
+    assert torch.isfinite(s).all() and (s >= 0).all() and (s <= 1).all()
+    x = binary(B, 3)
+    # 0 shots is a proper, data-free prior: the first item's p(z) is the same for every set
+    with torch.no_grad():
+        (loc, scale), _, _ = conditional_parts(m, x, None, torch.zeros(B, 3, m.z_dim))
+    torch.testing.assert_close(loc[:, 0], loc[:1, 0].expand(B, -1))
+    assert not torch.allclose(loc[0, 0], loc[0, 2])
+    lp = m.log_predictive(x[:, :1], empty, num_particles=6)
+    assert lp.shape == (B, 1) and torch.isfinite(lp).all()
+    assert m.log_weights(empty, None, 2).shape == (2, B)
+    assert torch.all(m.log_weights(empty, None, 2) == 0)
+    assert m.features(x).shape == (B, 3, m.z_dim)
+    assert m.features(x[:, :2], x[:, 2:]).shape == (B, 2, m.z_dim)
+    # without a pseudo-input: no 0-shot samples, but log p(X) stays defined (fallback)
+    m2 = tiny(pseudo_input=False)
+    with pytest.raises(ValueError, match="pseudo-input"):
+        m2.sample(empty, 2)
+    with pytest.raises(ValueError, match="pseudo-input"):
+        m2.sample(x, 2, context_mask=torch.tensor([[True] * 3, [False] * 3, [True] * 3]))
+    assert m2.sample(x, 2).shape == (B, 2, 1, 28, 28)
+    assert torch.isfinite(m2.log_weights(x, None, 2, per_item=True)).all()
+
+
+def test_attention_weights_are_distributions_over_allowed_slots():
+    m = tiny()
+    q, c = binary(2, 3), binary(2, 4, seed=9)
+    cmask = torch.tensor([[True, True, False, True], [True, False, False, False]])
+    maps = m.attention_weights(q, c, cmask)
+    assert maps["recognition"].shape == (2, 3, 2, 5)
+    assert maps["prior"].shape == (2, 3, 1, 5)
+    for w in maps.values():
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+        assert torch.all(w[0, ..., 3] == 0) and torch.all(w[1, ..., 2:] == 0)
+
+
+def test_exchangeability_spread_runs():
+    m = tiny()
+    x = binary(2, 4)
+    g = torch.Generator().manual_seed(0)
+    spread = exchangeability_spread(m, x, num_permutations=3, num_particles=4, generator=g)
+    assert spread.shape == (2,)
+    assert torch.isfinite(spread).all() and (spread >= 0).all() and (spread > 0).any()
+
+
+def episodes(B: int, T: int, g: torch.Generator) -> torch.Tensor:
+    """Sets of T noisy copies (3% flipped pixels) of a fresh random blocky prototype each.
+
+    Every episode has its own new class, so held-out episodes are unseen classes.
+    """
+    coarse = (torch.rand(B, 1, 7, 7, generator=g) < 0.15).float()
+    protos = coarse.repeat_interleave(4, -1).repeat_interleave(4, -2)
+    x = protos.unsqueeze(1).expand(B, T, 1, 28, 28)
+    flip = (torch.rand(B, T, 1, 28, 28, generator=g) < 0.03).float()
+    return (x - flip).abs()
+
+
+def test_short_training_lowers_heldout_loss():
+    m = tiny()
+    g = torch.Generator().manual_seed(0)
+    held = episodes(8, 5, g)
+    elbo = pyro.infer.Trace_ELBO()
+
+    def heldout() -> float:
+        pyro.set_rng_seed(0)
+        with torch.no_grad():
+            return float(elbo.differentiable_loss(m.model, m.guide, held, None, m.prepare(held)))
+
+    before = heldout()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(20):
+        x = episodes(8, 5, g)
+        loss = elbo.differentiable_loss(m.model, m.guide, x, None, m.prepare(x))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = heldout()
+    assert after < 0.8 * before, (before, after)
+
+
+def test_state_dict_round_trip():
+    m = tiny()
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    torch.manual_seed(123)  # a different initialization
+    m2 = build("gmn-small", **TINY)
+    m2.load_state_dict(torch.load(buf, weights_only=True))
+    x = binary(2, 3)
+    pyro.set_rng_seed(4)
+    a = m.log_weights(x, None, 5, per_item=True)
+    pyro.set_rng_seed(4)
+    b = m2.log_weights(x, None, 5, per_item=True)
+    assert torch.equal(a, b)
