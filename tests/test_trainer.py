@@ -80,9 +80,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) ->
     real_forward = trainer_mod.ELBOLoss.forward
     calls = {"n": 0}
 
-    def poisoned(self, x, mask=None):
+    def poisoned(self, x, mask=None, normalizer=None):
         calls["n"] += 1
-        loss = real_forward(self, x, mask)
+        loss = real_forward(self, x, mask, normalizer)
         return loss * float("nan") if calls["n"] == 13 else loss
 
     monkeypatch.setattr(trainer_mod.ELBOLoss, "forward", poisoned)

@@ -9,6 +9,11 @@ from ppl_fewshot.inference.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
+from ppl_fewshot.inference.classify import (
+    FewShotTasks,
+    classify,
+    make_tasks,
+)
 from ppl_fewshot.inference.evaluate import (
     SHOTS,
     conditional_nll,
@@ -18,22 +23,28 @@ from ppl_fewshot.inference.evaluate import (
     nll_table,
 )
 from ppl_fewshot.inference.objectives import ELBOLoss, LatentScale
+from ppl_fewshot.inference.report import collect_results, render_report
 from ppl_fewshot.inference.trainer import TrainConfig, TrainingDiverged, train
 
 __all__ = [
     "SHOTS",
     "CheckpointError",
     "ELBOLoss",
+    "FewShotTasks",
     "LatentScale",
     "TrainConfig",
     "TrainingDiverged",
+    "classify",
+    "collect_results",
     "conditional_nll",
     "load_checkpoint",
     "log_marginal",
+    "make_tasks",
     "markdown_header",
     "markdown_row",
     "model_from_checkpoint",
     "nll_table",
+    "render_report",
     "save_checkpoint",
     "train",
 ]

@@ -160,6 +160,9 @@ def likelihood_scores(
 ) -> Tensor:
     """``log p(x_q | X_c)`` for every task, query and class: ``[N_tasks, Q, ways]``.
 
+    Context-free models (no per-set latent, not autoregressive: the VAE) have
+    ``log p(x | X_c) = log p(x)``; each query is scored once and the score repeated.
+
     All (query, class) pairs of all tasks are flattened and scored ``P`` at a time by one
     :meth:`~FewShotModel.log_predictive` call, with ``P * min(K, 100) * (shots + 1) <=
     max_items`` (the importance samples that one call holds in memory).
@@ -177,6 +180,15 @@ def likelihood_scores(
         with torch.no_grad():
             lp = model.exact_log_predictive(qry.to(dev), ctx.to(dev)).cpu()
         return lp.reshape(N, W, Q).transpose(1, 2)
+    if not model.has_set_latent and not model.autoregressive:
+        # context-free (VAE): log p(x | X_c) = log p(x) for every class, scored once per query
+        qry = _as_event(model, tasks.query.reshape(N * Q, 1, *tasks.query.shape[2:]), 2)
+        per_call = max(1, max_items // min(num_particles, 100))
+        with torch.no_grad():
+            lp = torch.cat([model.log_marginal(qry[i : i + per_call].to(dev), None,
+                                               num_particles).cpu()
+                            for i in range(0, N * Q, per_call)], 0)
+        return lp.reshape(N, Q, 1).expand(N, Q, W).clone()
     total = N * W * Q
     per_call = max(1, max_items // (min(num_particles, 100) * (S + 1)))
     out = torch.empty(total)

@@ -86,10 +86,16 @@ class ELBOLoss(nn.Module):
         with LatentScale(self.beta):
             self.model.guide(x, mask, ctx)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Negative bound in nats per real item (a scalar to minimise)."""
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, normalizer: Tensor | float | None = None
+    ) -> Tensor:
+        """Negative bound in nats per real item (a scalar to minimise).
+
+        ``normalizer`` replaces the local item count as the divisor (data-parallel
+        training divides by the global count over the world size).
+        """
         mask = as_mask(x, mask)
-        n_items = mask.sum().clamp(min=1)
+        n_items = mask.sum().clamp(min=1) if normalizer is None else normalizer
         with pyro.settings.context(module_local_params=True):
             if self.objective == "iwae":
                 lw = self.model.log_weights(x, mask, self.num_particles)  # [K, B]

@@ -38,6 +38,7 @@ from ppl_fewshot.data import (
     split_validation,
 )
 from ppl_fewshot.data.base import ClassDataset
+from ppl_fewshot.inference import distributed
 from ppl_fewshot.inference.checkpoint import (
     CheckpointError,
     atomic_write_text,
@@ -203,9 +204,24 @@ def train(
         raise FileExistsError(f"{out} already holds a run; pass --resume or choose another --out")
     if resume and not ckpt_path.exists():
         raise CheckpointError(f"nothing to resume: {ckpt_path} does not exist")
-    device = resolve_device(config.device)
+    info = distributed.setup(resolve_device(config.device))
+    try:
+        return _train(config, out, resume, progress, data, info)
+    finally:
+        distributed.teardown(info)
+
+
+def _step_seed(config: TrainConfig, step: int, info: distributed.DistInfo, *keys: int) -> int:
+    """Seed of one step's episodes (keys=()) or Monte Carlo draws (keys=(1,)) on this rank."""
+    ranks = (info.rank,) if info.enabled else ()
+    return derive_seed(config.seed, step, *keys, *ranks)
+
+
+def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> dict[str, Any]:
+    ckpt_path = out / "checkpoint.pt"
+    device = distributed.local_device(resolve_device(config.device), info)
     train_ds, val_ds = data if data is not None else load_training_data(config)
-    seed_everything(config.seed)  # initial weights depend on the seed only
+    seed_everything(config.seed)  # initial weights depend on the seed only (same on all ranks)
     model = build(config.model, **config.model_overrides)
     loss_fn = ELBOLoss(model, config.objective, config.num_particles).to(device)
     optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr_at(0))
@@ -219,16 +235,19 @@ def train(
         start = state["step"]
         wall_before = float(state["extra"].get("wall_time_s", 0.0))
         logger.info("resuming %s at step %d", out, start)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(config.to_json(), indent=2))
+    step_fn = distributed.wrap(loss_fn, info, device)
+    main = info.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(config.to_json(), indent=2))
     metrics_path = out / "metrics.jsonl"
     val_batches = [_sampler(val_ds, config, seed=derive_seed(config.seed, 10**6 + i)).sample()
-                   for i in range(config.val_batches)]
-    sampler = _sampler(train_ds, config, seed=derive_seed(config.seed, start))
-    # Without workers every step is reseeded from (seed, step): a resumed run takes exactly
-    # the same episodes and Monte Carlo draws as an uninterrupted one.
+                   for i in range(config.val_batches)] if main else []
+    sampler = _sampler(train_ds, config, seed=_step_seed(config, start, info))
+    # Without workers every step is reseeded from (seed, step, rank): a resumed run takes
+    # exactly the same episodes and Monte Carlo draws as an uninterrupted one.
     it = iter(make_loader(sampler, num_workers=config.num_workers) if config.num_workers else ())
-    show = sys.stderr.isatty() if progress is None else progress
+    show = main and (sys.stderr.isatty() if progress is None else progress)
     bar = tqdm(total=config.steps, initial=start, disable=not show, desc=f"train {config.model}")
     t0, last_good, loss_val, val = time.perf_counter(), start, float("nan"), None
     running: list[float] = []
@@ -241,15 +260,19 @@ def train(
         if config.num_workers:
             ep = next(it)
         else:
-            sampler.reseed(derive_seed(config.seed, step))
+            sampler.reseed(_step_seed(config, step, info))
             ep = sampler.sample()
-        seed_everything(derive_seed(config.seed, step, 1) % 2**31)
+        seed_everything(_step_seed(config, step, info, 1) % 2**31)
         x, mask = ep.x.to(device, non_blocking=True), ep.mask.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
         loss_fn.beta = min(1.0, (step + 1) / config.kl_anneal_steps) if config.kl_anneal_steps else 1.0
-        loss = loss_fn(x, mask)
-        loss_val = float(loss.detach())
+        norm = None
+        if info.enabled:  # divide by the global item count / W: DDP's mean is the union's loss
+            n_all = distributed.all_sum(mask.sum().to(torch.float32), info)
+            norm = n_all.clamp(min=1) / info.world_size
+        loss = step_fn(x, mask, norm)
+        loss_val = float(distributed.all_sum(loss.detach(), info)) / info.world_size
         if not math.isfinite(loss_val):
             bar.close()
             raise TrainingDiverged(
@@ -264,7 +287,7 @@ def train(
         running.append(loss_val)
         done = step + 1
         bar.update(1)
-        if done % config.log_every == 0 or done == config.steps:
+        if main and (done % config.log_every == 0 or done == config.steps):
             rec = {"step": done, "loss": sum(running) / len(running), "lr": config.lr_at(step),
                    "beta": loss_fn.beta, "wall_s": round(wall(), 3)}
             running = []
@@ -273,11 +296,14 @@ def train(
                 rec["val_loss"] = val
             _append_jsonl(metrics_path, rec)
             bar.set_postfix(loss=f"{rec['loss']:.2f}")
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if main and (done % config.checkpoint_every == 0 or done == config.steps):
             save_checkpoint(ckpt_path, model, optimizer, done, config.to_json(),
-                            {"wall_time_s": wall(), "device": str(device)})
+                            {"wall_time_s": wall(), "device": str(device),
+                             "world_size": info.world_size})
             last_good = done
     bar.close()
+    if not main:
+        return {}
     if val is None:
         val = validation_loss(loss_fn, val_batches, device)
     summary = {
@@ -285,7 +311,8 @@ def train(
         "model_config": model.config(),
         "protocol": config.protocol,
         "steps": config.steps,
-        "episodes_per_step": config.batch_size,
+        "episodes_per_step": config.batch_size * info.world_size,
+        "world_size": info.world_size,
         "final_train_loss_nats_per_item": loss_val,
         "final_val_loss_nats_per_item": val,
         "wall_time_s": round(wall(), 2),
@@ -297,4 +324,3 @@ def train(
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
-
