@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("ppl_fewshot.cli")
@@ -68,14 +67,16 @@ def float_list(text: str) -> tuple[float, ...]:
     try:
         vals = tuple(float(t) for t in text.split(",") if t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers"
+        ) from None
     if not vals or any(v <= 0 for v in vals):
         raise argparse.ArgumentTypeError(f"{text!r}: learning rates must be positive")
     return vals
 
 
 def key_value(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value parsed as JSON when possible (``z_dim=16``, ``pooling=mean``)."""
+    """``key=value``, the value parsed as JSON when possible (``z_dim=16``, ``pooling=mean``)."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     k, v = text.split("=", 1)
@@ -90,8 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="ppl-fewshot", description="Few-shot generative models in Pyro.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice)",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     register_all(sub)
     return p

@@ -15,13 +15,27 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ppl_fewshot.data import DataError, DataNotFoundError
     from ppl_fewshot.inference import CheckpointError, TrainingDiverged
 
-    return (CheckpointError, TrainingDiverged, DataNotFoundError, DataError, KeyError, ValueError,
-            TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+    return (
+        CheckpointError,
+        TrainingDiverged,
+        DataNotFoundError,
+        DataError,
+        KeyError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        PermissionError,
+    )
 
 
 def _data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the raw data (default: $PPL_FEWSHOT_DATA, then the user cache)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the raw data (default: $PPL_FEWSHOT_DATA, then the user cache)",
+    )
 
 
 def sha256_file(path: str | Path) -> str:
@@ -64,9 +78,11 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
                 continue  # a test-only protocol (mnist28)
             ds = load_split(name, split, data_dir=args.data_dir)
             ink = ds.images.float().div(255).mean().item()
-            print(f"  {split:5s} {ds.num_classes:5d} classes x {ds.images_per_class} images "
-                  f"{'x'.join(map(str, ds.event_shape))}, ink {ink:.3f}, "
-                  f"binarization {ds.binarization}")
+            print(
+                f"  {split:5s} {ds.num_classes:5d} classes x {ds.images_per_class} images "
+                f"{'x'.join(map(str, ds.event_shape))}, ink {ink:.3f}, "
+                f"binarization {ds.binarization}"
+            )
     return 0
 
 
@@ -75,13 +91,27 @@ def _config_from_args(args: argparse.Namespace):
     from ppl_fewshot.inference import TrainConfig
 
     return TrainConfig(
-        model=args.model, model_overrides=dict(args.set or []), protocol=args.protocol,
-        steps=args.steps, batch_size=args.batch_size, set_size=args.set_size,
-        num_classes=args.classes, sampler=args.sampler, lr=args.lr, grad_clip=args.grad_clip,
-        objective=args.objective, num_particles=args.particles, kl_anneal_steps=args.kl_anneal,
-        val_classes=args.val_classes, val_every=args.val_every,
-        checkpoint_every=args.checkpoint_every, train_classes=args.train_classes,
-        seed=args.seed, device=args.device, num_workers=args.workers, data_dir=args.data_dir,
+        model=args.model,
+        model_overrides=dict(args.set or []),
+        protocol=args.protocol,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        set_size=args.set_size,
+        num_classes=args.classes,
+        sampler=args.sampler,
+        lr=args.lr,
+        grad_clip=args.grad_clip,
+        objective=args.objective,
+        num_particles=args.particles,
+        kl_anneal_steps=args.kl_anneal,
+        val_classes=args.val_classes,
+        val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every,
+        train_classes=args.train_classes,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.workers,
+        data_dir=args.data_dir,
     )
 
 
@@ -97,11 +127,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = json.loads((Path(args.out) / "config.json").read_text())
         config = TrainConfig.from_json({**saved, "device": args.device})
     models.build(config.model, **config.model_overrides)  # fail early on bad settings
-    summary = train(config, args.out, resume=args.resume, progress=None if not args.quiet else False)
+    summary = train(
+        config, args.out, resume=args.resume, progress=None if not args.quiet else False
+    )
     fig, _ = plot_loss_curve(Path(args.out) / "metrics.jsonl")
     save_figure(fig, Path(args.out) / "loss.png")
-    print(json.dumps({k: summary[k] for k in ("model", "steps", "wall_time_s",
-                      "final_train_loss_nats_per_item", "final_val_loss_nats_per_item")}))
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "model",
+                    "steps",
+                    "wall_time_s",
+                    "final_train_loss_nats_per_item",
+                    "final_val_loss_nats_per_item",
+                )
+            }
+        )
+    )
     return 0
 
 
@@ -122,8 +166,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     else:
         from ppl_fewshot.cli_evaluate import test_bank
 
-        bank, _ = test_bank(args.protocol, 1, max(args.shots, 1), args.rows, "distinct",
-                            args.seed, args.data_dir)
+        bank, _ = test_bank(
+            args.protocol, 1, max(args.shots, 1), args.rows, "distinct", args.seed, args.data_dir
+        )
         context = bank.x[:, : args.shots]
     with torch.no_grad():
         samples = model.sample(context, args.num)
@@ -154,7 +199,9 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=20, help="sets per step")
     p.add_argument("--set-size", type=int_or_range, default=10, help="items per set: N or LO-HI")
     p.add_argument("--classes", type=int_or_range, default=1, help="classes per set (C_train)")
-    p.add_argument("--sampler", choices=("with-replacement", "distinct"), default="with-replacement")
+    p.add_argument(
+        "--sampler", choices=("with-replacement", "distinct"), default="with-replacement"
+    )
     p.add_argument("--lr", type=float_list, default=(1e-3,), help="phases, e.g. 1e-3,3e-4,1e-4")
     p.add_argument("--grad-clip", type=float, default=10.0)
     p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
@@ -164,8 +211,13 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=positive_int, default=250)
     p.add_argument("--checkpoint-every", type=positive_int, default=500)
     p.add_argument("--train-classes", type=nonneg_int, default=0, help="use only N classes (smoke)")
-    p.add_argument("--set", type=key_value, action="append", metavar="KEY=VALUE",
-                   help="model setting override, repeatable (e.g. --set z_dim=16)")
+    p.add_argument(
+        "--set",
+        type=key_value,
+        action="append",
+        metavar="KEY=VALUE",
+        help="model setting override, repeatable (e.g. --set z_dim=16)",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:i")
     p.add_argument("--workers", type=nonneg_int, default=0, help="data loader worker processes")

@@ -76,7 +76,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="importance samples K of the NLL table")
     p.add_argument("--episodes", type=positive_int, default=659)
-    p.add_argument("--sampler", choices=("with-replacement", "distinct"), default="with-replacement")
+    p.add_argument("--sampler", choices=("with-replacement", "distinct"),
+                   default="with-replacement")
     p.add_argument("--ways", type=_positive_list, default=None,
                    help="N of N-way classification (default 5,20; transfer: 10)")
     p.add_argument("--k-shots", type=_positive_list, default=(1, 5), help="K of K-shot")

@@ -34,14 +34,16 @@ def zoo_checkpoint(name: str = ZOO_DEFAULT) -> Path | None:
 def add_quickstart(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quickstart", help="train briefly, then sample and score new characters")
     p.add_argument("--out", default="runs/quickstart", help="output folder (replaced)")
-    p.add_argument("--checkpoint", default=None,
-                   help=f"pretrained model (default: {ZOO_DEFAULT} when present)")
+    p.add_argument(
+        "--checkpoint", default=None, help=f"pretrained model (default: {ZOO_DEFAULT} when present)"
+    )
     p.add_argument("--train", action="store_true", help="train from scratch instead")
     p.add_argument("--steps", type=positive_int, default=400, help="training steps with --train")
     p.add_argument("--model", default=None, help="model name (default: gmn-small, else vae-small)")
     p.add_argument("--eval-episodes", type=positive_int, default=40)
-    p.add_argument("--samples", type=positive_int, default=50,
-                   help="importance samples for the NLL")
+    p.add_argument(
+        "--samples", type=positive_int, default=50, help="importance samples for the NLL"
+    )
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", default=None)
@@ -56,8 +58,10 @@ def _datasets(data_dir: str | None, seed: int):
         test = load_split("gmn28", "test", data_dir=data_dir)
         protocol = "gmn28"
     except DataNotFoundError as err:
-        print(f"Omniglot not found ({err}); using the built-in synthetic 'glyphs' dataset instead.",
-              file=sys.stderr)
+        print(
+            f"Omniglot not found ({err}); using the built-in synthetic 'glyphs' dataset instead.",
+            file=sys.stderr,
+        )
         train_all = load_split("glyphs", "train", data_dir=data_dir)
         test = load_split("glyphs", "test", data_dir=data_dir)
         protocol = "glyphs"
@@ -90,9 +94,19 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     if name not in models.available():
         raise KeyError(f"unknown model {name!r}; available: {', '.join(models.available())}")
     config = TrainConfig(
-        model=name, protocol=protocol, steps=args.steps, batch_size=16, set_size=10,
-        num_classes=1, lr=(1e-3,), val_classes=val_ds.num_classes, val_every=args.steps,
-        val_batches=2, checkpoint_every=args.steps, log_every=10, seed=args.seed,
+        model=name,
+        protocol=protocol,
+        steps=args.steps,
+        batch_size=16,
+        set_size=10,
+        num_classes=1,
+        lr=(1e-3,),
+        val_classes=val_ds.num_classes,
+        val_every=args.steps,
+        val_batches=2,
+        checkpoint_every=args.steps,
+        log_every=10,
+        seed=args.seed,
         device=args.device,
     )
     out = Path(args.out)
@@ -124,13 +138,16 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         fig, _ = plot_nll_curves({f"{name} (ppl_fewshot, {steps} steps)": table})
         save_figure(fig, work / "nll_by_shots.png")
         result = {
-            "model": name, "checkpoint": str(ckpt) if pretrained else "trained now",
-            "protocol": protocol, "train_steps": steps, "train_wall_time_s": round(t_train, 1),
+            "model": name,
+            "checkpoint": str(ckpt) if pretrained else "trained now",
+            "protocol": protocol,
+            "train_steps": steps,
+            "train_wall_time_s": round(t_train, 1),
             "final_val_loss_nats_per_item": val_loss,
             "nll_by_shots": table,
             "nll_protocol": f"{args.eval_episodes} test episodes of 11 distinct drawings of one "
-                            f"unseen character, K={args.samples} importance samples (a smoke "
-                            "estimate, not a benchmark number)",
+            f"unseen character, K={args.samples} importance samples (a smoke "
+            "estimate, not a benchmark number)",
             "total_wall_time_s": round(time.perf_counter() - t0, 1),
         }
         atomic_write_text(work / "summary.json", json.dumps(result, indent=2))

@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PPL_FEWSHOT_DATA", REPO.parent / "shared" / "data"))
 
 
-def make_prototype_classes(num_classes: int = 12, per_class: int = 10, flip: float = 0.03,
-                           seed: int = 0, size: int = 28) -> ClassDataset:
+def make_prototype_classes(
+    num_classes: int = 12, per_class: int = 10, flip: float = 0.03, seed: int = 0, size: int = 28
+) -> ClassDataset:
     """Classes = random blobs of ink; items = the blob with a few pixels flipped."""
     g = torch.Generator().manual_seed(seed)
     protos = torch.zeros(num_classes, 1, size, size)

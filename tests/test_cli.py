@@ -30,27 +30,44 @@ def one_line_error(err: str) -> str:
 def checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("ck") / "run"
     data = (make_prototype_classes(6, 10), make_prototype_classes(2, 10, seed=3))
-    cfg = TrainConfig(model="vae-small", protocol="synthetic", steps=3, batch_size=2, set_size=2,
-                      val_batches=1, checkpoint_every=3, device="cpu")
+    cfg = TrainConfig(
+        model="vae-small",
+        protocol="synthetic",
+        steps=3,
+        batch_size=2,
+        set_size=2,
+        val_batches=1,
+        checkpoint_every=3,
+        device="cpu",
+    )
     train(cfg, out, data=data, progress=False)
     return out / "checkpoint.pt"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["train", "no-such-model", "--out", "X"], "unknown model"),
-    (["train", "vae", "--protocol", "no-such-protocol", "--steps", "1"], "no-such-protocol"),
-    (["train", "vae", "--steps", "-3"], "positive"),
-    (["train", "vae", "--set-size", "5-2"], "LO > HI"),
-    (["train", "vae", "--set", "nonsense=1", "--steps", "1"], "no setting"),
-    (["data", "describe", "--protocol", "gmn28", "--data-dir", "/nonexistent/dir"], "PPL_FEWSHOT_DATA"),
-    (["evaluate", "--checkpoint", "/nonexistent.pt"], "does not exist"),
-    (["evaluate", "--checkpoint", "x.pt", "--samples", "0"], "positive"),
-    (["sample", "--checkpoint", "/nonexistent.pt"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "no-such-model", "--out", "X"], "unknown model"),
+        (["train", "vae", "--protocol", "no-such-protocol", "--steps", "1"], "no-such-protocol"),
+        (["train", "vae", "--steps", "-3"], "positive"),
+        (["train", "vae", "--set-size", "5-2"], "LO > HI"),
+        (["train", "vae", "--set", "nonsense=1", "--steps", "1"], "no setting"),
+        (
+            ["data", "describe", "--protocol", "gmn28", "--data-dir", "/nonexistent/dir"],
+            "PPL_FEWSHOT_DATA",
+        ),
+        (["evaluate", "--checkpoint", "/nonexistent.pt"], "does not exist"),
+        (["evaluate", "--checkpoint", "x.pt", "--samples", "0"], "positive"),
+        (["sample", "--checkpoint", "/nonexistent.pt"], "does not exist"),
+    ],
+)
 def test_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) if any(a.startswith("-3") or a in ("5-2", "0") for a in argv) \
-            else _NoRaise() as ctx:
+    with (
+        pytest.raises(SystemExit)
+        if any(a.startswith("-3") or a in ("5-2", "0") for a in argv)
+        else _NoRaise() as ctx
+    ):
         code, _, err = run(argv, capsys)
     if ctx is not None and getattr(ctx, "value", None) is not None:
         code = ctx.value.code
@@ -78,8 +95,9 @@ def test_truncated_checkpoint_and_corrupt_zip(capsys, tmp_path, checkpoint) -> N
     d.mkdir(parents=True)
     (d / "images_background.zip").write_bytes(b"PK\x03\x04 this is not a zip" * 100)
     (d / "images_evaluation.zip").write_bytes(b"garbage")
-    code, _, err = run(["data", "describe", "--protocol", "lake28", "--data-dir",
-                        str(tmp_path / "data")], capsys)
+    code, _, err = run(
+        ["data", "describe", "--protocol", "lake28", "--data-dir", str(tmp_path / "data")], capsys
+    )
     assert code == 2
     one_line_error(err)
 
@@ -94,8 +112,20 @@ def test_sample_from_user_drawings(capsys, tmp_path, checkpoint) -> None:
         ImageDraw.Draw(im).line([(20, 20 + 10 * i), (80, 80)], fill=0, width=8)
         im.save(ctx / f"{i}.png")
     out = tmp_path / "s.png"
-    code, _, _ = run(["sample", "--checkpoint", str(checkpoint), "--context", str(ctx),
-                      "--num", "4", "--out", str(out)], capsys)
+    code, _, _ = run(
+        [
+            "sample",
+            "--checkpoint",
+            str(checkpoint),
+            "--context",
+            str(ctx),
+            "--num",
+            "4",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0 and out.stat().st_size > 1000
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -105,9 +135,24 @@ def test_sample_from_user_drawings(capsys, tmp_path, checkpoint) -> None:
 
 def test_evaluate_on_real_data_writes_tables(capsys, tmp_path, checkpoint, shared_data) -> None:
     out = tmp_path / "eval"
-    code, stdout, _ = run(["evaluate", "--checkpoint", str(checkpoint), "--episodes", "3",
-                           "--samples", "5", "--shots", "0,1,4", "--set-size", "5",
-                           "--out", str(out)], capsys)
+    code, stdout, _ = run(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--episodes",
+            "3",
+            "--samples",
+            "5",
+            "--shots",
+            "0,1,4",
+            "--set-size",
+            "5",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, stdout
     res = json.loads((out / "nll.json").read_text())
     assert res["shots"] == [0, 1, 4] and res["episodes"] == 3 and len(res["nll"]) == 3
@@ -118,22 +163,49 @@ def test_evaluate_on_real_data_writes_tables(capsys, tmp_path, checkpoint, share
 
 def test_help_of_every_command() -> None:
     for cmd in ([], ["data"], ["train"], ["evaluate"], ["sample"], ["quickstart"]):
-        r = subprocess.run([sys.executable, "-m", "ppl_fewshot.cli", *cmd, "--help"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "ppl_fewshot.cli", *cmd, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0 and "usage" in r.stdout, (cmd, r.stderr)
 
 
 def test_console_script_error_has_no_traceback(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "ppl_fewshot.cli", "train", "nope"],
-                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "ppl_fewshot.cli", "train", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown model" in r.stderr
 
 
 def test_quickstart_smoke_falls_back_to_glyphs(capsys, tmp_path) -> None:
     out = tmp_path / "qs"
-    code, stdout, err = run(["--threads", "1", "quickstart", "--train", "--model", "vae-small",
-                             "--steps", "3", "--eval-episodes", "2", "--samples", "2",
-                             "--data-dir", str(tmp_path / "no-data"), "--out", str(out)], capsys)
+    code, stdout, err = run(
+        [
+            "--threads",
+            "1",
+            "quickstart",
+            "--train",
+            "--model",
+            "vae-small",
+            "--steps",
+            "3",
+            "--eval-episodes",
+            "2",
+            "--samples",
+            "2",
+            "--data-dir",
+            str(tmp_path / "no-data"),
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "glyphs" in err  # it says that it fell back to the synthetic data
     names = sorted(p.name for p in out.iterdir())
@@ -146,8 +218,20 @@ def test_quickstart_smoke_falls_back_to_glyphs(capsys, tmp_path) -> None:
 
 def test_quickstart_with_a_checkpoint_on_real_data(capsys, tmp_path, checkpoint, shared_data):
     out = tmp_path / "qs"
-    code, stdout, err = run(["quickstart", "--checkpoint", str(checkpoint), "--eval-episodes", "2",
-                             "--samples", "2", "--out", str(out)], capsys)
+    code, stdout, err = run(
+        [
+            "quickstart",
+            "--checkpoint",
+            str(checkpoint),
+            "--eval-episodes",
+            "2",
+            "--samples",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"] == "gmn28" and summary["checkpoint"] == str(checkpoint)

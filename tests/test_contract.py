@@ -1,4 +1,4 @@
-"""One table runs every image model through the contract: sample -> fit -> loss drops -> save/load."""
+"""Every image model through the contract: sample -> fit -> loss drops -> save/load."""
 
 from __future__ import annotations
 

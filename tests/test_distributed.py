@@ -16,13 +16,24 @@ from ppl_fewshot.inference.distributed import DistInfo
 from tests.conftest import make_prototype_classes
 
 DATA = (make_prototype_classes(8, 10, seed=5), make_prototype_classes(2, 10, seed=6))
-CFG = TrainConfig(model="vae-small", protocol="synthetic", steps=1, batch_size=3, set_size=(2, 4),
-                  val_batches=1, checkpoint_every=1, device="cpu", seed=7, grad_clip=0.0)
+CFG = TrainConfig(
+    model="vae-small",
+    protocol="synthetic",
+    steps=1,
+    batch_size=3,
+    set_size=(2, 4),
+    val_batches=1,
+    checkpoint_every=1,
+    device="cpu",
+    seed=7,
+    grad_clip=0.0,
+)
 
 
 def _noise_free_rsample() -> None:
     """Replace Normal.rsample by its mean: the step is then deterministic, and any difference
     between the two runs comes from how gradients are combined, which is what is tested."""
+
     def rsample(self, sample_shape=torch.Size()):  # noqa: B008
         return self.loc.expand(self._extended_shape(sample_shape))
 
@@ -30,8 +41,13 @@ def _noise_free_rsample() -> None:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     _noise_free_rsample()
     train(CFG, out, data=DATA, progress=False)
@@ -52,18 +68,27 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path, monkeypatch) -> None
     # one process, given the union of both ranks' episodes (ranks draw with their own seeds)
     eps = []
     for rank in (0, 1):
-        s = EpisodeSampler(DATA[0], CFG.batch_size, CFG.set_size, CFG.num_classes,
-                           sampler=CFG.sampler,
-                           seed=trainer_mod._step_seed(CFG, 0, DistInfo(rank, 2)))
+        s = EpisodeSampler(
+            DATA[0],
+            CFG.batch_size,
+            CFG.set_size,
+            CFG.num_classes,
+            sampler=CFG.sampler,
+            seed=trainer_mod._step_seed(CFG, 0, DistInfo(rank, 2)),
+        )
         eps.append(s.sample())
     T = max(e.x.shape[1] for e in eps)
 
     def pad(t, value=0):
-        return torch.nn.functional.pad(t, [0] * (2 * (t.dim() - 2)) + [0, T - t.shape[1]],
-                                       value=value)
+        return torch.nn.functional.pad(
+            t, [0] * (2 * (t.dim() - 2)) + [0, T - t.shape[1]], value=value
+        )
 
-    union = type(eps[0])(torch.cat([pad(e.x) for e in eps]), torch.cat([pad(e.labels) for e in eps]),
-                         torch.cat([pad(e.mask, False) for e in eps]))
+    union = type(eps[0])(
+        torch.cat([pad(e.x) for e in eps]),
+        torch.cat([pad(e.labels) for e in eps]),
+        torch.cat([pad(e.mask, False) for e in eps]),
+    )
     assert union.mask.sum() > 0 and not torch.equal(eps[0].x[:, :1], eps[1].x[:, :1])
 
     class Fixed:
@@ -74,8 +99,11 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path, monkeypatch) -> None
             return union
 
     real_sampler = trainer_mod._sampler
-    monkeypatch.setattr(trainer_mod, "_sampler",
-                        lambda ds, cfg, seed: Fixed() if ds is DATA[0] else real_sampler(ds, cfg, seed))
+    monkeypatch.setattr(
+        trainer_mod,
+        "_sampler",
+        lambda ds, cfg, seed: Fixed() if ds is DATA[0] else real_sampler(ds, cfg, seed),
+    )
     saved = torch.distributions.Normal.rsample
     try:
         _noise_free_rsample()

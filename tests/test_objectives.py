@@ -38,8 +38,9 @@ def test_iwae_bound_is_tighter_than_elbo(x) -> None:
     assert iwae < elbo  # a larger lower bound, so a smaller loss
 
 
-@pytest.mark.parametrize("kw", [{"objective": "nope"}, {"num_particles": 0},
-                                {"objective": "iwae", "num_particles": 1}])
+@pytest.mark.parametrize(
+    "kw", [{"objective": "nope"}, {"num_particles": 0}, {"objective": "iwae", "num_particles": 1}]
+)
 def test_bad_settings(kw) -> None:
     with pytest.raises(ValueError):
         ELBOLoss(models.build("vae-small"), **kw)

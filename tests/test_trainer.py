@@ -22,8 +22,18 @@ DATA = (make_prototype_classes(10, 10, seed=1), make_prototype_classes(3, 10, se
 
 
 def cfg(**kw) -> TrainConfig:
-    base = dict(model="vae-small", protocol="synthetic", steps=20, batch_size=4, set_size=3,
-                val_every=10, val_batches=1, checkpoint_every=10, log_every=5, device="cpu")
+    base = dict(
+        model="vae-small",
+        protocol="synthetic",
+        steps=20,
+        batch_size=4,
+        set_size=3,
+        val_every=10,
+        val_batches=1,
+        checkpoint_every=10,
+        log_every=5,
+        device="cpu",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -71,7 +81,8 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     assert resumed["final_train_loss_nats_per_item"] == pytest.approx(
-        full["final_train_loss_nats_per_item"], rel=1e-5)
+        full["final_train_loss_nats_per_item"], rel=1e-5
+    )
     with pytest.raises(ValueError, match="same settings"):
         train(cfg(steps=30), tmp_path / "cut", resume=True, data=DATA, progress=False)
 
@@ -104,8 +115,17 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
         load_checkpoint(tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize("kw", [{"steps": 0}, {"batch_size": -1}, {"set_size": (3, 0)},
-                                {"lr": ()}, {"objective": "x"}, {"sampler": "x"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"steps": 0},
+        {"batch_size": -1},
+        {"set_size": (3, 0)},
+        {"lr": ()},
+        {"objective": "x"},
+        {"sampler": "x"},
+    ],
+)
 def test_bad_config(kw) -> None:
     with pytest.raises(ValueError):
         cfg(**kw)

@@ -19,8 +19,9 @@ def load_image_folder(folder: str | Path, size: int = 28, max_images: int = 64) 
 
     Images are converted to grey, inverted when their background is light (ink = 1),
     padded to a square, area-downsampled to ``size`` x ``size`` with the exact area weights
-    of the ``lake28`` protocol and thresholded at 0.5, as that protocol does. Raises ``FileNotFoundError``/``ValueError`` with one clear line
-    for a missing folder, an empty folder or an unreadable file.
+    of the ``lake28`` protocol and thresholded at 0.5, as that protocol does. Raises
+    ``FileNotFoundError``/``ValueError`` with one clear line for a missing folder, an empty
+    folder or an unreadable file.
     """
     folder = Path(folder)
     if not folder.is_dir():

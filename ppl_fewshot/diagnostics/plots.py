@@ -19,7 +19,10 @@ from torch import Tensor
 def _plt():
     import matplotlib
 
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo") and not _has_display():
+    if (
+        matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo")
+        and not _has_display()
+    ):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -54,7 +57,9 @@ def plot_loss_curve(metrics: str | Path | list[dict[str, Any]], ax=None):
     ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], label="train -ELBO")
     val = [r for r in recs if "val_loss" in r]
     if val:
-        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation -ELBO")
+        ax.plot(
+            [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation -ELBO"
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("nats per item")
     ax.legend()

@@ -60,7 +60,9 @@ class ELBOLoss(nn.Module):
         num_particles: Monte Carlo samples per step (vectorized).
     """
 
-    def __init__(self, model: FewShotModel, objective: str = "elbo", num_particles: int = 1) -> None:
+    def __init__(
+        self, model: FewShotModel, objective: str = "elbo", num_particles: int = 1
+    ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; use one of {OBJECTIVES}")

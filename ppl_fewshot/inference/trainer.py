@@ -109,10 +109,22 @@ class TrainConfig:
             vals = value if isinstance(value, (tuple, list)) else (value,)
             for v in vals:
                 if not isinstance(v, (int, float)) or v < 0 or (v == 0 and not zero_ok):
-                    raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+                    raise ValueError(
+                        f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}"
+                    )
 
-        for name in ("steps", "batch_size", "set_size", "num_classes", "num_particles", "lr",
-                     "val_every", "val_batches", "checkpoint_every", "log_every"):
+        for name in (
+            "steps",
+            "batch_size",
+            "set_size",
+            "num_classes",
+            "num_particles",
+            "lr",
+            "val_every",
+            "val_batches",
+            "checkpoint_every",
+            "log_every",
+        ):
             pos(name, getattr(self, name))
         for name in ("grad_clip", "kl_anneal_steps", "val_classes", "train_classes", "num_workers"):
             pos(name, getattr(self, name), zero_ok=True)
@@ -156,7 +168,12 @@ def load_training_data(config: TrainConfig) -> tuple[ClassDataset, ClassDataset]
 
 def _sampler(ds: ClassDataset, config: TrainConfig, seed: int) -> EpisodeSampler:
     return EpisodeSampler(
-        ds, config.batch_size, config.set_size, config.num_classes, sampler=config.sampler, seed=seed
+        ds,
+        config.batch_size,
+        config.set_size,
+        config.num_classes,
+        sampler=config.sampler,
+        seed=seed,
     )
 
 
@@ -241,8 +258,14 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(config.to_json(), indent=2))
     metrics_path = out / "metrics.jsonl"
-    val_batches = [_sampler(val_ds, config, seed=derive_seed(config.seed, 10**6 + i)).sample()
-                   for i in range(config.val_batches)] if main else []
+    val_batches = (
+        [
+            _sampler(val_ds, config, seed=derive_seed(config.seed, 10**6 + i)).sample()
+            for i in range(config.val_batches)
+        ]
+        if main
+        else []
+    )
     sampler = _sampler(train_ds, config, seed=_step_seed(config, start, info))
     # Without workers every step is reseeded from (seed, step, rank): a resumed run takes
     # exactly the same episodes and Monte Carlo draws as an uninterrupted one.
@@ -266,7 +289,9 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         x, mask = ep.x.to(device, non_blocking=True), ep.mask.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
-        loss_fn.beta = min(1.0, (step + 1) / config.kl_anneal_steps) if config.kl_anneal_steps else 1.0
+        loss_fn.beta = (
+            min(1.0, (step + 1) / config.kl_anneal_steps) if config.kl_anneal_steps else 1.0
+        )
         norm = None
         if info.enabled:  # divide by the global item count / W: DDP's mean is the union's loss
             n_all = distributed.all_sum(mask.sum().to(torch.float32), info)
@@ -288,8 +313,13 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         done = step + 1
         bar.update(1)
         if main and (done % config.log_every == 0 or done == config.steps):
-            rec = {"step": done, "loss": sum(running) / len(running), "lr": config.lr_at(step),
-                   "beta": loss_fn.beta, "wall_s": round(wall(), 3)}
+            rec = {
+                "step": done,
+                "loss": sum(running) / len(running),
+                "lr": config.lr_at(step),
+                "beta": loss_fn.beta,
+                "wall_s": round(wall(), 3),
+            }
             running = []
             if done % config.val_every == 0 or done == config.steps:
                 val = validation_loss(loss_fn, val_batches, device)
@@ -297,9 +327,14 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
             _append_jsonl(metrics_path, rec)
             bar.set_postfix(loss=f"{rec['loss']:.2f}")
         if main and (done % config.checkpoint_every == 0 or done == config.steps):
-            save_checkpoint(ckpt_path, model, optimizer, done, config.to_json(),
-                            {"wall_time_s": wall(), "device": str(device),
-                             "world_size": info.world_size})
+            save_checkpoint(
+                ckpt_path,
+                model,
+                optimizer,
+                done,
+                config.to_json(),
+                {"wall_time_s": wall(), "device": str(device), "world_size": info.world_size},
+            )
             last_good = done
     bar.close()
     if not main:

@@ -25,11 +25,17 @@ _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "neural-definetti": ("ppl_fewshot.models.definetti", "NeuralDeFinetti", {}),
     "logistic-normal": ("ppl_fewshot.models.definetti", "LogisticNormalSet", {}),
     "ns": ("ppl_fewshot.models.neural_statistician", "NeuralStatistician", {}),
-    "ns-small": ("ppl_fewshot.models.neural_statistician", "NeuralStatistician",
-                 {"c_dim": 64, "z_dim": 16, "hidden": 128, "channels": 16}),
+    "ns-small": (
+        "ppl_fewshot.models.neural_statistician",
+        "NeuralStatistician",
+        {"c_dim": 64, "z_dim": 16, "hidden": 128, "channels": 16},
+    ),
     "gmn": ("ppl_fewshot.models.gmn", "GenerativeMatchingNetwork", {}),
-    "gmn-small": ("ppl_fewshot.models.gmn", "GenerativeMatchingNetwork",
-                  {"z_dim": 16, "state_dim": 64, "channels": 16, "hidden": 128}),
+    "gmn-small": (
+        "ppl_fewshot.models.gmn",
+        "GenerativeMatchingNetwork",
+        {"z_dim": 16, "state_dim": 64, "channels": 16, "hidden": 128},
+    ),
 }
 
 

@@ -13,8 +13,8 @@ Plates and sites (the same names in model and guide)::
             x ~ p(x | z, c, X)                   # observed, masked by ``mask``
 
 Pyro plates cannot be empty: for ``T = 0`` (the empty set, legal everywhere) a model
-samples its per-set sites and skips the "items" plate. Every per-item site must be masked with ``dist.mask(mask)`` so that padded items
-contribute nothing. Networks broadcast over extra leading dims, so importance
+samples its per-set sites and skips the "items" plate. Every per-item site must be masked
+with ``dist.mask(mask)`` so that padded items contribute nothing. Networks broadcast over extra leading dims, so importance
 sampling runs all particles at once under an outer ``pyro.plate("particles", K,
 dim=-3)``.
 
@@ -40,7 +40,9 @@ def as_mask(x: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
     if mask.shape != x.shape[:2]:
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match x[:2] {tuple(x.shape[:2])}")
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match x[:2] {tuple(x.shape[:2])}"
+        )
     return mask.to(device=x.device, dtype=torch.bool)
 
 
@@ -76,7 +78,9 @@ class FewShotModel(PyroModule):
     def guide(self, x: Tensor, mask: Tensor | None = None, ctx: dict | None = None) -> None:
         raise NotImplementedError
 
-    def sample(self, context: Tensor, num_samples: int, context_mask: Tensor | None = None) -> Tensor:
+    def sample(
+        self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
+    ) -> Tensor:
         """New items ``x' ~ p(x' | context)``: ``[B, num_samples, *event_shape]``.
 
         ``context`` is ``[B, Tc, *event_shape]``; ``Tc = 0`` samples from the prior.
@@ -203,9 +207,9 @@ class FewShotModel(PyroModule):
         xs = torch.cat(
             [context.unsqueeze(1).expand(B, Q, *context.shape[1:]), query.unsqueeze(2)], 2
         ).reshape(B * Q, Tc + 1, *self.event_shape)
-        ms = torch.cat(
-            [cmask.unsqueeze(1).expand(B, Q, Tc), cmask.new_ones(B, Q, 1)], 2
-        ).reshape(B * Q, Tc + 1)
+        ms = torch.cat([cmask.unsqueeze(1).expand(B, Q, Tc), cmask.new_ones(B, Q, 1)], 2).reshape(
+            B * Q, Tc + 1
+        )
         if self.has_set_latent:
             with torch.no_grad():
                 joint = self.log_marginal(xs, ms, num_particles)

@@ -97,7 +97,7 @@ class BetaBernoulli(SetLatentModel):
 
     # exact answers -------------------------------------------------------------
     def exact_posterior(self, context: Tensor, mask: Tensor | None = None) -> dist.Distribution:
-        """``p(theta | context) = Beta(alpha0 + s, beta0 + n - s)``, batch ``[B]``, event ``[D]``."""
+        """``p(theta | context) = Beta(alpha0 + s, beta0 + n - s)``, batch ``[B]``."""
         s, n = _counts(context, as_mask(context, mask))
         return dist.Beta(self.alpha0 + s, self.beta0 + n - s).to_event(1)
 

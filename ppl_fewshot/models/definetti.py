@@ -87,10 +87,13 @@ class NeuralDeFinetti(SetLatentModel):
     def make_q(self, params: tuple[Tensor, ...]) -> dist.Distribution:
         return dist.Normal(*params).to_event(1)
 
-    def sample(self, context: Tensor, num_samples: int, context_mask: Tensor | None = None) -> Tensor:
+    def sample(
+        self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
+    ) -> Tensor:
         """Bernoulli means ``sigmoid(decoder(a))``, ``a ~ q(a | context)``: ``[B, S, *event]``."""
         with torch.no_grad():
-            return torch.sigmoid(self.decoder(self.sample_latent(context, num_samples, context_mask)))
+            a = self.sample_latent(context, num_samples, context_mask)
+            return torch.sigmoid(self.decoder(a))
 
 
 class LogisticNormalSet(SetLatentModel):
@@ -137,7 +140,8 @@ class LogisticNormalSet(SetLatentModel):
         super().__init__((num_features,))
         g = torch.Generator().manual_seed(seed)
         self.latent_dim = latent_dim
-        self.register_buffer("weight", torch.randn(num_features, latent_dim, generator=g) * weight_scale)
+        weight = torch.randn(num_features, latent_dim, generator=g) * weight_scale
+        self.register_buffer("weight", weight)
         self.register_buffer("bias", torch.randn(num_features, generator=g) * bias_scale)
         self.register_buffer("_eye", torch.eye(latent_dim))
         self.num_tril = latent_dim * (latent_dim + 1) // 2

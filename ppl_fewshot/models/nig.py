@@ -88,7 +88,7 @@ class NIGDistribution(TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: tuple[int, ...] | torch.Size = ()) -> Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
         precision = dist.Gamma(self.alpha, self.beta).rsample(sample_shape)
         sigma2 = 1.0 / precision

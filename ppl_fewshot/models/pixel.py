@@ -11,7 +11,8 @@ Generative story::
 Everything is closed form. With ``s_d`` the ink count of pixel d over the n context
 items the posterior is ``Beta(alpha_d + s_d, beta_d + n - s_d)``, the predictive is
 
-    p(x' | X) = prod_d  p_d^x'_d (1 - p_d)^(1 - x'_d),   p_d = (alpha_d + s_d) / (alpha_d + beta_d + n)
+    p(x' | X) = prod_d p_d^x'_d (1 - p_d)^(1 - x'_d)
+    p_d = (alpha_d + s_d) / (alpha_d + beta_d + n)
 
 and the evidence is ``log p(X) = sum_d log B(alpha_d + s_d, beta_d + n - s_d) - log B(alpha_d,
 beta_d)``. The hyper-parameters are fitted by empirical Bayes (type-II maximum likelihood):
@@ -104,7 +105,9 @@ class HierarchicalBernoulliPixels(SetLatentModel):
     def make_q(self, params: tuple[Tensor, ...]) -> dist.Distribution:
         return dist.Beta(*params).to_event(len(self.event_shape))
 
-    def sample(self, context: Tensor, num_samples: int, context_mask: Tensor | None = None) -> Tensor:
+    def sample(
+        self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
+    ) -> Tensor:
         """Bernoulli means ``theta ~ p(theta | context)``: ``[B, num_samples, *event]``."""
         with torch.no_grad():
             return self.sample_latent(context, num_samples, context_mask)

@@ -118,7 +118,9 @@ class SetLatentModel(FewShotModel):
         q = self.context_posterior(context, context_mask)
         return q.sample((num_samples,)).movedim(0, 1)
 
-    def sample(self, context: Tensor, num_samples: int, context_mask: Tensor | None = None) -> Tensor:
+    def sample(
+        self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
+    ) -> Tensor:
         """``x' ~ p(x' | context)`` by ``a ~ q(a | context)``, ``x' ~ p(x' | a)``.
 
         Returns ``[B, num_samples, *event_shape]`` draws (image models override this to

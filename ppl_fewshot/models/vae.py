@@ -86,7 +86,9 @@ class VAE(FewShotModel):
         with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
             pyro.sample("z", self.posterior_z(x).mask(mask))
 
-    def sample(self, context: Tensor, num_samples: int, context_mask: Tensor | None = None) -> Tensor:
+    def sample(
+        self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
+    ) -> Tensor:
         B = context.shape[0]
         with torch.no_grad():
             z = self.prior_z(torch.Size([B, num_samples])).sample()

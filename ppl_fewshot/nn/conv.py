@@ -78,4 +78,3 @@ class ConvDecoder(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return _flat_apply(self._forward, h, 1)
-

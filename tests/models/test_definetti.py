@@ -163,7 +163,8 @@ def test_amortized_posterior_agrees_with_nuts() -> None:
     print("\nlogistic-normal vs NUTS (rows: n = 1, 5, 20, 50)")
     for i, n in enumerate(sizes.tolist()):
         print(f"  n={n:2d} mean q {q_mean[i].tolist()} nuts {ref_mean[i].tolist()} "
-              f"| sd q {q_sd[i].tolist()} nuts {ref_sd[i].tolist()} | ess {ess.reshape(4, -1)[i].tolist()}")
+              f"| sd q {q_sd[i].tolist()} nuts {ref_sd[i].tolist()} "
+              f"| ess {ess.reshape(4, -1)[i].tolist()}")
     print(f"  |dmean|/sd per set: {mean_err.max(-1).values.tolist()}, "
           f"|sd ratio - 1|: {sd_err.max(-1).values.tolist()}")
     assert mean_err.max() < 1.0 and mean_err.mean() < 0.45, mean_err
