@@ -14,9 +14,9 @@ Plates and sites (the same names in model and guide)::
 
 Pyro plates cannot be empty: for ``T = 0`` (the empty set, legal everywhere) a model
 samples its per-set sites and skips the "items" plate. Every per-item site must be masked
-with ``dist.mask(mask)`` so that padded items contribute nothing. Networks broadcast over extra leading dims, so importance
-sampling runs all particles at once under an outer ``pyro.plate("particles", K,
-dim=-3)``.
+with ``dist.mask(mask)`` so that padded items contribute nothing. Networks broadcast over
+extra leading dims, so importance sampling runs all particles at once under an outer
+``pyro.plate("particles", K, dim=-3)``.
 
 Features that model and guide share are computed once by :meth:`prepare` and
 passed to both as ``ctx``.
