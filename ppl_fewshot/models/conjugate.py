@@ -12,10 +12,13 @@ checked against the exact answer:
 Amortized guides (all three): a :class:`~ppl_fewshot.nn.SetEncoder` over the items
 produces a learned set summary ``g(X) = rho(mean_i phi(x_i), log(1 + n))`` and the
 guide's natural parameters are the prior's plus ``n`` times that summary, e.g. for
-Beta-Bernoulli ``q(theta|X) = Beta(alpha0 + n softplus(g_alpha(X)), beta0 + n
-softplus(g_beta(X)))``. This is the structure of every conjugate posterior (prior plus
-a sum of per-item statistics), so the family contains the exact posterior; the network
-still has to *learn* which statistics to sum. The empty set gives the prior exactly.
+Beta-Bernoulli ``q(theta|X) = Beta(alpha0 + n pc(g_alpha(X)), beta0 + n pc(g_beta(X)))``
+with ``pc`` a sharp softplus (:func:`~ppl_fewshot.models.set_latent.pseudo_count`). This
+is the structure of every conjugate posterior (prior plus a sum of per-item
+statistics), so the family contains the exact posterior; the network still has to
+*learn* which statistics to sum (the exact targets are the per-feature item means). The
+empty set gives the prior exactly. Train with sets whose sizes cover the sizes you will
+condition on: accuracy degrades at the edge of the training range.
 
 References:
     [1] Gelman et al., "Bayesian Data Analysis", 3rd ed., ch. 2-3 (conjugate families).

@@ -14,7 +14,7 @@ Tolerances (measured on the seeded runs below, then given about 1.5-2x room):
   because the exact posterior sharpens, and are largest for rare sets in the prior's
   tails, so the maximum is reported, not asserted.)
 * importance-sampled log p(X) with K = 1000: within 0.05 nats of the exact evidence
-  for every test set (the issue's bound, not loosened).
+  for every test set (the issue's bound, not loosened; measured max 0.035-0.041).
 * importance-sampled log p(x'|X): a difference of two K = 1000 estimates, each within
   0.05 nats, so within 0.1 nats.
 """
@@ -192,11 +192,10 @@ def test_importance_sampled_evidence_matches_exact(trained) -> None:
     err = (lm - ex).abs()
     print(f"\n{trained.name}: |IS(K=1000) - exact| per set (n = {SIZES}, 3 each): "
           f"{[round(e, 4) for e in err.tolist()]}")
-    # the issue's 0.05-nat bound holds for n <= 20; at n = 50 the posterior is so sharp
-    # that a guide off by ~2 sd on a tail set (see the moment table) leaves IS with
-    # K = 1000 up to ~0.1 nats short: asserted separately, and reported.
-    assert err[:-3].max() < 0.05, err
-    assert err[-3:].max() < 0.15, err
+    # the issue's bound, for every set. Measured (seeded): max 0.035 (BB), 0.041 (DC),
+    # 0.007 (NIG). With training sizes only up to 50, one n = 50 BB set missed it (0.096):
+    # the guide is least accurate at the edge of its training range.
+    assert err.max() < 0.05, err
 
 
 def test_elbo_below_evidence_and_iwae_tightens(trained) -> None:
