@@ -177,6 +177,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ppl_fewshot.inference.checkpoint import export_checkpoint
+
+    state = export_checkpoint(args.checkpoint, args.out)
+    print(f"{args.out}: {state['model_name']} at step {state['step']}, sha256 {sha256_file(args.out)}")
+    return 0
+
+
 def register_all(sub: argparse._SubParsersAction) -> None:
     """Add every subcommand to ``sub``."""
     from ppl_fewshot.cli_evaluate import add_evaluate
@@ -240,5 +248,10 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="samples.png")
     _data_dir(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("export", help="copy a checkpoint without optimizer state (model zoo)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
 
     add_quickstart(sub)

@@ -134,3 +134,17 @@ def test_bad_config(kw) -> None:
 def test_lr_schedule_phases() -> None:
     c = cfg(steps=90, lr=(1e-3, 3e-4, 1e-4))
     assert [c.lr_at(s) for s in (0, 29, 30, 59, 60, 89)] == [1e-3, 1e-3, 3e-4, 3e-4, 1e-4, 1e-4]
+
+
+def test_export_drops_the_optimizer(tmp_path) -> None:
+    from ppl_fewshot.inference.checkpoint import export_checkpoint
+
+    train(cfg(steps=2, checkpoint_every=2), tmp_path / "r", data=DATA, progress=False)
+    small = export_checkpoint(tmp_path / "r" / "checkpoint.pt", tmp_path / "zoo.pt")
+    big = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert small["optimizer"] is None and big["optimizer"] is not None
+    assert small["step"] == 2 and small["train_config"] == big["train_config"]
+    assert (tmp_path / "zoo.pt").stat().st_size < (tmp_path / "r" / "checkpoint.pt").stat().st_size
+    model, _ = model_from_checkpoint(tmp_path / "zoo.pt")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, big["state_dict"][k])

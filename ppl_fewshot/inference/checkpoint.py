@@ -40,6 +40,9 @@ def atomic_write_bytes(path: str | Path, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -97,6 +100,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("model_config", "train_config", "versions", "extra"):
         state[key] = json.loads(state[key])
     return state
+
+
+def export_checkpoint(src: str | Path, dst: str | Path) -> dict[str, Any]:
+    """Copy a checkpoint without its optimizer state (a small file for the model zoo)."""
+    state = load_checkpoint(src)
+    for key in ("model_config", "train_config", "versions", "extra"):
+        state[key] = json.dumps(state[key], sort_keys=True)
+    state["optimizer"] = None
+    atomic_write_bytes(dst, lambda fh: torch.save(state, fh))
+    return load_checkpoint(dst)
 
 
 def model_from_checkpoint(
