@@ -155,13 +155,16 @@ def likelihood_scores(
     tasks: FewShotTasks,
     num_particles: int = 50,
     exact: bool = False,
-    max_items: int = 1 << 15,
+    max_items: int = 1 << 13,
     progress: bool = False,
 ) -> Tensor:
     """``log p(x_q | X_c)`` for every task, query and class: ``[N_tasks, Q, ways]``.
 
     Context-free models (no per-set latent, not autoregressive: the VAE) have
     ``log p(x | X_c) = log p(x)``; each query is scored once and the score repeated.
+    Models with a per-set latent use ``log p(X_c u {x}) - log p(X_c)`` (both
+    importance-sampled, as :meth:`~FewShotModel.log_predictive` does) with ``log p(X_c)``
+    estimated once per class rather than once per query.
 
     All (query, class) pairs of all tasks are flattened and scored ``P`` at a time by one
     :meth:`~FewShotModel.log_predictive` call, with ``P * min(K, 100) * (shots + 1) <=
@@ -174,12 +177,15 @@ def likelihood_scores(
     if exact:
         if not hasattr(model, "exact_log_predictive"):
             raise ValueError(f"model {model.name!r} has no exact_log_predictive")
-        ctx = _as_event(model, tasks.support.reshape(N * W, S, *tasks.support.shape[3:]), 2)
-        qry = _as_event(model, tasks.query, 2)  # [N, Q, *event]
-        qry = qry.unsqueeze(1).expand(N, W, *qry.shape[1:]).reshape(N * W, Q, *qry.shape[2:])
-        with torch.no_grad():
-            lp = model.exact_log_predictive(qry.to(dev), ctx.to(dev)).cpu()
-        return lp.reshape(N, W, Q).transpose(1, 2)
+        rows, step = [], max(1, max_items // (W * Q))  # tasks per call
+        for i in range(0, N, step):
+            sup, qry = tasks.support[i : i + step], _as_event(model, tasks.query[i : i + step], 2)
+            n = sup.shape[0]
+            ctx = _as_event(model, sup.reshape(n * W, S, *sup.shape[3:]), 2)
+            qry = qry.unsqueeze(1).expand(n, W, *qry.shape[1:]).reshape(n * W, Q, *qry.shape[2:])
+            with torch.no_grad():
+                rows.append(model.exact_log_predictive(qry.to(dev), ctx.to(dev)).cpu())
+        return torch.cat(rows, 0).reshape(N, W, Q).transpose(1, 2)
     if not model.has_set_latent and not model.autoregressive:
         # context-free (VAE): log p(x | X_c) = log p(x) for every class, scored once per query
         qry = _as_event(model, tasks.query.reshape(N * Q, 1, *tasks.query.shape[2:]), 2)
@@ -191,6 +197,14 @@ def likelihood_scores(
         return lp.reshape(N, Q, 1).expand(N, Q, W).clone()
     total = N * W * Q
     per_call = max(1, max_items // (min(num_particles, 100) * (S + 1)))
+    base = None
+    if model.has_set_latent:
+        # log p(x | X_c) = log p(X_c u {x}) - log p(X_c): the second term once per class
+        sup = _as_event(model, tasks.support.reshape(N * W, S, *tasks.support.shape[3:]), 2)
+        with torch.no_grad():
+            base = torch.cat([model.log_marginal(sup[i : i + per_call].to(dev), None,
+                                                 num_particles).cpu()
+                              for i in range(0, N * W, per_call)], 0)
     out = torch.empty(total)
     for start in tqdm(range(0, total, per_call), disable=not progress, desc="likelihood"):
         p = torch.arange(start, min(start + per_call, total))
@@ -198,7 +212,13 @@ def likelihood_scores(
         ctx = _as_event(model, tasks.support[t, c], 2).to(dev)  # [P, S, *event]
         qry = _as_event(model, tasks.query[t, q].unsqueeze(1), 2).to(dev)  # [P, 1, *event]
         with torch.no_grad():
-            out[start : start + len(p)] = model.log_predictive(qry, ctx, num_particles)[:, 0].cpu()
+            if base is None:
+                lp = model.log_predictive(qry, ctx, num_particles)[:, 0]
+            else:
+                lp = model.log_marginal(torch.cat([ctx, qry], 1), None, num_particles)
+            out[start : start + len(p)] = lp.cpu()
+    if base is not None:
+        out = out - base.reshape(N, W, 1).expand(N, W, Q).reshape(-1)
     return out.reshape(N, W, Q).transpose(1, 2)
 
 
@@ -221,7 +241,7 @@ def cosine_scores(model: FewShotModel, tasks: FewShotTasks) -> Tensor:
     return torch.einsum("nqf,nwf->nqw", fq, fs)
 
 
-def min_kl_scores(model: FewShotModel, tasks: FewShotTasks, batch: int = 256) -> Tensor:
+def min_kl_scores(model: FewShotModel, tasks: FewShotTasks, max_pairs: int = 4096) -> Tensor:
     """``-KL(q(c | {x_q}) || q(c | X_c))`` for every task, query and class: ``[N, Q, ways]``.
 
     Pairs are formed by repeating inputs, so this works for any ``context_posterior``
@@ -232,6 +252,7 @@ def min_kl_scores(model: FewShotModel, tasks: FewShotTasks, batch: int = 256) ->
     dev = _device(model)
     model.eval()
     rows = []
+    batch = max(1, max_pairs // (Q * W))  # tasks per step
     with torch.no_grad():
         for i in range(0, N, batch):
             sup = _as_event(model, tasks.support[i : i + batch], 3).to(dev)

@@ -1,0 +1,329 @@
+"""One evaluation protocol for every model: NLL tables, few-shot classification, CLI, report.
+
+Exact references: the Beta-Bernoulli predictive (NLL table), the Bayes-optimal accuracy of a
+Beta-Bernoulli classification problem (enumerated), and the exact pixel model (guide =
+posterior, so importance sampling is exact) on perfectly separable classes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pyro
+import pytest
+import torch
+
+from ppl_fewshot import models
+from ppl_fewshot.cli import main
+from ppl_fewshot.cli_evaluate import prefix_nll_table
+from ppl_fewshot.data import ClassDataset, Episode, load_bank
+from ppl_fewshot.inference import ELBOLoss, TrainConfig, nll_table, train
+from ppl_fewshot.inference.classify import (
+    classify,
+    likelihood_scores,
+    make_tasks,
+    predict,
+    wilson_interval,
+)
+from ppl_fewshot.inference.report import PUBLISHED, collect_results, render_report
+from tests.conftest import make_prototype_classes
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ppl-fewshot: error:") and "Traceback" not in err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------ NLL table
+@pytest.fixture(scope="module")
+def fitted_beta_bernoulli():
+    """Beta-Bernoulli whose amortized guide is trained (a few seconds) to near the posterior."""
+    pyro.set_rng_seed(0)
+    m = models.build("beta-bernoulli", dim=3)
+    loss, opt = ELBOLoss(m), torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(200):
+        x, mask, _ = m.simulate(64, 8)
+        value = loss(x, mask)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    return m.eval()
+
+
+def test_nll_table_equals_exact_predictive_on_conjugate_model(fitted_beta_bernoulli) -> None:
+    m, E, T = fitted_beta_bernoulli, 150, 6
+    pyro.set_rng_seed(1)
+    x, mask, _ = m.simulate(E, T, sizes=torch.full((E,), T))
+    bank = Episode(x, torch.zeros(E, T, dtype=torch.long), mask)
+    shots = (0, 1, 2, 5)
+    table = nll_table(m, bank, shots, num_particles=300, batch_size=E)
+    ev = torch.stack([m.exact_log_evidence(x[:, : t + 1]) for t in range(T)], 1)
+    exact = -(ev - torch.cat([torch.zeros(E, 1), ev[:, :-1]], 1))[:, list(shots)]
+    # same episodes, so only Monte Carlo error separates them (measured ~0.01 nats)
+    assert torch.allclose(torch.tensor(table["nll"]), exact.mean(0), atol=0.05), (table, exact)
+    assert table["nll"][0] == pytest.approx(float(exact[:, 0].mean()), abs=2e-3)  # q = prior
+    # the CLI's prefix-only estimator for set-latent models: same estimand, less work
+    fast = prefix_nll_table(m, bank, shots, 300, batch_size=64)
+    assert torch.allclose(torch.tensor(fast["nll"]), exact.mean(0), atol=0.05), (fast, exact)
+    se = exact.std(0) / math.sqrt(E)
+    assert torch.allclose(torch.tensor(table["se"]), se, rtol=0.2, atol=0.01)
+
+
+def test_episode_bank_is_fixed_across_runs_and_models(capsys, tmp_path, monkeypatch,
+                                                       checkpoint) -> None:
+    monkeypatch.setenv("PPL_FEWSHOT_CACHE", str(tmp_path / "cache"))
+    from ppl_fewshot.cli_evaluate import test_bank
+
+    a, pa = test_bank("glyphs", 1, 6, 4, "distinct", 3, None)
+    b, pb = test_bank("glyphs", 1, 6, 4, "distinct", 3, None)  # from the cache
+    assert pa == pb and torch.equal(a.x, b.x) and torch.equal(a.labels, b.labels)
+    c, _ = test_bank("glyphs", 1, 6, 4, "distinct", 4, None)
+    assert not torch.equal(a.x, c.x)
+    # two different models evaluated through the CLI read the very same bank file
+    ck = checkpoint
+    banks = []
+    for i, argv in enumerate((["--checkpoint", str(ck)], ["--model", "pixel-beta-bernoulli",
+                                                          "--fit-steps", "2"])):
+        out = tmp_path / f"o{i}"
+        code, _, err = run(["evaluate", *argv, "--protocol", "glyphs", "--episodes", "4",
+                            "--set-size", "6", "--shots", "0,1,5", "--sampler", "distinct",
+                            "--seed", "3", "--samples", "3", "--out", str(out)], capsys)
+        assert code == 0, err
+        banks.append(json.loads((out / "nll.json").read_text())["bank"])
+    assert banks[0] == banks[1] == str(pa)
+    assert torch.equal(load_bank(banks[0]).x, a.x)
+
+
+# ------------------------------------------------------------------ classification
+def test_make_tasks_is_seeded_and_well_formed() -> None:
+    ds = make_prototype_classes(8, 6)
+    t1, t2 = make_tasks(ds, 7, 5, 2, 2, seed=1), make_tasks(ds, 7, 5, 2, 2, seed=1)
+    assert torch.equal(t1.support, t2.support) and torch.equal(t1.query, t2.query)
+    assert not torch.equal(make_tasks(ds, 7, 5, 2, 2, seed=2).support, t1.support)
+    assert t1.support.shape == (7, 5, 2, 1, 28, 28) and t1.query.shape == (7, 10, 1, 28, 28)
+    assert t1.labels.tolist()[0] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert all(len(set(row)) == 5 for row in t1.classes.tolist())  # distinct classes per task
+    with pytest.raises(ValueError, match="classes"):
+        make_tasks(ds, 1, 9, 1)
+    with pytest.raises(ValueError, match="drawings"):
+        make_tasks(ds, 1, 2, 6, 1)
+
+
+def test_wilson_interval_and_random_tie_breaking() -> None:
+    lo, hi = wilson_interval(8, 10)
+    assert (lo, hi) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    pred = predict(torch.zeros(4000, 1, 4), seed=0)  # all tied: uniform over the 4 classes
+    counts = torch.bincount(pred.flatten(), minlength=4).float() / 4000
+    assert torch.allclose(counts, torch.full((4,), 0.25), atol=0.03)
+
+
+def _bayes_accuracy(m, dim: int) -> float:
+    """Exact accuracy of argmax_c p(q | s_c), 2-way 1-shot, by enumerating all binary items."""
+    items = torch.tensor(list(itertools.product([0.0, 1.0], repeat=dim)))
+    n = len(items)
+    i0, i1, iq = (g.reshape(-1) for g in torch.meshgrid(
+        torch.arange(n), torch.arange(n), torch.arange(n), indexing="ij"))
+    s0, s1, q = items[i0], items[i1], items[iq]
+    joint = (m.exact_log_evidence(torch.stack([s0, q], 1))
+             + m.exact_log_evidence(s1.unsqueeze(1))).exp()  # P(s0, s1, q | q from class 0)
+    l0 = m.exact_log_predictive(q.unsqueeze(1), s0.unsqueeze(1))[:, 0]
+    l1 = m.exact_log_predictive(q.unsqueeze(1), s1.unsqueeze(1))[:, 0]
+    win = (l0 > l1).double() + 0.5 * (l0 == l1).double()
+    assert float(joint.sum()) == pytest.approx(1.0, abs=1e-5)
+    return float((joint * win).sum())
+
+
+def test_likelihood_classification_reaches_bayes_optimal_accuracy(fitted_beta_bernoulli) -> None:
+    dim, m = 3, fitted_beta_bernoulli
+    bayes = _bayes_accuracy(m, dim)
+    assert 0.55 < bayes < 0.9
+    pyro.set_rng_seed(2)  # classes drawn from the model's own prior: 4000 classes of 2 items
+    x, _, _ = m.simulate(4000, 2, sizes=torch.full((4000,), 2))
+    ds = ClassDataset((x * 255).to(torch.uint8).reshape(4000, 2, 1, 1, dim),
+                      [f"c{i}" for i in range(4000)], "fixed", "beta-bernoulli")
+    tasks = make_tasks(ds, 3000, 2, 1, 1, seed=0)
+    res = classify(m, tasks, "likelihood", exact=True)
+    n = res["decisions"]
+    assert n == 6000
+    assert abs(res["accuracy"] / 100 - bayes) < 3.3 * math.sqrt(bayes * (1 - bayes) / n)
+    # the importance-sampled path scores the same pairs: it must agree with the exact one
+    small = make_tasks(ds, 100, 2, 1, 1, seed=1)
+    ex = likelihood_scores(m, small, exact=True)
+    est = likelihood_scores(m, small, num_particles=400)
+    assert (est - ex).abs().max() < 0.1
+
+
+def test_separable_classes_give_100_percent_and_shuffled_labels_give_chance() -> None:
+    ds = make_prototype_classes(12, 6)
+    pix = models.build("pixel-beta-bernoulli")
+    tasks = make_tasks(ds, 60, 5, 1, 2, seed=0)
+    # guide = exact posterior, so importance sampling (any chunking) equals the exact score
+    few = make_tasks(ds, 6, 5, 1, 2, seed=1)
+    ex = likelihood_scores(pix, few, exact=True)
+    est = likelihood_scores(pix, few, num_particles=2, max_items=100)  # 25 pairs a call
+    assert torch.allclose(est, ex, atol=1e-2)
+    assert classify(pix, tasks, "likelihood", exact=True)["accuracy"] == 100.0
+    assert classify(pix, tasks, "min-kl")["accuracy"] == 100.0
+    g = torch.Generator().manual_seed(0)
+    tasks.labels = torch.stack([row[torch.randperm(row.numel(), generator=g)]
+                                for row in tasks.labels])
+    res = classify(pix, tasks, "likelihood", exact=True)
+    assert res["ci95"][0] < 20.0 < res["ci95"][1]
+
+
+def test_context_free_vae_is_at_chance_and_cosine_runs() -> None:
+    ds = make_prototype_classes(12, 4)
+    vae = models.build("vae-small")
+    tasks = make_tasks(ds, 80, 5, 1, 1, seed=0)
+    res = classify(vae, tasks, "likelihood", num_particles=3)
+    assert res["ci95"][0] < 20.0 < res["ci95"][1]  # log p(x | X_c) = log p(x): ties, chance
+    cos = classify(vae, tasks, "cosine")
+    assert cos["decisions"] == 400 and 0 <= cos["accuracy"] <= 100
+    with pytest.raises(ValueError, match="per-set latent"):
+        classify(vae, tasks, "min-kl")
+    with pytest.raises(ValueError, match="unknown method"):
+        classify(vae, tasks, "telepathy")
+
+
+# ------------------------------------------------------------------------------ CLI
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A vae-small trained for 2 steps on synthetic classes."""
+    out = tmp_path_factory.mktemp("ck") / "run"
+    data = (make_prototype_classes(6, 10), make_prototype_classes(2, 10, seed=3))
+    cfg = TrainConfig(model="vae-small", protocol="synthetic", steps=2, batch_size=2,
+                      set_size=2, val_batches=1, checkpoint_every=2, device="cpu")
+    train(cfg, out, data=data, progress=False)
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture(autouse=True)
+def _glyphs_once(monkeypatch):
+    """The synthetic ``glyphs`` protocol is regenerated on every load: memoize it here."""
+    import ppl_fewshot.data as data
+
+    real = data.load_split
+
+    def cached(protocol, split, data_dir=None):
+        key = (protocol, split)
+        if protocol == "glyphs" and key not in _GLYPHS:
+            _GLYPHS[key] = real(protocol, split, data_dir)
+        return _GLYPHS[key] if protocol == "glyphs" else real(protocol, split, data_dir)
+
+    monkeypatch.setattr(data, "load_split", cached)
+
+
+_GLYPHS: dict = {}
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--task", "bogus"], "unknown task"),
+    (["--methods", "likelihood,bogus"], "unknown method"),
+    (["--samples", "0"], "positive"),
+    (["--classify-samples", "-1"], "positive"),
+    (["--ways", "0"], "positive"),
+    (["--task", "classify", "--ways", "41"], "41-way"),
+    (["--task", "classify", "--k-shots", "20"], "drawings per class"),
+    (["--task", "classify", "--methods", "min-kl"], "per-set latent"),
+    (["--classes", "99"], "test classes"),
+    (["--sampler", "distinct", "--set-size", "30"], "distinct items"),
+    (["--model", "vae"], "exactly one"),
+    (["--protocol", "nope"], "unknown protocol"),
+])
+def test_evaluate_bad_arguments_one_line_nothing_written(extra, needle, capsys, tmp_path,
+                                                          checkpoint) -> None:
+    ck = checkpoint
+    out = tmp_path / "out"
+    argv = ["evaluate", "--checkpoint", str(ck), "--protocol", "glyphs", *extra, "--out", str(out)]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and needle in one_line_error(err)
+    assert not out.exists(), "nothing may be written on error"
+
+
+def test_model_without_checkpoint_must_be_fittable(capsys, tmp_path) -> None:
+    code, _, err = run(["evaluate", "--model", "vae", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "needs a trained --checkpoint" in one_line_error(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_tasks_and_report(capsys, tmp_path, checkpoint) -> None:
+    ck = checkpoint
+    out = tmp_path / "cls"
+    code, stdout, err = run(["evaluate", "--checkpoint", str(ck), "--task", "classify",
+                             "--protocol", "glyphs", "--ways", "5", "--k-shots", "1,2",
+                             "--tasks", "6", "--classify-samples", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads((out / "classify.json").read_text())
+    assert res["label"] == "vae-small (ppl_fewshot)" and len(res["checkpoint_sha256"]) == 64
+    assert res["training_budget"]["steps"] == 2 and "wall_time_s" in res["training_budget"]
+    assert {(r["method"], r["ways"], r["shots"]) for r in res["classification"]} == {
+        (m, 5, k) for m in ("likelihood", "cosine") for k in (1, 2)}
+    assert "5-way 2-shot" in (out / "classify.md").read_text()
+    assert (out / "classify.csv").read_text().count("\n") >= 5
+    pix = tmp_path / "pix"
+    code, _, err = run(["evaluate", "--model", "pixel-beta-bernoulli", "--task", "transfer",
+                        "--protocol", "glyphs", "--fit-steps", "3", "--episodes", "3",
+                        "--set-size", "6", "--shots", "0,1,5", "--ways", "3", "--k-shots", "1",
+                        "--tasks", "5", "--out", str(pix)], capsys)
+    assert code == 0, err
+    tr = json.loads((pix / "transfer.json").read_text())
+    assert tr["nll"]["shots"] == [0, 1, 5] and "exact" in tr["nll"]["estimator"]
+    assert tr["training_budget"]["steps"] == 3 and (pix / "pixel-beta-bernoulli.pt").exists()
+    assert {r["method"] for r in tr["classification"]} == {"likelihood", "min-kl"}
+    # report: ours beside the published numbers, with a plot
+    page = tmp_path / "docs" / "results.md"
+    code, _, err = run(["report", "--results", str(out), str(pix), "--out", str(page)], capsys)
+    assert code == 0, err
+    text = page.read_text()
+    assert "vae-small (ppl_fewshot) [glyphs]" in text and "pixel-beta-bernoulli" in text
+    assert "| GMN, C_train=2 (published) | 1 | authors' | 1000 | 89.7 |" in text
+    assert "82.7" in text and "78.6" in text and page.with_suffix(".png").exists()
+    assert len(collect_results([out, pix])) == 2
+
+
+def test_set_latent_model_through_the_cli(capsys, tmp_path) -> None:
+    out = tmp_path / "ns"
+    data = (make_prototype_classes(6, 10), make_prototype_classes(2, 10, seed=3))
+    cfg = TrainConfig(model="ns-small", protocol="synthetic", steps=2, batch_size=2,
+                      set_size=2, val_batches=1, checkpoint_every=2, device="cpu")
+    train(cfg, out, data=data, progress=False)
+    code, _, err = run(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--task",
+                        "transfer", "--protocol", "glyphs", "--episodes", "2", "--set-size", "4",
+                        "--shots", "0,1,3", "--samples", "3", "--ways", "3", "--k-shots", "1",
+                        "--tasks", "3", "--classify-samples", "2", "--out", str(tmp_path / "o")],
+                       capsys)
+    assert code == 0, err
+    res = json.loads((tmp_path / "o" / "transfer.json").read_text())
+    assert len(res["nll"]["nll"]) == 3 and all(math.isfinite(v) for v in res["nll"]["nll"])
+    assert [r["method"] for r in res["classification"]] == ["likelihood", "cosine", "min-kl"]
+
+
+def test_report_errors_and_published_data(capsys, tmp_path) -> None:
+    code, _, err = run(["report", "--results", str(tmp_path / "missing"),
+                        "--out", str(tmp_path / "r.md")], capsys)
+    assert code == 2 and "does not exist" in one_line_error(err)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(["report", "--results", str(tmp_path / "empty"),
+                        "--out", str(tmp_path / "r.md")], capsys)
+    assert code == 2 and "no evaluation results" in one_line_error(err)
+    assert not (tmp_path / "r.md").exists()
+    rows = PUBLISHED["omniglot_nll"]["rows"]
+    assert rows[0][2][19] == 45.8 and len(rows) == 11
+    assert PUBLISHED["omniglot_classification"]["rows"][0][2][(20, 5)] == 90.8
+    assert "(published)" in render_report([{"label": "x (ppl_fewshot)", "task": "classify",
+                                            "protocol": "gmn28", "_file": "f",
+                                            "classification": []}])
