@@ -285,7 +285,6 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
 
     from ppl_fewshot.data import get_protocol, load_split
     from ppl_fewshot.inference.checkpoint import atomic_write_text
@@ -308,8 +307,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if train_ds is not None:
         prov = _fit_free_model(model, args, train_ds, out)
     model.eval()
-    if device.type == "cpu":  # oneDNN convolutions run ~1.5x faster in NHWC; same numbers
-        model.to(memory_format=torch.channels_last)
     label = f"{model.name} (ppl_fewshot)"
     result: dict[str, Any] = {
         "model": model.name, "label": label, "task": args.task, "protocol": proto.name,
