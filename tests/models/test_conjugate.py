@@ -34,13 +34,6 @@ NAMES = ["beta-bernoulli", "dirichlet-categorical", "normal-inverse-gamma"]
 SIZES = [0, 1, 5, 20, 50]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on shared cores: extra threads only add contention (10x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fit_guide(model, num_steps: int = 400, num_sets: int = 64, max_items: int = 64,

@@ -29,15 +29,6 @@ from pyro.infer import MCMC, NUTS
 from ppl_fewshot.models import build
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on shared cores: extra threads only add contention (10x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fit_guide(model, num_steps: int, num_sets: int = 64, max_items: int = 50, lr: float = 1e-2,
               num_particles: int = 4, seed: int = 0) -> list[float]:
     """SVI on prior-simulated sets of random sizes (plain loop, torch.optim)."""

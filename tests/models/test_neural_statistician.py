@@ -17,15 +17,6 @@ from ppl_fewshot.models.neural_statistician import NeuralStatistician
 TINY = {"c_dim": 3, "z_dim": 2, "hidden": 16, "channels": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on shared cores, spinning OpenMP threads cost 5x the CPU time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def binary(*shape: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(*shape, generator=g) < 0.3).float()

@@ -16,13 +16,6 @@ DATA = Path(os.environ.get("PPL_FEWSHOT_DATA", Path(__file__).resolve().parents[
 SMALL = (1, 3, 3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks on shared cores: extra threads only add contention (10x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def simulate_classes(alpha: torch.Tensor, beta: torch.Tensor, num_classes: int, per_class: int,
