@@ -181,7 +181,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ppl_fewshot.inference.checkpoint import export_checkpoint
 
     state = export_checkpoint(args.checkpoint, args.out)
-    print(f"{args.out}: {state['model_name']} at step {state['step']}, sha256 {sha256_file(args.out)}")
+    digest = sha256_file(args.out)
+    print(f"{args.out}: {state['model_name']} at step {state['step']}, sha256 {digest}")
     return 0
 
 
