@@ -7,8 +7,13 @@ numpy and the standard library) and holds no state.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -75,3 +80,34 @@ def versions() -> dict[str, str]:
 def logmeanexp(x: torch.Tensor, dim: int) -> torch.Tensor:
     """``log(mean(exp(x)))`` along ``dim``, computed stably."""
     return torch.logsumexp(x, dim=dim) - torch.log(torch.tensor(float(x.shape[dim])))
+
+
+def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it over ``path``.
+
+    Refuses to replace anything but a regular file (a rename over ``/dev/null`` or a
+    folder would destroy it).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} exists and is not a regular file; refusing to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))

@@ -148,3 +148,19 @@ def test_export_drops_the_optimizer(tmp_path) -> None:
     model, _ = model_from_checkpoint(tmp_path / "zoo.pt")
     for k, v in model.state_dict().items():
         assert torch.equal(v, big["state_dict"][k])
+
+
+def test_atomic_writes_never_replace_special_files(tmp_path) -> None:
+    import os
+
+    from ppl_fewshot.utils import atomic_write_text
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        atomic_write_text(fifo, "x")
+    with pytest.raises(ValueError, match="not a regular file"):
+        atomic_write_text(tmp_path, "x")
+    assert fifo.exists() and not fifo.is_file() and tmp_path.is_dir()
+    atomic_write_text(tmp_path / "f.txt", "ok")
+    assert (tmp_path / "f.txt").read_text() == "ok" and len(list(tmp_path.iterdir())) == 2

@@ -20,7 +20,6 @@ matching networks. AISTATS.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ppl_fewshot.data.base import ClassDataset, Episode
+from ppl_fewshot.utils import atomic_write_bytes
 
 SAMPLERS = ("with-replacement", "distinct")
 IntOrRange = int | tuple[int, int]
@@ -213,15 +213,7 @@ def save_bank(episode: Episode, path: str | os.PathLike) -> None:
         blob["x_u8"] = levels.to(torch.uint8)
     else:
         blob["x"] = x
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, lambda fh: torch.save(blob, fh))
 
 
 def load_bank(path: str | os.PathLike) -> Episode:

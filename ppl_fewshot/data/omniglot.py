@@ -22,7 +22,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 from collections import defaultdict
@@ -36,6 +35,7 @@ from torch import Tensor
 
 from ppl_fewshot.data.base import ClassDataset
 from ppl_fewshot.data.paths import DataError, cache_dir, fetch, open_zip
+from ppl_fewshot.utils import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -146,12 +146,9 @@ def _load_arrays(zip_path: Path, image_size: int | None, cache: bool
     tensor = torch.from_numpy(images)
     if target is not None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save({"images": tensor, "class_names": names, "alphabets": alphabets}, tmp)
-            os.replace(tmp, target)
-        except OSError as err:
+            blob = {"images": tensor, "class_names": names, "alphabets": alphabets}
+            atomic_write_bytes(target, lambda fh: torch.save(blob, fh))
+        except (OSError, ValueError) as err:
             logger.warning("could not write cache %s: %s", target, err)
     return tensor, names, alphabets
 

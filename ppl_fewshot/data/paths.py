@@ -25,6 +25,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ppl_fewshot.utils import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 ENV_DATA = "PPL_FEWSHOT_DATA"
@@ -208,12 +210,8 @@ def _read_memo() -> dict[str, list]:
 def _write_memo(memo: dict[str, list]) -> None:
     path = _memo_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".verified-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(memo, f, indent=0, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError as err:  # a read-only cache only costs a re-hash next time
+        atomic_write_text(path, json.dumps(memo, indent=0, sort_keys=True))
+    except (OSError, ValueError) as err:  # a read-only cache only costs a re-hash next time
         logger.debug("could not record verified files in %s: %s", path, err)
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ppl_fewshot.utils import atomic_write_bytes
+
 
 def _plt():
     import matplotlib
@@ -110,18 +112,10 @@ def plot_nll_curves(tables: dict[str, dict[str, Any]], ax=None):
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save ``fig`` atomically (temp file, then rename) and close it."""
-    import os
-    import tempfile
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    fmt = path.suffix.lstrip(".") or "png"
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi))
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         _plt().close(fig)
     return path
