@@ -287,9 +287,8 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from ppl_fewshot.data import get_protocol, load_split
-    from ppl_fewshot.inference.checkpoint import atomic_write_text
     from ppl_fewshot.inference.report import classification_markdown, nll_markdown
-    from ppl_fewshot.utils import resolve_device, versions
+    from ppl_fewshot.utils import atomic_write_text, resolve_device, versions
 
     args.protocol = args.protocol or ("mnist28" if args.task == "transfer" else "gmn28")
     proto = get_protocol(args.protocol)
@@ -355,8 +354,8 @@ def _budget_text(b: dict[str, Any]) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ppl_fewshot.inference.checkpoint import atomic_write_text
     from ppl_fewshot.inference.report import collect_results, nll_curves, render_report
+    from ppl_fewshot.utils import atomic_write_text
 
     results = collect_results(args.results)
     out = Path(args.out)

@@ -81,8 +81,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         save_figure,
     )
     from ppl_fewshot.inference import TrainConfig, model_from_checkpoint, nll_table, train
-    from ppl_fewshot.inference.checkpoint import atomic_write_text
-    from ppl_fewshot.utils import resolve_device, seed_everything
+    from ppl_fewshot.utils import atomic_write_text, resolve_device, seed_everything
 
     t0 = time.perf_counter()
     protocol, train_ds, val_ds, test_ds = _datasets(args.data_dir, args.seed)

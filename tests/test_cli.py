@@ -236,3 +236,32 @@ def test_quickstart_with_a_checkpoint_on_real_data(capsys, tmp_path, checkpoint,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"] == "gmn28" and summary["checkpoint"] == str(checkpoint)
     assert (out / "samples.png").stat().st_size > 1000 and not (out / "loss.png").exists()
+
+
+def test_quickstart_uses_the_zoo_model_by_default(capsys, tmp_path, shared_data, monkeypatch):
+    from ppl_fewshot.cli_quickstart import zoo_checkpoint
+
+    zoo = zoo_checkpoint()
+    if zoo is None:
+        pytest.skip("no zoo checkpoint in models/")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["quickstart", "--eval-episodes", "2", "--samples", "2", "--out", "qs"],
+                       capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "qs" / "summary.json").read_text())
+    assert summary["checkpoint"] == str(zoo) and summary["model"] == "gmn-small"
+
+
+def test_every_zoo_checkpoint_has_a_card() -> None:
+    from pathlib import Path
+
+    from ppl_fewshot.inference import load_checkpoint
+
+    zoo = Path(__file__).resolve().parents[1] / "models"
+    for ck in zoo.glob("*.pt"):
+        card = json.loads(ck.with_suffix(".json").read_text())
+        state = load_checkpoint(ck)
+        assert card["model"] == state["model_name"] and card["steps"] == state["step"]
+        assert "ppl-fewshot" in card["train_command"] and " train " in card["train_command"]
+        assert card["protocol"]
+        assert ck.stat().st_size < 8_000_000

@@ -41,13 +41,12 @@ from ppl_fewshot.data.base import ClassDataset
 from ppl_fewshot.inference import distributed
 from ppl_fewshot.inference.checkpoint import (
     CheckpointError,
-    atomic_write_text,
     load_checkpoint,
     save_checkpoint,
 )
 from ppl_fewshot.inference.objectives import OBJECTIVES, ELBOLoss
 from ppl_fewshot.models import build
-from ppl_fewshot.utils import resolve_device, seed_everything, versions
+from ppl_fewshot.utils import atomic_write_text, resolve_device, seed_everything, versions
 
 logger = logging.getLogger(__name__)
 
