@@ -29,6 +29,7 @@ import torch
 
 from ppl_fewshot.models import build
 from ppl_fewshot.models.nig import NIGDistribution
+from tests.conftest import fit_guide
 
 NAMES = ["beta-bernoulli", "dirichlet-categorical", "normal-inverse-gamma"]
 SIZES = [0, 1, 5, 20, 50]
@@ -36,25 +37,6 @@ SIZES = [0, 1, 5, 20, 50]
 
 
 
-def fit_guide(model, num_steps: int = 400, num_sets: int = 64, max_items: int = 64,
-              lr: float = 1e-2, num_particles: int = 4, seed: int = 0) -> list[float]:
-    """Train the amortized guide by SVI on prior-simulated sets of random sizes."""
-    pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    elbo = pyro.infer.Trace_ELBO(num_particles=num_particles, vectorize_particles=True,
-                                 max_plate_nesting=2)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 if s < 0.6 * num_steps else 0.1)
-    losses = []
-    for _ in range(num_steps):
-        x, mask, _ = model.simulate(num_sets, max_items)
-        loss = elbo.differentiable_loss(model.model, model.guide, x, mask) / num_sets
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    return losses
 
 
 def sets_of_sizes(model, sizes: list[int], per_size: int, max_items: int = 50):

@@ -27,27 +27,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 from ppl_fewshot.models import build
-
-
-def fit_guide(model, num_steps: int, num_sets: int = 64, max_items: int = 50, lr: float = 1e-2,
-              num_particles: int = 4, seed: int = 0) -> list[float]:
-    """SVI on prior-simulated sets of random sizes (plain loop, torch.optim)."""
-    pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    elbo = pyro.infer.Trace_ELBO(num_particles=num_particles, vectorize_particles=True,
-                                 max_plate_nesting=2)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 if s < 0.6 * num_steps else 0.1)
-    losses = []
-    for _ in range(num_steps):
-        x, mask, _ = model.simulate(num_sets, max_items)
-        loss = elbo.differentiable_loss(model.model, model.guide, x, mask) / num_sets
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    return losses
+from tests.conftest import fit_guide
 
 
 def prototype_episodes(num_sets: int, num_items: int, seed: int, num_classes: int = 6,
@@ -137,7 +117,7 @@ def test_logistic_normal_guide_shapes_and_empty_set() -> None:
 def test_amortized_posterior_agrees_with_nuts() -> None:
     torch.manual_seed(0)
     m = build("logistic-normal")
-    losses = fit_guide(m, 1000)
+    losses = fit_guide(m, 1000, max_items=50)
     assert sum(losses[-50:]) < sum(losses[:50])
     pyro.set_rng_seed(5)
     sizes = torch.tensor([1, 5, 20, 50])
