@@ -73,9 +73,7 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
     for name in names:
         proto = get_protocol(name)
         print(f"{name}: {proto.description}")
-        for split in ("train", "test"):
-            if split == "train" and name == "mnist28":
-                continue  # a test-only protocol (mnist28)
+        for split in proto.splits:
             ds = load_split(name, split, data_dir=args.data_dir)
             ink = ds.images.float().div(255).mean().item()
             print(

@@ -89,3 +89,20 @@ def fit_guide(
         sched.step()
         losses.append(loss.item())
     return losses
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit status, stdout, stderr)."""
+    from ppl_fewshot.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    """Assert that stderr is one ``ppl-fewshot: error:`` line (no traceback) and return it."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ppl-fewshot: error:") and "Traceback" not in err
+    return lines[0]

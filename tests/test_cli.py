@@ -8,22 +8,8 @@ import sys
 
 import pytest
 
-from ppl_fewshot.cli import main
 from ppl_fewshot.inference import TrainConfig, train
-from tests.conftest import make_prototype_classes
-
-
-def run(argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("ppl-fewshot: error:") and "Traceback" not in err
-    return lines[0]
+from tests.conftest import make_prototype_classes, one_line_error, run
 
 
 @pytest.fixture(scope="module")

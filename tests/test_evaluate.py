@@ -28,20 +28,7 @@ from ppl_fewshot.inference.classify import (
     wilson_interval,
 )
 from ppl_fewshot.inference.report import PUBLISHED, collect_results, render_report
-from tests.conftest import make_prototype_classes
-
-
-def run(argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("ppl-fewshot: error:") and "Traceback" not in err
-    return lines[0]
+from tests.conftest import make_prototype_classes, one_line_error, run
 
 
 # ------------------------------------------------------------------------ NLL table

@@ -45,6 +45,7 @@ class Protocol:
         split_seed: seed of the class split (and of any seeded choice of images).
         sampler: default episode sampler, ``"with-replacement"`` (GMN's) or ``"distinct"``.
         num_train_classes / num_test_classes: expected class counts before augmentation.
+        splits: the splits it has (``("test",)`` for a transfer-test-only protocol).
         description: one line for logs and result tables.
     """
 
@@ -61,6 +62,7 @@ class Protocol:
     num_train_classes: int | None = None
     num_test_classes: int | None = None
     description: str = ""
+    splits: tuple[str, ...] = ("train", "test")
 
     def to_dict(self) -> dict:
         """Plain JSON-able fields, for result files and checkpoints."""
@@ -90,7 +92,7 @@ _PROTOCOLS: dict[str, Protocol] = {
         Protocol("mnist28", "gmn/binmnist_test.npz", "test only: the 10 digits",
                  num_train_classes=None, num_test_classes=10,
                  description="GMN binarized MNIST test digits, each class cut to the "
-                             "smallest digit count by a seeded choice"),
+                             "smallest digit count by a seeded choice", splits=("test",)),
         Protocol("glyphs", "ppl_fewshot.data.glyphs.make_glyphs (synthetic)",
                  "seeded 80% of alphabets train / 20% test", sampler="distinct",
                  description="synthetic stroke glyphs, 200 characters of 20 tokens"),
@@ -160,6 +162,8 @@ def load_split(protocol: str | Protocol, split: str, data_dir: str | os.PathLike
     p = get_protocol(protocol)
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in p.splits:
+        raise ValueError(f"protocol {p.name} has no {split} split (it has: {', '.join(p.splits)})")
     train = split == "train"
     binarization = p.binarization if train else p.test_binarization
     if p.name == "gmn28":
@@ -182,8 +186,6 @@ def load_split(protocol: str | Protocol, split: str, data_dir: str | os.PathLike
             idx = perm[:n_train] if train else perm[n_train:]
             ds = pooled.subset(idx.sort().values)
     elif p.name == "mnist28":
-        if train:
-            raise ValueError("protocol mnist28 has no train split (transfer test only)")
         from ppl_fewshot.data.gmn import class_dataset_from_labels, load_gmn_mnist
 
         images, labels = load_gmn_mnist("test", data_dir)
