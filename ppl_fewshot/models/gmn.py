@@ -130,7 +130,8 @@ class GenerativeMatchingNetwork(FewShotModel):
 
         Returns a dict with ``h`` (conv features ``[B, T, hidden]``), ``mask`` ``[B, T]``,
         the shared memory ``keys``/``values`` ``[B, P+T, state_dim]``, the prior memory
-        ``prior_keys``/``prior_values`` and ``memory_mask`` ``[B, P+T]``.
+        ``prior_keys``/``prior_values``, ``memory_mask`` ``[B, P+T]`` and the causal read
+        mask ``allowed`` ``[B, T, P+T]`` (item t reads the pseudo-input and items s < t).
         """
         mask = as_mask(x, mask)
         h = self.encode(x)
@@ -144,6 +145,7 @@ class GenerativeMatchingNetwork(FewShotModel):
             "prior_keys": pkeys,
             "prior_values": pvalues,
             "memory_mask": mm,
+            "allowed": causal_allowed(mask, self.num_pseudo),
         }
 
     def prior_params(self, ctx: dict[str, Tensor], allowed: Tensor) -> tuple[Tensor, Tensor]:
@@ -173,7 +175,7 @@ class GenerativeMatchingNetwork(FewShotModel):
             return
         if ctx is None:
             ctx = self.prepare(x, mask)
-        allowed = causal_allowed(mask, self.num_pseudo)
+        allowed = ctx["allowed"]
         with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
             loc, scale = self.prior_params(ctx, allowed)
             z = pyro.sample("z", dist.Normal(loc, scale).to_event(1).mask(mask))
@@ -188,7 +190,7 @@ class GenerativeMatchingNetwork(FewShotModel):
             return
         if ctx is None:
             ctx = self.prepare(x, mask)
-        allowed = causal_allowed(mask, self.num_pseudo)
+        allowed = ctx["allowed"]
         with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
             loc, scale = self.posterior_params(ctx["h"], ctx, allowed)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1).mask(mask))
