@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ppl_fewshot.cli import int_list, nonneg_int, positive_int
 from ppl_fewshot.cli_commands import sha256_file
 
@@ -205,7 +203,6 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
 
 
 def _nll(model, args, plan, test_ds) -> dict[str, Any]:
-    from ppl_fewshot.data import Episode
     from ppl_fewshot.inference import nll_table
 
     bank, bank_path = test_bank(args.protocol, args.classes, plan["set_size"], args.episodes,
@@ -214,58 +211,12 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
     est = ("exact chain rule log p(x_t | x_<t)" if exact else
            f"importance sampling, K={args.samples} samples from the guide")
     t0 = time.perf_counter()
-    shots = tuple(args.shots)
-    if not model.has_set_latent and not model.autoregressive:
-        # context-free (VAE): log p(x_t | x_<t) = log p(x_t), so score only the asked columns
-        cols = list(shots)
-        bank = Episode(bank.x[:, cols], bank.labels[:, cols], bank.mask[:, cols])
-        table = nll_table(model, bank, tuple(range(len(cols))), num_particles=args.samples,
-                          progress=sys.stderr.isatty())
-        table["shots"] = list(shots)
-    elif model.has_set_latent and model.name not in FREE_MODELS and bool(bank.mask.all()):
-        table = prefix_nll_table(model, bank, shots, args.samples, progress=sys.stderr.isatty())
-    else:
-        table = nll_table(model, bank, shots, num_particles=args.samples,
-                          progress=sys.stderr.isatty())
+    # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
+    table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,
+                      progress=sys.stderr.isatty())
     return {"c_test": args.classes, "episode_sampler": args.sampler,
             "set_size": plan["set_size"], "estimator": est, "bank": str(bank_path),
             "eval_wall_time_s": round(time.perf_counter() - t0, 2), **table}
-
-
-def prefix_nll_table(model, bank, shots: tuple[int, ...], num_particles: int,
-                     batch_size: int = 8, progress: bool = False) -> dict[str, Any]:
-    """:func:`~ppl_fewshot.inference.nll_table` for set-latent models, from the needed prefixes.
-
-    ``-log p(x_{s+1} | x_<=s) = -(log p(x_<=s+1) - log p(x_<=s))`` with both terms
-    importance-sampled (the estimator of ``FewShotModel.conditional_log_likelihoods``),
-    but only for the prefix lengths ``{s, s+1 : s in shots}`` and each truncated to its
-    length instead of all T prefixes padded to T items: ~10x less work at T = 20.
-    Banks must be unpadded (``mask`` all True). Belongs in ``inference/evaluate.py``.
-    """
-    import math
-
-    import torch
-
-    T = bank.x.shape[1]
-    bad = [s for s in shots if s >= T or s < 0]
-    if bad:
-        raise ValueError(f"shots {bad} need episodes longer than T={T}")
-    dev = next(model.parameters(), torch.zeros(())).device
-    lengths = sorted(({s for s in shots} | {s + 1 for s in shots}) - {0})
-    rows = []
-    E = bank.x.shape[0]
-    for start in tqdm(range(0, E, batch_size), disable=not progress, desc="nll"):
-        x = bank.x[start : start + batch_size].to(dev)
-        with torch.no_grad():
-            lm = {0: x.new_zeros(x.shape[0])}
-            for n in lengths:
-                lm[n] = model.log_marginal(x[:, :n], None, num_particles)
-        rows.append(torch.stack([lm[s] - lm[s + 1] for s in shots], 1).cpu())
-    cols = torch.cat(rows, 0)
-    se = cols.std(0) / math.sqrt(E) if E > 1 else torch.full_like(cols[0], math.nan)
-    return {"shots": list(shots), "nll": [round(float(v), 3) for v in cols.mean(0)],
-            "se": [round(float(v), 3) for v in se], "episodes": E,
-            "num_particles": num_particles}
 
 
 def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:

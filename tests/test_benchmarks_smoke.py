@@ -123,9 +123,10 @@ def test_eval_throughput_writes_json(tmp_path, name):
     bench = _load("eval_throughput")
     out = tmp_path / "et.json"
     bench.main(["--model", name, "--episodes", "1", "--set-size", "2", "--particles", "4",
-                "--chunks", "2,4", "--repeats", "1", "--warmup", "0", "--out", str(out)])
+                "--chunks", "auto,4", "--repeats", "1", "--warmup", "0", "--out", str(out)])
     data = json.loads(out.read_text())
-    assert data["benchmark"] == "eval_throughput" and set(data["chunks"]) == {"2", "4"}
+    assert data["benchmark"] == "eval_throughput" and set(data["chunks"]) == {"auto", "4"}
+    assert data["positions"] == [0, 1] and data["peak_rss_mb"] > 0
     for v in data["chunks"].values():
         assert v["n"] == 1 and v["episodes_per_s"] > 0
         assert v["table_seconds_659_episodes"] == pytest.approx(659 / v["episodes_per_s"])

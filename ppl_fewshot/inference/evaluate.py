@@ -33,7 +33,7 @@ def log_marginal(
     x: Tensor,
     mask: Tensor | None = None,
     num_particles: int = 1000,
-    chunk: int = 100,
+    chunk: int | None = None,
 ) -> Tensor:
     """Importance-sampled ``log p(X)`` per set (``[B]``, nats) for any model.
 
@@ -48,10 +48,15 @@ def conditional_nll(
     bank: Episode,
     num_particles: int = 1000,
     batch_size: int = 8,
-    chunk: int = 100,
+    chunk: int | None = None,
     progress: bool = False,
+    positions: list[int] | tuple[int, ...] | None = None,
 ) -> Tensor:
-    """``-log p(x_t | x_<t)`` for every episode and position: ``[E, T]`` in nats."""
+    """``-log p(x_t | x_<t)`` for every episode and position: ``[E, T]`` in nats.
+
+    With ``positions``, only those items are scored (each still conditioned on all the
+    items before it): ``[E, len(positions)]``, and proportionally less work.
+    """
     device = next(model.parameters(), torch.zeros(())).device
     model.eval()
     rows = []
@@ -60,7 +65,9 @@ def conditional_nll(
         x = bank.x[start : start + batch_size].to(device)
         m = bank.mask[start : start + batch_size].to(device)
         with torch.no_grad():
-            ll = model.conditional_log_likelihoods(x, m, num_particles=num_particles, chunk=chunk)
+            ll = model.conditional_log_likelihoods(
+                x, m, num_particles=num_particles, chunk=chunk, positions=positions
+            )
         rows.append(-ll.cpu())
     return torch.cat(rows, 0)
 
@@ -81,8 +88,9 @@ def nll_table(
     bad = [s for s in shots if s >= T or s < 0]
     if bad:
         raise ValueError(f"shots {bad} need episodes longer than T={T}")
-    nll = conditional_nll(model, bank, num_particles, batch_size, progress=progress)
-    cols = nll[:, list(shots)]
+    # s shots = the item at 0-based position s, conditioned on the s items before it
+    cols = conditional_nll(model, bank, num_particles, batch_size, progress=progress,
+                           positions=list(shots))
     E = cols.shape[0]
     se = cols.std(0, unbiased=True) / math.sqrt(E) if E > 1 else torch.full_like(cols[0], math.nan)
     return {

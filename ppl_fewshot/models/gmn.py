@@ -148,6 +148,16 @@ class GenerativeMatchingNetwork(FewShotModel):
             "allowed": causal_allowed(mask, self.num_pseudo),
         }
 
+    def prepare_queries(
+        self, x: Tensor, mask: Tensor, positions: list[int]
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Score only items ``positions``: the memory of all of ``x``, the causal reads of
+        the asked items (item t still reads exactly the pseudo-input and items s < t)."""
+        ctx = self.prepare(x, mask)
+        pos = torch.as_tensor(positions, device=x.device)
+        sub = {"h": ctx["h"][:, pos], "mask": mask[:, pos], "allowed": ctx["allowed"][:, pos]}
+        return x[:, pos], mask[:, pos], {**ctx, **sub}
+
     def prior_params(self, ctx: dict[str, Tensor], allowed: Tensor) -> tuple[Tensor, Tensor]:
         """``p(z | memory)``: loc and scale ``[B, Q, z_dim]`` for reads ``allowed[B, Q, M]``."""
         s, _, _ = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)

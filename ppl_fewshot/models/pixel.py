@@ -138,9 +138,15 @@ class HierarchicalBernoulliPixels(SetLatentModel):
         return lp.flatten(2).sum(-1)
 
     def conditional_log_likelihoods(
-        self, x: Tensor, mask: Tensor | None = None, num_particles: int = 1000, chunk: int = 100
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        num_particles: int = 1000,
+        chunk: int | None = None,
+        positions: list[int] | tuple[int, ...] | None = None,
     ) -> Tensor:
-        """Exact ``log p(x_t | x_<t)`` for every item, ``[B, T]`` (0 for padded items).
+        """Exact ``log p(x_t | x_<t)`` for every item, ``[B, T]`` (0 for padded items), or
+        for the items ``positions`` only, ``[B, len(positions)]``.
 
         ``num_particles`` and ``chunk`` are accepted for the base-class signature and
         ignored: no sampling happens.
@@ -152,7 +158,13 @@ class HierarchicalBernoulliPixels(SetLatentModel):
         n_before = torch.cumsum(mm, 1) - mm
         a, b = self.alpha + s_before, self.beta + n_before - s_before
         lp = x * (a.log() - (a + b).log()) + (1 - x) * (b.log() - (a + b).log())
-        return lp.flatten(2).sum(-1) * m
+        ll = lp.flatten(2).sum(-1) * m
+        if positions is None:
+            return ll
+        bad = [t for t in positions if not 0 <= t < x.shape[1]]
+        if bad:
+            raise ValueError(f"positions {bad} are outside the {x.shape[1]} items of each set")
+        return ll[:, list(positions)]
 
     # empirical Bayes -----------------------------------------------------------------
     def fit_empirical_bayes(

@@ -277,3 +277,39 @@ def test_state_dict_round_trip():
     pyro.set_rng_seed(4)
     b = m2.log_weights(x, None, 5, per_item=True)
     assert torch.equal(a, b)
+
+
+def test_scoring_only_some_positions_equals_scoring_all():
+    """prepare_queries: item t of the subset reads the same memory, with the same causal
+    mask, as item t of the whole episode; so every distribution is the same row."""
+    m = tiny()
+    B, T, pos = 3, 6, [0, 2, 5]
+    x = binary(B, T)
+    mask = torch.tensor([[True] * 6, [True, True, False, True, True, True], [True] * 6])
+    xq, mq, cq = m.prepare_queries(x, mask, pos)
+    ctx = m.prepare(x, mask)
+    z = torch.randn(2, B, T, m.z_dim)
+    with torch.no_grad():
+        for full, part in [
+            (m.prior_params(ctx, ctx["allowed"]), m.prior_params(cq, cq["allowed"])),
+            (m.posterior_params(ctx["h"], ctx, ctx["allowed"]),
+             m.posterior_params(cq["h"], cq, cq["allowed"])),
+            ((m.likelihood_logits(z, ctx, ctx["allowed"]),),
+             (m.likelihood_logits(z[:, :, pos], cq, cq["allowed"]),)),
+        ]:
+            for a, b in zip(full, part):
+                torch.testing.assert_close(a[..., pos, :] if a.dim() < 5 else a[:, :, pos], b)
+    assert torch.equal(xq, x[:, pos]) and torch.equal(mq, mask[:, pos])
+    # the estimator: same numbers up to Monte Carlo error, padded items exactly 0
+    pyro.set_rng_seed(3)
+    sub = m.conditional_log_likelihoods(x, mask, 400, positions=pos)
+    every = m.conditional_log_likelihoods(x, mask, 400)[:, pos]
+    assert sub.shape == (B, 3)
+    assert torch.allclose(sub, every, atol=0.5), (sub, every)
+    with pytest.raises(ValueError, match="outside"):
+        m.conditional_log_likelihoods(x, mask, 10, positions=[6])
+    # log_predictive scores one position: the query after its context
+    q = m.log_predictive(x[:, 5:], x[:, :5], 400)
+    assert q.shape == (B, 1)
+    alone = m.conditional_log_likelihoods(x, None, 400, positions=[5])[:, 0]
+    assert torch.allclose(q[:, 0], alone, atol=0.5), (q, alone)
