@@ -187,6 +187,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def register_all(sub: argparse._SubParsersAction) -> None:
     """Add every subcommand to ``sub``."""
     from ppl_fewshot.cli_evaluate import add_evaluate
+    from ppl_fewshot.cli_figures import add_figures
     from ppl_fewshot.cli_quickstart import add_quickstart
 
     data = sub.add_parser("data", help="check and describe the datasets")
@@ -254,3 +255,4 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
     add_quickstart(sub)
+    add_figures(sub)

@@ -5,6 +5,7 @@ Matplotlib and ArviZ are imported lazily, inside the functions that need them.
 
 from ppl_fewshot.diagnostics.plots import (
     image_grid,
+    plot_attention,
     plot_loss_curve,
     plot_nll_curves,
     plot_sample_grid,
@@ -14,6 +15,7 @@ from ppl_fewshot.diagnostics.plots import (
 
 __all__ = [
     "image_grid",
+    "plot_attention",
     "plot_loss_curve",
     "plot_nll_curves",
     "plot_sample_grid",

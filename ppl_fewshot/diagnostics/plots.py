@@ -98,6 +98,45 @@ def plot_sample_grid(context: Tensor, samples: Tensor, ax=None, title: str | Non
     return fig, ax
 
 
+def plot_attention(
+    query: Tensor,
+    context: Tensor,
+    weights: Tensor,
+    same_class: Tensor | None = None,
+    ax=None,
+    title: str | None = None,
+):
+    """Which conditioning items each query attends to.
+
+    Each row shows a query (left) and the context items (right), each context item
+    labelled with its attention weight. ``query`` is ``[R, 1, H, W]``, ``context``
+    ``[R, S, 1, H, W]`` and ``weights`` ``[R, S]`` (the pseudo-input's share left out).
+    ``same_class[R, S]`` (optional) frames the items of the query's class in green.
+    """
+    R, S = weights.shape
+    H, W = context.shape[-2:]
+    gap = torch.zeros(R, 1, *context.shape[2:])
+    rows = torch.cat([query.cpu().float().unsqueeze(1), gap, context.cpu().float()], 1)
+    fig, ax = _axes(ax, (0.6 * rows.shape[1] + 1, 0.75 * R + 0.6))
+    ax.imshow(image_grid(rows), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for r in range(R):
+        for s in range(S):
+            x = 1 + (s + 2) * (W + 1) + W / 2
+            y = 1 + r * (H + 1) + H - 1
+            w = float(weights[r, s])
+            ax.text(x, y, f"{w:.2f}", ha="center", va="bottom", fontsize=6,
+                    color=(0.8, 0, 0) if w >= 1.5 / S else (0.2, 0.2, 0.8))
+            if same_class is not None and bool(same_class[r, s]):
+                left, top = 1 + (s + 2) * (W + 1) - 0.5, 1 + r * (H + 1) - 0.5
+                ax.add_patch(_plt().Rectangle((left, top), W, H, fill=False,
+                                              edgecolor="g", lw=1.5))
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+
+
 def plot_nll_curves(tables: dict[str, dict[str, Any]], ax=None):
     """NLL against the number of shots, one line (with standard errors) per model."""
     fig, ax = _axes(ax, (5, 3.5))
