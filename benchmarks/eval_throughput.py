@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="score with trained weights (default: untrained --model)")
     ap.add_argument("--positions", default="0,1,2,3,4,5,10,19",
-                    help="comma-separated items to score, or 'all'")
+                    help="comma-separated items to score, or 'all'; several specs separated "
+                         "by ';' are timed side by side (e.g. '0,1,2,3,4,5,10,19;all')")
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--set-size", type=int, default=20)
     ap.add_argument("--particles", type=int, default=100, help="importance samples K")
@@ -65,35 +66,39 @@ def main(argv: list[str] | None = None) -> dict:
         model = model_from_checkpoint(args.checkpoint, device=device)[0].eval()
     else:
         model = build(args.model).to(device).eval()
-    positions = (None if args.positions == "all" else
-                 [p for p in (int(v) for v in args.positions.split(",")) if p < args.set_size])
+    specs = [p.strip() for p in args.positions.split(";") if p.strip()]
+    positions = {spec: (None if spec == "all" else
+                        [p for p in (int(v) for v in spec.split(",")) if p < args.set_size])
+                 for spec in specs}
     g = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.episodes, args.set_size, *model.event_shape, generator=g).lt(0.2)
     x = x.float().to(device)
     chunks = [None if c == "auto" else int(c) for c in args.chunks.split(",")]
-    times: dict[int | None, list[float]] = {c: [] for c in chunks}
-    nll: dict[int | None, float] = {}
+    variants = [(c, spec) for spec in specs for c in chunks]
+    times: dict[tuple, list[float]] = {v: [] for v in variants}
+    nll: dict[tuple, float] = {}
     for r in range(args.warmup + args.repeats):
-        for c in chunks[r % len(chunks):] + chunks[: r % len(chunks)]:
+        for c, spec in variants[r % len(variants):] + variants[: r % len(variants)]:
             sync(device)
             t0 = time.perf_counter()
             ll = model.conditional_log_likelihoods(x, None, args.particles, chunk=c,
-                                                   positions=positions)
+                                                   positions=positions[spec])
             sync(device)
             if r >= args.warmup:
-                times[c].append(time.perf_counter() - t0)
-                nll[c] = float(-ll.mean())
+                times[c, spec].append(time.perf_counter() - t0)
+                nll[c, spec] = float(-ll.mean())
     results = {}
-    for c in chunks:
-        s = summarize(times[c])
+    for c, spec in variants:
+        s = summarize(times[c, spec])
         per_episode = s["median_ms"] / 1e3 / args.episodes
-        scored = args.set_size if positions is None else len(positions)
-        results["auto" if c is None else str(c)] = {
+        scored = args.set_size if positions[spec] is None else len(positions[spec])
+        key = "auto" if c is None else str(c)
+        results.setdefault(spec, {})[key] = {
             **s,
             "episodes_per_s": 1.0 / per_episode,
             "item_particles_per_s": scored * args.particles / per_episode,
             "table_seconds_659_episodes": per_episode * TABLE_EPISODES,
-            "mean_nll_nats_last_call": nll[c],
+            "mean_nll_nats_last_call": nll[c, spec],
         }
     out = {
         "benchmark": "eval_throughput",
@@ -101,8 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
                             + (argv if argv is not None else sys.argv[1:])),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": machine_info(device),
-        "chunks": results,
-        "positions": positions if positions is not None else "all",
+        "positions": results,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "note": ("random binary episodes: the NLL values only show that the estimator ran; "
                  "table_seconds_659_episodes is at this K"),
@@ -114,4 +118,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     res = main()
-    print(json.dumps({c: round(v["median_ms"], 1) for c, v in res["chunks"].items()}))
+    print(json.dumps({spec: {c: round(v["median_ms"], 1) for c, v in by_chunk.items()}
+                      for spec, by_chunk in res["positions"].items()}))

@@ -122,12 +122,13 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
 def test_eval_throughput_writes_json(tmp_path, name):
     bench = _load("eval_throughput")
     out = tmp_path / "et.json"
-    bench.main(["--model", name, "--episodes", "1", "--set-size", "2", "--particles", "4",
-                "--chunks", "auto,4", "--repeats", "1", "--warmup", "0", "--out", str(out)])
+    bench.main(["--model", name, "--episodes", "1", "--set-size", "3", "--particles", "4",
+                "--chunks", "auto,4", "--positions", "0,2;all", "--repeats", "1", "--warmup",
+                "0", "--out", str(out)])
     data = json.loads(out.read_text())
-    assert data["benchmark"] == "eval_throughput" and set(data["chunks"]) == {"auto", "4"}
-    assert data["positions"] == [0, 1] and data["peak_rss_mb"] > 0
-    for v in data["chunks"].values():
+    assert data["benchmark"] == "eval_throughput" and data["peak_rss_mb"] > 0
+    assert set(data["positions"]) == {"0,2", "all"}
+    for v in [v for by_chunk in data["positions"].values() for v in by_chunk.values()]:
         assert v["n"] == 1 and v["episodes_per_s"] > 0
         assert v["table_seconds_659_episodes"] == pytest.approx(659 / v["episodes_per_s"])
         # untrained 28x28 Bernoulli model: the NLL per item is positive and finite

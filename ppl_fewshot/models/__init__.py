@@ -18,6 +18,12 @@ from ppl_fewshot.models.base import FewShotModel, as_mask
 _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "vae": ("ppl_fewshot.models.vae", "VAE", {}),
     "vae-small": ("ppl_fewshot.models.vae", "VAE", {"z_dim": 16, "hidden": 128, "channels": 16}),
+    "cvae": ("ppl_fewshot.models.cvae", "OneShotCVAE", {}),
+    "cvae-small": (
+        "ppl_fewshot.models.cvae",
+        "OneShotCVAE",
+        {"z_dim": 16, "hidden": 128, "channels": 16},
+    ),
     "beta-bernoulli": ("ppl_fewshot.models.conjugate", "BetaBernoulli", {}),
     "normal-inverse-gamma": ("ppl_fewshot.models.conjugate", "NormalInverseGamma", {}),
     "dirichlet-categorical": ("ppl_fewshot.models.conjugate", "DirichletCategorical", {}),

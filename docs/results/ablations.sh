@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# GMN ablations of the seed talk's table 1 at one reduced, shared budget (CPU, 1 thread each):
+# the full GMN (C_train=2) and its ablations -- no pseudo-input (C_train=2), no attention
+# (C_train=1 and 2) -- each trained for $STEPS steps of 10 episodes x 20 items with the paper's
+# three learning-rate phases, then scored on the shared gmn28 banks (with-replacement sampler,
+# 659 episodes, K=$K importance samples).
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ablations.sh
+# (STEPS=2000 K=200: ~40 min of one core for training + ~15 min for the four tables.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+STEPS=${STEPS:-2000}
+K=${K:-200}
+R=docs/results
+W=runs/ablations
+mkdir -p "$W"
+# name  C_train  C_test  settings
+while read -r name ctrain ctest settings; do
+  run=$W/$name-s$STEPS
+  if [ ! -f "$run/summary.json" ]; then  # written when training has finished
+    # shellcheck disable=SC2086
+    ppl-fewshot --threads 1 train gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
+      --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
+      --checkpoint-every 250 --seed 0 --quiet --out "$run" $settings \
+      $( [ -d "$run" ] && echo --resume )
+  fi
+  out=$R/ablation-$name-s$STEPS-C$ctest-K$K
+  [ -d "$out" ] || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" --task nll \
+      --protocol gmn28 --classes "$ctest" --sampler with-replacement --samples "$K" --out "$out"
+done <<'TABLE'
+gmn-ctrain2 2 1
+no-pseudo-input-ctrain2 2 1 --set pseudo_input=false
+no-attention-ctrain1 1 1 --set attention="average"
+no-attention-ctrain2 2 2 --set attention="average"
+TABLE
