@@ -23,6 +23,7 @@ from ppl_fewshot.inference.classify import (
     classify,
     likelihood_scores,
     make_tasks,
+    min_kl_scores,
     predict,
     wilson_interval,
 )
@@ -160,6 +161,15 @@ def test_separable_classes_give_100_percent_and_shuffled_labels_give_chance() ->
     assert torch.allclose(est, ex, atol=1e-2)
     assert classify(pix, tasks, "likelihood", exact=True)["accuracy"] == 100.0
     assert classify(pix, tasks, "min-kl")["accuracy"] == 100.0
+    assert classify(pix, tasks, "min-kl-reverse")["accuracy"] == 100.0
+    # the two KL directions, checked against the closed form of one pair
+    fwd, rev = min_kl_scores(pix, few), min_kl_scores(pix, few, reverse=True)
+    qx = pix.context_posterior(few.query[:1, :1].reshape(1, 1, *pix.event_shape))
+    qs = pix.context_posterior(few.support[:1, 2].reshape(1, 1, *pix.event_shape))
+    kl = torch.distributions.kl_divergence
+    assert torch.allclose(fwd[0, 0, 2], -kl(qx, qs)[0]) and torch.allclose(rev[0, 0, 2],
+                                                                          -kl(qs, qx)[0])
+    assert not torch.allclose(fwd, rev)
     g = torch.Generator().manual_seed(0)
     tasks.labels = torch.stack([row[torch.randperm(row.numel(), generator=g)]
                                 for row in tasks.labels])
@@ -269,7 +279,8 @@ def test_evaluate_tasks_and_report(capsys, tmp_path, checkpoint) -> None:
     tr = json.loads((pix / "transfer.json").read_text())
     assert tr["nll"]["shots"] == [0, 1, 5] and "exact" in tr["nll"]["estimator"]
     assert tr["training_budget"]["steps"] == 3 and (pix / "pixel-beta-bernoulli.pt").exists()
-    assert {r["method"] for r in tr["classification"]} == {"likelihood", "min-kl"}
+    assert {r["method"] for r in tr["classification"]} == {"likelihood", "min-kl",
+                                                           "min-kl-reverse"}
     # report: ours beside the published numbers, with a plot
     page = tmp_path / "docs" / "results.md"
     code, _, err = run(["report", "--results", str(out), str(pix), "--out", str(page)], capsys)
@@ -295,7 +306,8 @@ def test_set_latent_model_through_the_cli(capsys, tmp_path) -> None:
     assert code == 0, err
     res = json.loads((tmp_path / "o" / "transfer.json").read_text())
     assert len(res["nll"]["nll"]) == 3 and all(math.isfinite(v) for v in res["nll"]["nll"])
-    assert [r["method"] for r in res["classification"]] == ["likelihood", "cosine", "min-kl"]
+    assert [r["method"] for r in res["classification"]] == ["likelihood", "cosine", "min-kl",
+                                                            "min-kl-reverse"]
 
 
 def test_report_errors_and_published_data(capsys, tmp_path) -> None:

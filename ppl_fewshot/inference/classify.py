@@ -11,7 +11,8 @@ queries. A query ``x`` is given the class ``c`` with the highest score ``s(x, c)
 * ``"cosine"``: ``s = cos(f(x), mean_k f(x_ck))`` with ``f`` the guide features
   (``model.features(x)``, each item encoded on its own, no context).
 * ``"min-kl"``: ``s = -KL(q(c | {x}) || q(c | X_c))`` for models with a per-set latent
-  ([1], section 5.2).
+  ([1], section 5.2); ``"min-kl-reverse"``: ``s = -KL(q(c | X_c) || q(c | {x}))``, the
+  other direction (the paper's text does not pin it down, so both are measured).
 
 Ties are broken uniformly at random (seeded), so a score that cannot tell the classes
 apart (a context-free model under ``"likelihood"``) gives chance accuracy, not the
@@ -43,7 +44,7 @@ from ppl_fewshot.models import FewShotModel
 
 logger = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("likelihood", "cosine", "min-kl")
+METHODS: tuple[str, ...] = ("likelihood", "cosine", "min-kl", "min-kl-reverse")
 
 
 @dataclass
@@ -132,7 +133,7 @@ def applicable_methods(model: FewShotModel) -> list[str]:
     if hasattr(model, "features"):
         out.append("cosine")
     if model.has_set_latent:
-        out.append("min-kl")
+        out += ["min-kl", "min-kl-reverse"]
     return out
 
 
@@ -241,8 +242,11 @@ def cosine_scores(model: FewShotModel, tasks: FewShotTasks) -> Tensor:
     return torch.einsum("nqf,nwf->nqw", fq, fs)
 
 
-def min_kl_scores(model: FewShotModel, tasks: FewShotTasks, max_pairs: int = 4096) -> Tensor:
-    """``-KL(q(c | {x_q}) || q(c | X_c))`` for every task, query and class: ``[N, Q, ways]``.
+def min_kl_scores(
+    model: FewShotModel, tasks: FewShotTasks, max_pairs: int = 4096, reverse: bool = False
+) -> Tensor:
+    """``-KL(q(c | {x_q}) || q(c | X_c))`` for every task, query and class: ``[N, Q, ways]``
+    (``reverse=True``: ``-KL(q(c | X_c) || q(c | {x_q}))``).
 
     Pairs are formed by repeating inputs, so this works for any ``context_posterior``
     whose family has a registered KL (Normal, Beta, Dirichlet, ...).
@@ -263,7 +267,8 @@ def min_kl_scores(model: FewShotModel, tasks: FewShotTasks, max_pairs: int = 409
             ix = torch.arange(n * Q, device=dev).reshape(n, Q, 1).expand(n, Q, W).reshape(-1)
             tt = torch.arange(n, device=dev).reshape(n, 1, 1).expand(n, Q, W)
             iw = (tt * W + torch.arange(W, device=dev)).reshape(-1)
-            kl = torch.distributions.kl_divergence(_take(qx, ix), _take(qs, iw))
+            pair = (_take(qx, ix), _take(qs, iw))
+            kl = torch.distributions.kl_divergence(*(pair[::-1] if reverse else pair))
             rows.append(-kl.reshape(n, Q, W).cpu())
     return torch.cat(rows, 0)
 
@@ -340,8 +345,10 @@ def classify(
     elif method == "cosine":
         est, scores = "cosine of guide features, support mean", cosine_scores(model, tasks)
     else:
-        scores = min_kl_scores(model, tasks)
-        est = "KL(q(c|{x}) || q(c|X_c)), closed form"
+        reverse = method == "min-kl-reverse"
+        scores = min_kl_scores(model, tasks, reverse=reverse)
+        est = ("KL(q(c|X_c) || q(c|{x}))" if reverse else "KL(q(c|{x}) || q(c|X_c))") + \
+            ", closed form"
     return {"method": method, "ways": tasks.ways, "shots": tasks.shots, "tasks": tasks.num_tasks,
             "queries_per_task": int(tasks.query.shape[1]), "estimator": est,
             **accuracy(predict(scores, seed), tasks.labels)}
