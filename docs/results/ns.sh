@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Neural Statistician: train ns-small widened (channels 32, hidden 256, c 128, z 16, sample dropout
+# 0.1) on ns28 sets of 5 (batches of 16 sets), then every evaluation of issue #4, one thread each.
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns.sh
+# (20000 steps: ~45 min of one quiet core, ~75 min with other jobs; evaluations ~30 min.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+STEPS=${STEPS:-20000}
+R=docs/results
+run=runs/ns-medium
+ev() { local out="${*: -1}"; [ -d "$out" ] && echo "kept $out" || \
+       ppl-fewshot --threads 1 evaluate "$@"; }
+if [ ! -f "$run/summary.json" ]; then
+  ppl-fewshot --threads 1 train ns-small --protocol ns28 --steps "$STEPS" --batch-size 16 \
+    --set-size 5 --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
+    --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 500 --seed 0 --quiet --out "$run" \
+    $( [ -d "$run" ] && echo --resume )
+fi
+CK=$run/checkpoint.pt
+# Omniglot few-shot classification on the 423 ns28 test classes: closed-form min-KL (both
+# directions) and cosine on 1000 tasks each; likelihood (importance-sampled) on 200 tasks
+ev --checkpoint $CK --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
+   --methods min-kl,min-kl-reverse,cosine --out $R/ns-medium-ns28-classify
+ev --checkpoint $CK --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 --tasks 200 \
+   --methods likelihood --classify-samples 10 --out $R/ns-medium-ns28-classify-likelihood
+# Omniglot -> MNIST: 10-way 1/5-shot and the NLL table on mnist28
+ev --checkpoint $CK --task transfer --ways 10 --k-shots 1,5 --tasks 1000 \
+   --methods min-kl,min-kl-reverse,cosine --samples ${K:-100} --episodes 200 \
+   --out $R/ns-medium-mnist28
+# the conditional NLL table on gmn28 (C_test = 1, TARGETS.md table 1 layout); a set-latent
+# model needs log p(X) of 10 prefixes per episode (81 items), ~10x GMN's work per sample, so
+# K=100 on a seeded bank of 200 episodes (the bank every model gets with --episodes 200)
+ev --checkpoint $CK --task nll --protocol gmn28 --classes 1 --sampler with-replacement \
+   --samples ${K:-100} --episodes 200 --out $R/ns-medium-gmn28-with-replacement
+ppl-fewshot --threads 1 figures --checkpoint $CK --protocols ns28,mnist28 --out $R/figures-ns-medium
