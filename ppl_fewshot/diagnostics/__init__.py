@@ -1,8 +1,27 @@
-"""Diagnostics and figures: calibration, PSIS, ArviZ adapter and plots.
+"""Diagnostics and figures: calibration (SBC, coverage), PSIS, ArviZ adapter and plots.
+
+* :mod:`~ppl_fewshot.diagnostics.psis` -- PSIS k-hat and effective sample size of the
+  importance sampler behind every reported NLL (:func:`importance_diagnostics`);
+* :mod:`~ppl_fewshot.diagnostics.calibration` -- simulation-based calibration ranks and
+  credible-interval coverage of an amortized guide q(c|X) (:func:`sbc_ranks`,
+  :func:`interval_coverage`);
+* :mod:`~ppl_fewshot.diagnostics.arviz_adapter` -- draws of q(c|X) as
+  ``arviz.InferenceData`` (:func:`context_posterior_to_inference_data`);
+* :mod:`~ppl_fewshot.diagnostics.plots` -- loss curves, sample grids, NLL curves.
 
 Matplotlib and ArviZ are imported lazily, inside the functions that need them.
 """
 
+from ppl_fewshot.diagnostics.arviz_adapter import (
+    context_posterior_draws,
+    context_posterior_to_inference_data,
+)
+from ppl_fewshot.diagnostics.calibration import (
+    interval_coverage,
+    rank_uniformity_pvalues,
+    sbc_ranks,
+    simulate_and_draw,
+)
 from ppl_fewshot.diagnostics.plots import (
     image_grid,
     plot_attention,
@@ -12,13 +31,31 @@ from ppl_fewshot.diagnostics.plots import (
     read_metrics,
     save_figure,
 )
+from ppl_fewshot.diagnostics.psis import (
+    effective_sample_size,
+    importance_diagnostics,
+    importance_log_weights,
+    khat_threshold,
+    pareto_khat,
+)
 
 __all__ = [
+    "context_posterior_draws",
+    "context_posterior_to_inference_data",
+    "effective_sample_size",
     "image_grid",
+    "importance_diagnostics",
+    "importance_log_weights",
+    "interval_coverage",
+    "khat_threshold",
+    "pareto_khat",
     "plot_attention",
     "plot_loss_curve",
     "plot_nll_curves",
     "plot_sample_grid",
+    "rank_uniformity_pvalues",
     "read_metrics",
     "save_figure",
+    "sbc_ranks",
+    "simulate_and_draw",
 ]

@@ -25,6 +25,7 @@ passed to both as ``ctx``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -173,9 +174,9 @@ class FewShotModel(PyroModule):
 
         Particles are drawn ``chunk`` at a time (default: :func:`auto_chunk`).
         """
-        chunk = chunk or auto_chunk(x.shape[0] * max(x.shape[1], 1))
+        chunk = chunk or auto_chunk(x)
         with torch.no_grad():
-            lw = _in_chunks(lambda k: self.log_weights(x, mask, k), num_particles, chunk)
+            lw = particles_in_chunks(lambda k: self.log_weights(x, mask, k), num_particles, chunk)
         return torch.logsumexp(lw, 0) - math.log(num_particles)
 
     def conditional_log_likelihoods(
@@ -207,8 +208,8 @@ class FewShotModel(PyroModule):
             if not self.has_set_latent:
                 prepared = self.prepare_queries(x, mask, pos) if positions is not None else None
                 xq, mq, ctx = prepared if prepared is not None else (x, mask, None)
-                k = chunk or auto_chunk(B * xq.shape[1])
-                lw = _in_chunks(
+                k = chunk or auto_chunk(x, B * xq.shape[1])
+                lw = particles_in_chunks(
                     lambda n: self.log_weights(xq, mq, n, per_item=True, ctx=ctx),
                     num_particles, k,
                 )
@@ -263,17 +264,22 @@ class FewShotModel(PyroModule):
         return ll.reshape(B, Q)
 
 
-def auto_chunk(items: int, budget: int = 256) -> int:
-    """Particles per call so that one call decodes about ``budget`` items.
+def auto_chunk(x: Tensor, items: int | None = None, budget: int = 200_000) -> int:
+    """Particles per call so that one call handles about ``budget`` input values.
 
-    On a CPU, importance sampling runs fastest with a few hundred images per network
-    call (larger activations fall out of cache: gmn-small scores ~6200 item-particles/s
-    at 128-256 images per call, ~5100 at 512-1024, ~4400 at 2048; one thread).
+    ``x`` is the batch ``[B, T, *event]`` and ``items`` the number of items scored per
+    particle (default ``B * T``). On a CPU, importance sampling runs fastest with a few
+    hundred 28x28 images per network call (larger activations fall out of cache: gmn-small
+    scores ~6200 item-particles/s at 128-256 images per call, ~5100 at 512-1024, ~4400 at
+    2048; one thread); ``budget`` = 200,000 values is ~256 such images. Small items (the
+    conjugate models) get proportionally more particles per call.
     """
-    return max(1, budget // max(items, 1))
+    n = x.shape[0] * max(x.shape[1], 1) if items is None else items
+    size = math.prod(x.shape[2:]) if x.dim() > 2 else 1
+    return max(1, budget // max(n * size, 1))
 
 
-def _in_chunks(fn, num_particles: int, chunk: int) -> Tensor:
+def particles_in_chunks(fn: Callable[[int], Tensor], num_particles: int, chunk: int) -> Tensor:
     """``torch.cat([fn(k) ...], 0)`` over chunks ``k <= chunk`` that add up to ``num_particles``."""
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")

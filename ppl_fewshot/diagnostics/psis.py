@@ -1,0 +1,175 @@
+"""Pareto-smoothed importance sampling (PSIS) diagnostics of a model's importance sampler.
+
+Every NLL the library reports is an importance-sampling estimate with the amortized
+guide as proposal::
+
+    w_k = p(X, h_k) / q(h_k | X),   h_k ~ q(h | X),   k = 1..K
+    log p(X) ~= logsumexp_k log w_k - log K
+
+The estimate is only as good as the tail of the weight distribution. PSIS [1] fits a
+generalized Pareto distribution to the largest weights; its shape ``k-hat`` says how
+many finite moments the weights have (about ``1 / k-hat``) and so whether the estimate
+can be trusted at all. The effective sample size ``1 / sum_k wbar_k^2`` of the
+normalized weights ``wbar`` [2] says how many of the K particles carry the estimate.
+
+Reading k-hat (thresholds of [1], section 3):
+
+* ``k-hat < 0.5``: finite variance; the estimate converges quickly -- good;
+* ``0.5 <= k-hat <= 0.7``: finite mean, infinite variance; PSIS still usable -- ok;
+* ``k-hat > 0.7``: the estimate is unreliable at any practical K (the guide misses
+  posterior mass); do not report the NLL without a better proposal.
+
+The sample-size-dependent threshold of [1] is ``min(1 - 1/log10(K), 0.7)``; it is
+returned as ``khat_threshold``. A proposal that equals the posterior gives constant
+weights, for which no tail exists: k-hat is then reported as ``-inf``.
+
+References:
+    [1] Vehtari, Simpson, Gelman, Yao & Gabry, "Pareto smoothed importance sampling",
+        JMLR 25(72), 2024.
+    [2] Kong, "A note on importance sampling using standardized weights", Tech. report
+        348, University of Chicago, 1992.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ppl_fewshot.models.base import auto_chunk, particles_in_chunks
+
+logger = logging.getLogger(__name__)
+
+#: log-weights whose spread (max - min) is below this many rounding units of their
+#: dtype, relative to their size, are treated as constant (an exact proposal gives
+#: spreads of about 5-7 units in float32 with the conjugate models)
+_CONSTANT_ULPS = 256
+
+
+def pareto_khat(log_weights: Tensor) -> Tensor:
+    """PSIS Pareto shape ``k-hat`` of log-weights ``[K, B]`` per set, ``[B]`` (float64).
+
+    Uses :func:`arviz.psislw` (samples on the last axis, log-weights as they are: it
+    smooths the *right* tail of the weights). Sets whose weights are constant up to
+    rounding (an exact proposal) get ``-inf``; sets with a NaN or infinite weight, or
+    with all weights zero, get ``inf``. ArviZ's warnings become debug log records.
+    """
+    import arviz as az  # lazily: importing ArviZ takes seconds
+
+    eps = torch.finfo(log_weights.dtype).eps
+    lw = log_weights.detach().to(torch.float64).cpu().numpy().T  # [B, K]
+    if lw.shape[1] < 2:
+        raise ValueError("PSIS needs at least two particles")
+    # zero weights (-inf) are legal; NaN, +inf or all-zero weights are not
+    finite = ~(np.isnan(lw) | np.isposinf(lw)).any(axis=1) & np.isfinite(lw).any(axis=1)
+    spread = lw.max(axis=1) - lw.min(axis=1)
+    scale = np.maximum(1.0, np.abs(lw).max(axis=1))
+    constant = finite & (spread <= _CONSTANT_ULPS * eps * scale)
+    khat = np.full(lw.shape[0], -np.inf)
+    todo = ~constant & finite
+    if todo.any():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _, k = az.psislw(lw[todo], reff=1.0)
+        for w in caught:
+            logger.debug("arviz.psislw: %s", w.message)
+        khat[todo] = np.asarray(k, dtype=np.float64)
+    khat[~finite] = np.inf
+    return torch.from_numpy(khat)
+
+
+def effective_sample_size(log_weights: Tensor) -> Tensor:
+    """``1 / sum_k wbar_k^2`` of the self-normalized weights, per set ``[B]`` (float64).
+
+    Ranges from 1 (one particle carries everything) to K (all weights equal) [2].
+    """
+    lw = log_weights.detach().to(torch.float64)
+    wbar = torch.softmax(lw, dim=0)
+    return 1.0 / (wbar**2).sum(0)
+
+
+def khat_threshold(num_particles: int) -> float:
+    """The sample-size-dependent k-hat threshold ``min(1 - 1/log10(K), 0.7)`` of [1]."""
+    if num_particles <= 10:
+        return 0.0
+    return min(1.0 - 1.0 / math.log10(num_particles), 0.7)
+
+
+def importance_log_weights(
+    model,
+    x: Tensor,
+    mask: Tensor | None = None,
+    num_particles: int = 1000,
+    chunk: int | None = None,
+) -> Tensor:
+    """``model.log_weights`` for ``num_particles`` particles, ``[K, B]``, in chunks, no grad.
+
+    ``chunk`` particles per call (default :func:`~ppl_fewshot.models.base.auto_chunk`).
+    """
+    with torch.no_grad():
+        return particles_in_chunks(lambda k: model.log_weights(x, mask, k), num_particles,
+                                   chunk or auto_chunk(x))
+
+
+def importance_diagnostics(
+    model,
+    x: Tensor,
+    mask: Tensor | None = None,
+    num_particles: int = 1000,
+    chunk: int | None = None,
+) -> dict[str, Tensor | int | float]:
+    """PSIS diagnostics of the importance sampler behind ``model.log_marginal``.
+
+    Draws ``num_particles`` importance weights ``log p(X, h) - log q(h | X)`` per set
+    with the model's guide as proposal (``chunk`` particles per call, no gradients).
+
+    Args:
+        model: any :class:`~ppl_fewshot.models.base.FewShotModel`.
+        x: a batch of sets ``[B, T, *event_shape]``.
+        mask: boolean ``[B, T]``, or None for all items present.
+        num_particles: K.
+        chunk: particles per call of ``model.log_weights`` (default: ``auto_chunk``).
+
+    Returns:
+        A dict with, per set (``[B]`` tensors, float64):
+
+        * ``log_marginal``: ``logsumexp_k log w_k - log K``, the estimate of ``log p(X)``;
+        * ``khat``: PSIS Pareto shape; ``< 0.5`` good, ``0.5-0.7`` ok, ``> 0.7``
+          unreliable (``-inf`` for constant weights, i.e. an exact proposal);
+        * ``ess``: effective sample size ``1 / sum wbar^2`` in ``[1, K]``;
+
+        and ``num_particles`` (K) and ``khat_threshold`` (``min(1 - 1/log10 K, 0.7)``).
+    """
+    raw = importance_log_weights(model, x, mask, num_particles, chunk)
+    khat = pareto_khat(raw)  # from the raw dtype: its rounding unit decides "constant"
+    lw = raw.to(torch.float64)
+    log_marginal = torch.logsumexp(lw, 0) - math.log(num_particles)
+    ess = effective_sample_size(lw)
+    threshold = khat_threshold(num_particles)
+    n_bad = int((khat > 0.7).sum())
+    if n_bad:
+        logger.info(
+            "%d of %d sets have PSIS k-hat > 0.7: their log p(X) estimates are unreliable",
+            n_bad,
+            khat.numel(),
+        )
+    return {
+        "log_marginal": log_marginal,
+        "khat": khat,
+        "ess": ess,
+        "num_particles": num_particles,
+        "khat_threshold": threshold,
+    }
+
+
+__all__ = [
+    "effective_sample_size",
+    "importance_diagnostics",
+    "importance_log_weights",
+    "khat_threshold",
+    "pareto_khat",
+]

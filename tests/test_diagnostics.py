@@ -1,0 +1,196 @@
+"""Diagnostics checked against exact answers: PSIS k-hat/ESS, the ArviZ adapter, SBC, coverage.
+
+The reference guide is the Beta-Bernoulli model's exact posterior (a tiny subclass); its
+concentrations scaled by ``sharpness`` keep the mean and change the spread:
+``sharpness < 1`` widens it (bounded importance weights), ``sharpness > 1`` makes it
+overconfident (heavy-tailed weights, under-coverage).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ppl_fewshot.diagnostics import (
+    context_posterior_draws,
+    context_posterior_to_inference_data,
+    importance_diagnostics,
+    interval_coverage,
+    pareto_khat,
+    rank_uniformity_pvalues,
+    sbc_ranks,
+)
+from ppl_fewshot.models import build
+from ppl_fewshot.models.conjugate import BetaBernoulli
+from tests.conftest import fit_guide
+
+
+class ExactGuideBB(BetaBernoulli):
+    """Beta-Bernoulli whose guide is the exact posterior with concentrations x ``sharpness``."""
+
+    def __init__(self, sharpness: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sharpness = sharpness
+
+    def guide_params(self, x, mask):
+        post = self.exact_posterior(x, mask).base_dist
+        return self.sharpness * post.concentration1, self.sharpness * post.concentration0
+
+
+def _sets(model, num_sets: int, size: int, seed: int = 0):
+    torch.manual_seed(seed)
+    x, mask, _ = model.simulate(num_sets, size, sizes=torch.full((num_sets,), size))
+    return x, mask
+
+
+# ------------------------------------------------------------------------------- PSIS
+def test_khat_recovers_known_pareto_tails() -> None:
+    """Weights drawn from a generalized Pareto with shape k give k-hat ~ k (sign check)."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(4000, 1, generator=g, dtype=torch.float64)
+    ks = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    w = (u ** (-ks) - 1) / ks  # GPD(k, sigma=1) by inversion, [K, 3]
+    khat = pareto_khat(torch.log(w))
+    assert torch.allclose(khat, ks, atol=0.12), khat
+    # a light (log-normal with small sd) tail is far below 0.5
+    assert pareto_khat(0.1 * torch.randn(4000, 2, generator=g)).max() < 0.3
+
+
+def test_psis_exact_guide_has_constant_weights() -> None:
+    model = ExactGuideBB()
+    x, mask = _sets(model, 12, 20)
+    d = importance_diagnostics(model, x, mask, num_particles=1000, chunk=1000)
+    exact = model.exact_log_evidence(x, mask).double()
+    assert torch.isneginf(d["khat"]).all()  # exact proposal: no tail to fit
+    assert torch.allclose(d["ess"], torch.full_like(d["ess"], 1000.0), rtol=1e-6)
+    assert torch.allclose(d["log_marginal"], exact, atol=1e-4)
+    lm = model.log_marginal(x, mask, num_particles=200, chunk=200).double()
+    assert torch.allclose(d["log_marginal"], lm, atol=1e-4)
+
+
+def test_psis_wide_guide_is_reliable() -> None:
+    """A proposal wider than the posterior has bounded weights: k-hat < 0.5, high ESS."""
+    model = ExactGuideBB(sharpness=0.7)
+    x, mask = _sets(model, 20, 20, seed=1)
+    K = 1000
+    d = importance_diagnostics(model, x, mask, num_particles=K, chunk=K)
+    exact = model.exact_log_evidence(x, mask).double()
+    assert d["khat"].max() < 0.5, d["khat"]
+    assert d["ess"].min() > 0.4 * K and d["ess"].median() > 0.6 * K
+    # MC error of log(mean w): sd ~ sqrt(1/ESS - 1/K) (delta method)
+    mc_sd = (1 / d["ess"] - 1 / K).sqrt()
+    assert ((d["log_marginal"] - exact).abs() < 5 * mc_sd + 1e-4).all()
+
+
+def test_psis_overconfident_guide_is_flagged() -> None:
+    """Posterior sd shrunk ~10x (concentrations x 100): heavy-tailed weights, k-hat > 0.7."""
+    model = ExactGuideBB(sharpness=100.0)
+    x, mask = _sets(model, 20, 20, seed=2)
+    d = importance_diagnostics(model, x, mask, num_particles=1000, chunk=1000)
+    exact = model.exact_log_evidence(x, mask).double()
+    assert (d["khat"] > 0.7).float().mean() >= 0.9, d["khat"]
+    assert d["khat"].median() > 0.8
+    assert d["ess"].median() < 50
+    assert (d["log_marginal"] - exact).mean() < -1.0  # the estimate is biased low
+    assert d["khat_threshold"] == pytest.approx(1 - 1 / 3)
+
+
+def test_psis_fitted_amortized_guide() -> None:
+    model = build("beta-bernoulli")
+    fit_guide(model, num_steps=300, num_sets=64, max_items=32)
+    x, mask = _sets(model, 20, 5, seed=3)
+    d = importance_diagnostics(model, x, mask, num_particles=1000, chunk=1000)
+    exact = model.exact_log_evidence(x, mask).double()
+    assert d["khat"].max() < 0.7 and d["khat"].median() < 0.5, d["khat"]
+    assert (d["log_marginal"] - exact).abs().max() < 0.05
+
+
+# ------------------------------------------------------------------------------ ArviZ
+def test_inference_data_matches_exact_posterior() -> None:
+    az = pytest.importorskip("arviz")
+    model = ExactGuideBB()
+    x, mask = _sets(model, 4, 10)
+    mask[1, 6:] = False  # a smaller set, padded
+    S = 4000
+    idata = context_posterior_to_inference_data(model, x, num_samples=S, mask=mask)
+    c = idata.posterior["c"]
+    assert c.dims == ("chain", "draw", "set", "latent") and c.shape == (1, S, 4, 5)
+    post = model.exact_posterior(x, mask)
+    mean, sd = post.mean.double(), post.variance.sqrt().double()
+    got_mean = torch.from_numpy(c.mean(("chain", "draw")).values)
+    got_sd = torch.from_numpy(c.std(("chain", "draw")).values)
+    assert ((got_mean - mean).abs() < 4 * sd / math.sqrt(S)).all()
+    # sd of a sample sd ~ sd * sqrt(1/(2S)) (near-normal draws); generous factor
+    assert ((got_sd - sd).abs() < 5 * sd / math.sqrt(2 * S)).all()
+    summary = az.summary(idata, kind="stats")
+    assert len(summary) == 4 * 5 and {"mean", "sd"} <= set(summary.columns)
+    hdi = az.hdi(idata, hdi_prob=0.9)["c"]
+    assert hdi.shape == (4, 5, 2) and (hdi[..., 0] < hdi[..., 1]).all()
+
+
+def test_inference_data_follows_the_guide_and_seed() -> None:
+    model = build("beta-bernoulli")  # untrained amortized guide
+    x, mask = _sets(model, 3, 7)
+    state = torch.get_rng_state()
+    a = context_posterior_draws(model, x, 3000, mask, seed=5)
+    assert torch.equal(state, torch.get_rng_state())  # global RNG untouched
+    assert torch.equal(a, context_posterior_draws(model, x, 3000, mask, seed=5))
+    q = model.context_posterior(x, mask)
+    with torch.no_grad():
+        mean, sd = q.mean, q.variance.sqrt()
+    assert ((a.mean(0) - mean).abs() < 4 * sd / math.sqrt(3000)).all()
+    # the empty set gives the prior exactly
+    empty = context_posterior_draws(model, x[:, :0], 3000, seed=1)
+    prior = model.prior()
+    assert ((empty.mean(0) - prior.mean).abs() < 4 * prior.variance.sqrt() / math.sqrt(3000)).all()
+
+
+def test_inference_data_needs_a_set_latent() -> None:
+    model = build("vae-small")
+    with pytest.raises(TypeError, match="per-set latent"):
+        context_posterior_to_inference_data(model, torch.zeros(2, 3, 1, 28, 28))
+    with pytest.raises(TypeError, match="per-set latent"):
+        sbc_ranks(model, 10, 3)
+
+
+# ------------------------------------------------------------------------ calibration
+def test_rank_uniformity_test_itself() -> None:
+    g = torch.Generator().manual_seed(0)
+    flat = torch.randint(0, 100, (1000, 3), generator=g)
+    piled = torch.where(flat < 50, flat // 10, 99 - flat // 10)  # ranks at both ends
+    assert rank_uniformity_pvalues(flat, 99).min() > 0.01
+    assert rank_uniformity_pvalues(piled, 99).max() < 1e-10
+    with pytest.raises(ValueError):
+        rank_uniformity_pvalues(flat, 99, bins=7)
+
+
+def test_sbc_exact_guide_is_calibrated() -> None:
+    model = ExactGuideBB()
+    ranks = sbc_ranks(model, num_sets=500, set_size=10, num_draws=99, seed=0)
+    assert ranks.shape == (500, 5) and ranks.dtype == torch.long
+    assert ranks.min() >= 0 and ranks.max() <= 99
+    # no rejection at level 0.01 with a Bonferroni correction over the 5 dims
+    assert rank_uniformity_pvalues(ranks, 99).min() > 0.01 / 5
+    N = 1000
+    cov = interval_coverage(model, N, 10, levels=(0.5, 0.9), num_draws=500, seed=1)
+    for level, c in cov.items():
+        tol = 4 * math.sqrt(level * (1 - level) / N)  # 4 binomial sd
+        assert c.shape == (5,) and ((c - level).abs() < tol).all(), (level, c)
+
+
+def test_sbc_overconfident_guide_fails() -> None:
+    model = ExactGuideBB(sharpness=10.0)  # sd shrunk ~3x, mean exact
+    ranks = sbc_ranks(model, num_sets=500, set_size=10, num_draws=99, seed=0)
+    assert rank_uniformity_pvalues(ranks, 99).max() < 1e-6
+    cov = interval_coverage(model, 1000, 10, levels=(0.5, 0.9), num_draws=500, seed=1)
+    assert (cov[0.9] < 0.6).all() and (cov[0.5] < 0.3).all(), cov
+
+
+def test_fitted_guide_coverage() -> None:
+    model = build("beta-bernoulli")
+    fit_guide(model, num_steps=300, num_sets=64, max_items=32)
+    cov = interval_coverage(model, 1000, 5, levels=(0.9,), num_draws=500, seed=2)
+    assert ((cov[0.9] - 0.9).abs() < 0.05).all(), cov
+    assert rank_uniformity_pvalues(sbc_ranks(model, 500, 5, seed=3), 99).min() > 0.001
