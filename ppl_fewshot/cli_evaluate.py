@@ -76,6 +76,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="importance samples K of the NLL table")
     p.add_argument("--episodes", type=positive_int, default=659)
+    p.add_argument("--label", default=None,
+                   help="row label (default: model name and the settings that differ from it)")
     p.add_argument("--sampler", choices=("with-replacement", "distinct"),
                    default="with-replacement")
     p.add_argument("--ways", type=_positive_list, default=None,
@@ -119,6 +121,26 @@ def test_bank(protocol: str, classes: int, set_size: int, episodes: int, sampler
 
 
 # ----------------------------------------------------------------------- the model
+def model_label(model) -> str:
+    """The registry name, followed by the settings that differ from that preset, e.g.
+    ``ns-small[c_dim=128,channels=32]``, so that a row names exactly what was scored."""
+    from ppl_fewshot import models
+
+    try:
+        preset = models.default_config(model.name)
+    except KeyError:
+        return model.name
+    diff = {k: v for k, v in model.config().items()
+            if k in preset and _plain(preset[k]) != _plain(v)}
+    if not diff:
+        return model.name
+    return model.name + "[" + ",".join(f"{k}={v}" for k, v in sorted(diff.items())) + "]"
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
 def _load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any], Any]:
     """``(model, provenance, fit)``: from ``--checkpoint``, or a free baseline to fit later."""
     from ppl_fewshot import models
@@ -257,7 +279,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if train_ds is not None:
         prov = _fit_free_model(model, args, train_ds, out)
     model.eval()
-    label = f"{model.name} (ppl_fewshot)"
+    label = f"{args.label or model_label(model)} (ppl_fewshot)"
     result: dict[str, Any] = {
         "model": model.name, "label": label, "task": args.task, "protocol": proto.name,
         "protocol_info": proto.to_dict(), "seed": args.seed, "device": str(device),

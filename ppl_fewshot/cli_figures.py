@@ -47,7 +47,7 @@ def attention_summary(model, bank, context_size: int) -> dict[str, Any]:
 def cmd_figures(args: argparse.Namespace) -> int:
     import torch
 
-    from ppl_fewshot.cli_evaluate import test_bank
+    from ppl_fewshot.cli_evaluate import model_label, test_bank
     from ppl_fewshot.data import get_protocol
     from ppl_fewshot.diagnostics import plot_attention, plot_sample_grid, save_figure
     from ppl_fewshot.inference import model_from_checkpoint
@@ -65,7 +65,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
         "arguments": {k: v for k, v in vars(args).items() if k != "func"},
         "checkpoint_step": state["step"], "model": state["model_name"], "files": [],
     }
-    name = state["model_name"]
+    name = model_label(model)
     for protocol in args.protocols:
         need = max(max(args.shots), 1)
         bank, _ = test_bank(protocol, 1, need + 1, args.rows, "distinct", args.seed,

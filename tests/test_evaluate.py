@@ -325,3 +325,11 @@ def test_report_errors_and_published_data(capsys, tmp_path) -> None:
     assert "(published)" in render_report([{"label": "x (ppl_fewshot)", "task": "classify",
                                             "protocol": "gmn28", "_file": "f",
                                             "classification": []}])
+
+
+def test_model_label_names_the_settings_that_differ_from_the_preset() -> None:
+    from ppl_fewshot.cli_evaluate import model_label
+
+    assert model_label(models.build("ns-small")) == "ns-small"
+    m = models.build("ns-small", c_dim=8, sample_dropout=0.1)
+    assert model_label(m) == "ns-small[c_dim=8,sample_dropout=0.1]"
