@@ -76,6 +76,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="importance samples K of the NLL table")
     p.add_argument("--episodes", type=positive_int, default=659)
+    p.add_argument("--khat-episodes", type=nonneg_int, default=50,
+                   help="PSIS k-hat of the NLL estimates on the first N episodes (0: off)")
     p.add_argument("--label", default=None,
                    help="row label (default: model name and the settings that differ from it)")
     p.add_argument("--sampler", choices=("with-replacement", "distinct"),
@@ -236,9 +238,30 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
     # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
     table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,
                       progress=sys.stderr.isatty())
-    return {"c_test": args.classes, "episode_sampler": args.sampler,
-            "set_size": plan["set_size"], "estimator": est, "bank": str(bank_path),
-            "eval_wall_time_s": round(time.perf_counter() - t0, 2), **table}
+    out = {"c_test": args.classes, "episode_sampler": args.sampler,
+           "set_size": plan["set_size"], "estimator": est, "bank": str(bank_path),
+           "eval_wall_time_s": round(time.perf_counter() - t0, 2), **table}
+    if not exact and args.khat_episodes:
+        out["psis"] = _psis(model, bank, args)
+    return out
+
+
+def _psis(model, bank, args) -> dict[str, Any]:
+    """PSIS k-hat of the importance weights behind the table, on its first episodes."""
+    import torch
+
+    from ppl_fewshot.diagnostics import conditional_importance_diagnostics, summarize_khat
+
+    n = min(args.khat_episodes, bank.x.shape[0])
+    dev = next(model.parameters(), torch.zeros(())).device
+    rows = [conditional_importance_diagnostics(model, bank.x[i : i + 8].to(dev),
+                                               bank.mask[i : i + 8].to(dev), args.shots,
+                                               args.samples)
+            for i in range(0, n, 8)]
+    khat = torch.cat([r["khat"] for r in rows], 0)
+    ess = torch.cat([r["ess"] for r in rows], 0)
+    return {"episodes": n, "num_particles": args.samples, **summarize_khat(khat),
+            "ess_median": [round(float(c[~torch.isnan(c)].median()), 1) for c in ess.T]}
 
 
 def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
@@ -260,7 +283,11 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from ppl_fewshot.data import get_protocol, load_split
-    from ppl_fewshot.inference.report import classification_markdown, nll_markdown
+    from ppl_fewshot.inference.report import (
+        classification_markdown,
+        nll_markdown,
+        psis_markdown,
+    )
     from ppl_fewshot.utils import atomic_write_text, resolve_device, versions
 
     args.protocol = args.protocol or ("mnist28" if args.task == "transfer" else "gmn28")
@@ -298,6 +325,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         md.append(f"Conditional NLL: sampler `{nll['episode_sampler']}`, {nll['episodes']} "
                   f"episodes of {nll['set_size']}, {nll['estimator']}; mean (standard error), "
                   f"nats.\n\n" + nll_markdown([(label, nll)]) + "\n")
+        if "psis" in nll:
+            md.append(psis_markdown([(label, nll)]) + "\n")
         csv.append("kind,c_test,shots,nll,se\n" + "".join(
             f"nll,{args.classes},{s},{v},{e}\n"
             for s, v, e in zip(nll["shots"], nll["nll"], nll["se"])))

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ppl_fewshot.diagnostics import (
+    conditional_importance_diagnostics,
     context_posterior_draws,
     context_posterior_to_inference_data,
     importance_diagnostics,
@@ -21,6 +22,7 @@ from ppl_fewshot.diagnostics import (
     pareto_khat,
     rank_uniformity_pvalues,
     sbc_ranks,
+    summarize_khat,
 )
 from ppl_fewshot.models import build
 from ppl_fewshot.models.conjugate import BetaBernoulli
@@ -105,6 +107,26 @@ def test_psis_fitted_amortized_guide() -> None:
     exact = model.exact_log_evidence(x, mask).double()
     assert d["khat"].max() < 0.7 and d["khat"].median() < 0.5, d["khat"]
     assert (d["log_marginal"] - exact).abs().max() < 0.05
+
+
+def test_conditional_khat_of_the_nll_table_estimates() -> None:
+    """Set-latent path: the worse of the two prefix estimates; 0 shots = prefix 1 only."""
+    wide, sharp = ExactGuideBB(sharpness=0.7), ExactGuideBB(sharpness=100.0)
+    x, mask = _sets(wide, 12, 6, seed=4)
+    mask[0, 3] = False  # a padded item reads NaN
+    pos = (0, 2, 3, 5)
+    ok = conditional_importance_diagnostics(wide, x, mask, pos, num_particles=500)
+    bad = conditional_importance_diagnostics(sharp, x, mask, pos, num_particles=500)
+    assert ok["khat"].shape == (12, 4) and torch.isnan(ok["khat"][0, 2])
+    assert torch.nanquantile(ok["khat"], 0.9) < 0.5 < torch.nanquantile(bad["khat"], 0.5)
+    s = summarize_khat(bad["khat"])
+    assert len(s["median"]) == 4 and s["share_above_threshold"][1] > 0.5
+    # per-item path (a model without a set latent): one estimate per asked item
+    vae = build("vae-small", z_dim=2, hidden=8, channels=2)
+    imgs = (torch.rand(3, 4, 1, 28, 28) < 0.3).float()
+    d = conditional_importance_diagnostics(vae, imgs, None, (1, 3), num_particles=50)
+    assert d["khat"].shape == (3, 2) and torch.isfinite(d["khat"]).all()
+    assert ((d["ess"] >= 1) & (d["ess"] <= 50)).all()
 
 
 # ------------------------------------------------------------------------------ ArviZ

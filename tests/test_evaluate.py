@@ -306,6 +306,9 @@ def test_set_latent_model_through_the_cli(capsys, tmp_path) -> None:
     assert code == 0, err
     res = json.loads((tmp_path / "o" / "transfer.json").read_text())
     assert len(res["nll"]["nll"]) == 3 and all(math.isfinite(v) for v in res["nll"]["nll"])
+    psis = res["nll"]["psis"]  # k-hat of the estimates behind the table, per shot
+    assert psis["episodes"] == 2 and len(psis["median"]) == len(psis["ess_median"]) == 3
+    assert "PSIS k-hat" in (tmp_path / "o" / "transfer.md").read_text()
     assert [r["method"] for r in res["classification"]] == ["likelihood", "cosine", "min-kl",
                                                             "min-kl-reverse"]
 

@@ -32,14 +32,17 @@ from ppl_fewshot.diagnostics.plots import (
     save_figure,
 )
 from ppl_fewshot.diagnostics.psis import (
+    conditional_importance_diagnostics,
     effective_sample_size,
     importance_diagnostics,
     importance_log_weights,
     khat_threshold,
     pareto_khat,
+    summarize_khat,
 )
 
 __all__ = [
+    "conditional_importance_diagnostics",
     "context_posterior_draws",
     "context_posterior_to_inference_data",
     "effective_sample_size",
@@ -55,6 +58,7 @@ __all__ = [
     "plot_sample_grid",
     "rank_uniformity_pvalues",
     "read_metrics",
+    "summarize_khat",
     "save_figure",
     "sbc_ranks",
     "simulate_and_draw",

@@ -166,10 +166,69 @@ def importance_diagnostics(
     }
 
 
+def conditional_importance_diagnostics(
+    model,
+    x: Tensor,
+    mask: Tensor | None = None,
+    positions: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 19),
+    num_particles: int = 1000,
+) -> dict[str, Tensor]:
+    """PSIS k-hat and ESS of the estimates behind an NLL table, ``log p(x_t | x_<t)``.
+
+    For models without a per-set latent (GMN, VAE, one-shot CVAE) these are the per-item
+    weights ``p(x_t, z_t | x_<t) / q(z_t | x_t, x_<t)`` of each asked position; for
+    set-latent models the conditional is ``log p(x_<=t) - log p(x_<t)``, and the worse
+    (larger k-hat, smaller ESS) of the two prefix estimates is reported.
+
+    Returns ``{"khat": [B, P], "ess": [B, P]}`` (float64, padded items NaN).
+    """
+    from ppl_fewshot.models.base import as_mask
+
+    mask = as_mask(x, mask)
+    pos = [int(t) for t in positions]
+    B, P = x.shape[0], len(pos)
+    with torch.no_grad():
+        if not model.has_set_latent:
+            prepared = model.prepare_queries(x, mask, pos)
+            xq, mq, ctx = prepared if prepared is not None else (x, mask, None)
+            lw = particles_in_chunks(
+                lambda k: model.log_weights(xq, mq, k, per_item=True, ctx=ctx),
+                num_particles, auto_chunk(x, B * xq.shape[1]))
+            lw = lw if prepared is not None else lw[:, :, pos]
+            khat = pareto_khat(lw.reshape(num_particles, -1)).reshape(B, P)
+            ess = effective_sample_size(lw.reshape(num_particles, -1)).reshape(B, P)
+        else:
+            khat = torch.full((B, P), -math.inf, dtype=torch.float64)
+            ess = torch.full((B, P), float(num_particles), dtype=torch.float64)
+            for j, t in enumerate(pos):
+                for n in (t, t + 1):
+                    if n == 0:  # log p(empty set) = 0 exactly
+                        continue
+                    lw = importance_log_weights(model, x[:, :n], mask[:, :n], num_particles)
+                    khat[:, j] = torch.maximum(khat[:, j], pareto_khat(lw))
+                    ess[:, j] = torch.minimum(ess[:, j], effective_sample_size(lw))
+    pad = ~mask[:, pos].cpu()
+    return {"khat": khat.masked_fill(pad, math.nan), "ess": ess.masked_fill(pad, math.nan)}
+
+
+def summarize_khat(khat: Tensor, threshold: float = 0.7) -> dict[str, list[float]]:
+    """Per column of ``khat[B, P]``: the median k-hat and the share of estimates above
+    ``threshold`` (NaN entries, i.e. padded items, ignored)."""
+    med, frac = [], []
+    for col in khat.T:
+        col = col[~torch.isnan(col)]
+        med.append(round(float(col.median()), 3) if col.numel() else math.nan)
+        frac.append(round(float((col > threshold).double().mean()), 3) if col.numel()
+                    else math.nan)
+    return {"median": med, "share_above_threshold": frac, "threshold": threshold}
+
+
 __all__ = [
+    "conditional_importance_diagnostics",
     "effective_sample_size",
     "importance_diagnostics",
     "importance_log_weights",
     "khat_threshold",
     "pareto_khat",
+    "summarize_khat",
 ]

@@ -163,6 +163,31 @@ def nll_markdown(rows: list[tuple[str, dict[str, Any]]],
     return "\n".join(lines)
 
 
+def psis_markdown(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """PSIS k-hat of the NLL estimates (tables that carry a ``"psis"`` record).
+
+    One row per table: per shot, the median k-hat over the checked episodes and, in
+    brackets, the share above the threshold (0.7: above it the importance-sampling
+    estimate is unreliable and the reported NLL is, in expectation, an upper bound).
+    """
+    rows = [(label, t) for label, t in rows if t.get("psis")]
+    if not rows:
+        return ""
+    shots = sorted({s for _, t in rows for s in t["shots"]})
+    lines = ["PSIS k-hat of the importance weights, median [share > 0.7], on the first "
+             "episodes of each table (Vehtari et al. 2024: > 0.7 means unreliable):", "",
+             "| model | C_test | sampler | K | episodes | " + " | ".join(map(str, shots)) + " |",
+             "|" + "---|" * (len(shots) + 5)]
+    for label, t in rows:
+        ps = t["psis"]
+        by = {s: f"{m:.2f} [{f:.2f}]" for s, m, f in
+              zip(t["shots"], ps["median"], ps["share_above_threshold"])}
+        lines.append(f"| {label} | {t.get('c_test', '')} | {t.get('episode_sampler', '')} | "
+                     f"{ps['num_particles']} | {ps['episodes']} | "
+                     + " | ".join(by.get(s, "") for s in shots) + " |")
+    return "\n".join(lines)
+
+
 def classification_markdown(rows: list[tuple[str, list[dict[str, Any]]]],
                             published: list[tuple] | None = None) -> str:
     """A markdown accuracy table: ``| model | method | N-way K-shot ... |`` (percent).
@@ -249,6 +274,8 @@ def render_report(results: list[dict[str, Any]], plot: str | None = None) -> str
         if kind == "nll":
             rows = [(_row_label(r), t) for r in rs for t in nll_tables(r)]
             out.append(nll_markdown(rows, SHOTS_COLUMNS if not rows else None, pub["rows"]))
+            if psis_markdown(rows):
+                out += ["", psis_markdown(rows)]
         else:
             rows = [(_row_label(r), r["classification"]) for r in rs if r.get("classification")]
             out.append(classification_markdown(rows, pub["rows"]))
@@ -266,5 +293,6 @@ __all__ = [
     "nll_curves",
     "nll_markdown",
     "nll_tables",
+    "psis_markdown",
     "render_report",
 ]
