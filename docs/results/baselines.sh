@@ -17,6 +17,6 @@ for model in cvae-small vae-small; do
       --seed 0 --quiet --out "$run" $( [ -d "$run" ] && echo --resume )
   fi
   out=docs/results/$model-s$STEPS-gmn28-C1-K$K
-  [ -d "$out" ] || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" \
+  compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" \
       --task nll --protocol gmn28 --classes 1 --sampler with-replacement --samples "$K" --out "$out"
 done

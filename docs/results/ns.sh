@@ -8,8 +8,9 @@ cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-20000}
 R=docs/results
 run=runs/ns-medium
-ev() { local out="${*: -1}"; [ -d "$out" ] && echo "kept $out" || \
-       ppl-fewshot --threads 1 evaluate "$@"; }
+# ev ARGS... --out DIR: evaluate unless DIR already holds a result (delete it to redo)
+ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo "kept $out"
+       else ppl-fewshot --threads 1 evaluate "$@"; fi; }
 if [ ! -f "$run/summary.json" ]; then
   ppl-fewshot --threads 1 train ns-small --protocol ns28 --steps "$STEPS" --batch-size 16 \
     --set-size 5 --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
@@ -32,4 +33,5 @@ ev --checkpoint $CK --task transfer --ways 10 --k-shots 1,5 --tasks 1000 \
 # K=100 on a seeded bank of 200 episodes (the bank every model gets with --episodes 200)
 ev --checkpoint $CK --task nll --protocol gmn28 --classes 1 --sampler with-replacement \
    --samples ${K:-100} --episodes 200 --out $R/ns-medium-gmn28-with-replacement
-ppl-fewshot --threads 1 figures --checkpoint $CK --protocols ns28,mnist28 --out $R/figures-ns-medium
+[ -f $R/figures-ns-medium/figures.json ] || ppl-fewshot --threads 1 figures --checkpoint $CK \
+  --protocols ns28,mnist28 --out $R/figures-ns-medium

@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
 CK=models/gmn-small-omniglot.pt   # how it was trained: models/gmn-small-omniglot.json
-ev() { local out="${*: -1}"; if [ -d "$out" ]; then echo "kept $out"; else
-       ppl-fewshot --threads 1 evaluate "$@"; fi; }
+# ev ARGS... --out DIR: evaluate unless DIR already holds a result (delete it to redo)
+ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo "kept $out"
+       else ppl-fewshot --threads 1 evaluate "$@"; fi; }
 (
   for s in with-replacement distinct; do
     ev --model pixel-beta-bernoulli --task nll --protocol gmn28 --sampler $s --out $R/pixel-gmn28-$s
@@ -36,6 +37,6 @@ ev() { local out="${*: -1}"; if [ -d "$out" ]; then echo "kept $out"; else
 wait
 for ck in $CK runs/ns-medium/checkpoint.pt runs/cvae-small-s3000/checkpoint.pt; do
   name=$(basename "$(dirname "$ck")"); [ "$ck" = $CK ] && name=gmn-small
-  [ -d $R/figures-$name ] || ppl-fewshot --threads 1 figures --checkpoint $ck --out $R/figures-$name
+  [ -f $R/figures-$name/figures.json ] || ppl-fewshot --threads 1 figures --checkpoint $ck --out $R/figures-$name
 done
 ppl-fewshot report --results $R/* --out docs/results.md
