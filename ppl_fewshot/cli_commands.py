@@ -176,9 +176,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
     from ppl_fewshot.inference.checkpoint import export_checkpoint
 
-    state = export_checkpoint(args.checkpoint, args.out)
+    dtype = {"float32": None, "float16": torch.float16}[args.dtype]
+    state = export_checkpoint(args.checkpoint, args.out, dtype=dtype)
     digest = sha256_file(args.out)
     print(f"{args.out}: {state['model_name']} at step {state['step']}, sha256 {digest}")
     return 0
@@ -252,6 +255,8 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="copy a checkpoint without optimizer state (model zoo)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="precision of the stored weights (float16: half the file)")
     p.set_defaults(func=cmd_export)
 
     add_quickstart(sub)

@@ -148,6 +148,18 @@ def test_export_drops_the_optimizer(tmp_path) -> None:
     model, _ = model_from_checkpoint(tmp_path / "zoo.pt")
     for k, v in model.state_dict().items():
         assert torch.equal(v, big["state_dict"][k])
+    # half-precision export: half the weight bytes, float32 model, weights rounded only
+    half = export_checkpoint(tmp_path / "r" / "checkpoint.pt", tmp_path / "zoo16.pt",
+                             dtype=torch.float16)
+    assert half["extra"]["export_dtype"] == "float16"
+    assert (tmp_path / "zoo16.pt").stat().st_size < 0.7 * (tmp_path / "zoo.pt").stat().st_size
+    m16, _ = model_from_checkpoint(tmp_path / "zoo16.pt")
+    for k, v in m16.state_dict().items():
+        ref = big["state_dict"][k]
+        assert v.dtype == ref.dtype
+        if ref.is_floating_point():
+            assert torch.equal(v, ref.half().to(v.dtype))
+            assert torch.allclose(v, ref, rtol=1e-3, atol=1e-4)
 
 
 def test_atomic_writes_never_replace_special_files(tmp_path) -> None:

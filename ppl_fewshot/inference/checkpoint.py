@@ -75,9 +75,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def export_checkpoint(src: str | Path, dst: str | Path) -> dict[str, Any]:
-    """Copy a checkpoint without its optimizer state (a small file for the model zoo)."""
+def export_checkpoint(
+    src: str | Path, dst: str | Path, dtype: torch.dtype | None = None
+) -> dict[str, Any]:
+    """Copy a checkpoint without its optimizer state (a small file for the model zoo).
+
+    ``dtype=torch.float16`` stores floating-point weights at half precision (half the
+    file); :func:`model_from_checkpoint` loads them back into the model's float32
+    parameters, so only the rounding of the weights differs (the export records it in
+    ``extra["export_dtype"]``).
+    """
     state = load_checkpoint(src)
+    if dtype is not None:
+        state["state_dict"] = {k: v.to(dtype) if v.is_floating_point() else v
+                               for k, v in state["state_dict"].items()}
+        state["extra"] = {**state["extra"], "export_dtype": str(dtype).replace("torch.", "")}
     for key in ("model_config", "train_config", "versions", "extra"):
         state[key] = json.dumps(state[key], sort_keys=True)
     state["optimizer"] = None
