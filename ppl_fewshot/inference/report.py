@@ -217,7 +217,10 @@ def _is_mnist(r: dict[str, Any]) -> bool:
 
 
 def _row_label(r: dict[str, Any]) -> str:
-    return f"{r['label']} [{r.get('protocol')}]"
+    """``label [protocol, N steps]``: the training budget travels with every row."""
+    steps = (r.get("training_budget") or {}).get("steps")
+    budget = f", {steps} steps" if steps else ""
+    return f"{r['label']} [{r.get('protocol')}{budget}]"
 
 
 def nll_curves(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
