@@ -56,11 +56,9 @@ def _loc_scale(params: Tensor) -> tuple[Tensor, Tensor]:
 def gmn_loss(model: FewShotModel, x: Tensor, mask: Tensor | None = None) -> Tensor:
     """Negative ELBO per item of a GMN from ``prepare``/``posterior_params``/``prior_params``/
     ``likelihood_logits`` (guide draw first, as Trace_ELBO)."""
-    from ppl_fewshot.nn.attention import causal_allowed
-
     mask = as_mask(x, mask)
     ctx = model.prepare(x, mask)
-    allowed = causal_allowed(mask, model.num_pseudo)
+    allowed = ctx["allowed"]  # the causal read mask, built once by prepare
     qloc, qscale = model.posterior_params(ctx["h"], ctx, allowed)
     z = rsample_normal(qloc, qscale)
     ploc, pscale = model.prior_params(ctx, allowed)

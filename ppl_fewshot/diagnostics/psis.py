@@ -40,7 +40,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ppl_fewshot.models.base import auto_chunk, particles_in_chunks
+from ppl_fewshot.models.base import (
+    as_mask,
+    auto_chunk,
+    check_positions,
+    particles_in_chunks,
+    prefix_lengths,
+    prefix_pairs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -182,31 +189,24 @@ def conditional_importance_diagnostics(
 
     Returns ``{"khat": [B, P], "ess": [B, P]}`` (float64, padded items NaN).
     """
-    from ppl_fewshot.models.base import as_mask
-
     mask = as_mask(x, mask)
-    pos = [int(t) for t in positions]
+    pos = check_positions(positions, x.shape[1])
     B, P = x.shape[0], len(pos)
     with torch.no_grad():
-        if not model.has_set_latent:
-            prepared = model.prepare_queries(x, mask, pos)
-            xq, mq, ctx = prepared if prepared is not None else (x, mask, None)
-            lw = particles_in_chunks(
-                lambda k: model.log_weights(xq, mq, k, per_item=True, ctx=ctx),
-                num_particles, auto_chunk(x, B * xq.shape[1]))
-            lw = lw if prepared is not None else lw[:, :, pos]
+        if not model.has_set_latent:  # the weights behind conditional_log_likelihoods
+            lw = model.conditional_log_weights(x, mask, pos, num_particles)
             khat = pareto_khat(lw.reshape(num_particles, -1)).reshape(B, P)
             ess = effective_sample_size(lw.reshape(num_particles, -1)).reshape(B, P)
-        else:
-            khat = torch.full((B, P), -math.inf, dtype=torch.float64)
-            ess = torch.full((B, P), float(num_particles), dtype=torch.float64)
-            for j, t in enumerate(pos):
-                for n in (t, t + 1):
-                    if n == 0:  # log p(empty set) = 0 exactly
-                        continue
-                    lw = importance_log_weights(model, x[:, :n], mask[:, :n], num_particles)
-                    khat[:, j] = torch.maximum(khat[:, j], pareto_khat(lw))
-                    ess[:, j] = torch.minimum(ess[:, j], effective_sample_size(lw))
+        else:  # the prefixes behind it, each estimated once (log p(empty set) = 0 exactly)
+            before, upto = prefix_pairs(mask, pos)
+            kt = torch.full((B, x.shape[1] + 1), -math.inf, dtype=torch.float64)
+            et = torch.full((B, x.shape[1] + 1), float(num_particles), dtype=torch.float64)
+            for n in prefix_lengths(before, upto):
+                lw = importance_log_weights(model, x[:, :n], mask[:, :n], num_particles)
+                kt[:, n], et[:, n] = pareto_khat(lw), effective_sample_size(lw).cpu()
+            b, u = before.cpu(), upto.cpu()
+            khat = torch.maximum(kt.gather(1, b), kt.gather(1, u))
+            ess = torch.minimum(et.gather(1, b), et.gather(1, u))
     pad = ~mask[:, pos].cpu()
     return {"khat": khat.masked_fill(pad, math.nan), "ess": ess.masked_fill(pad, math.nan)}
 

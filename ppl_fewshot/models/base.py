@@ -198,24 +198,36 @@ class FewShotModel(PyroModule):
         """
         mask = as_mask(x, mask)
         B, T = x.shape[:2]
-        pos = list(range(T)) if positions is None else [int(t) for t in positions]
-        bad = [t for t in pos if not 0 <= t < T]
-        if bad:
-            raise ValueError(f"positions {bad} are outside the {T} items of each set")
+        pos = list(range(T)) if positions is None else check_positions(positions, T)
         if not pos or B == 0:
             return x.new_zeros(B, len(pos))
         with torch.no_grad():
             if not self.has_set_latent:
-                prepared = self.prepare_queries(x, mask, pos) if positions is not None else None
-                xq, mq, ctx = prepared if prepared is not None else (x, mask, None)
-                k = chunk or auto_chunk(x, B * xq.shape[1])
-                lw = particles_in_chunks(
-                    lambda n: self.log_weights(xq, mq, n, per_item=True, ctx=ctx),
-                    num_particles, k,
-                )
-                ll = torch.logsumexp(lw, 0) - math.log(num_particles)
-                return ll if prepared is not None else ll[:, pos]
+                lw = self.conditional_log_weights(x, mask, pos, num_particles, chunk)
+                return torch.logsumexp(lw, 0) - math.log(num_particles)
             return self._prefix_differences(x, mask, pos, num_particles, chunk)
+
+    def conditional_log_weights(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        pos: list[int],
+        num_particles: int,
+        chunk: int | None = None,
+    ) -> Tensor:
+        """Per-item importance log-weights of the items ``pos``, ``[K, B, len(pos)]``
+        (models without a per-set latent): each estimates ``log p(x_t | x_<t)``.
+
+        Uses :meth:`prepare_queries` to score only those items when the model can;
+        otherwise every item is scored and the asked ones kept.
+        """
+        prepared = self.prepare_queries(x, mask, pos) if pos != list(range(x.shape[1])) else None
+        xq, mq, ctx = prepared if prepared is not None else (x, mask, None)
+        lw = particles_in_chunks(
+            lambda n: self.log_weights(xq, mq, n, per_item=True, ctx=ctx),
+            num_particles, chunk or auto_chunk(x, x.shape[0] * xq.shape[1]),
+        )
+        return lw if prepared is not None else lw[:, :, pos]
 
     def _prefix_differences(
         self, x: Tensor, mask: Tensor, pos: list[int], num_particles: int, chunk: int | None
@@ -223,17 +235,9 @@ class FewShotModel(PyroModule):
         """``log p(x_<=t) - log p(x_<t)`` for ``t`` in ``pos``: each needed prefix is
         estimated once, truncated to its length (no work on the items after it)."""
         B, T = x.shape[:2]
-        ar = torch.arange(T, device=x.device)
-        if pos == list(range(T)):
-            # every item: difference each present item against the prefix that ends at the
-            # previous *present* item, so the sum over items telescopes to log p(X) exactly
-            present = torch.where(mask, ar + 1, torch.zeros_like(ar))
-            before = torch.cat([present.new_zeros(B, 1), present.cummax(1).values[:, :-1]], 1)
-        else:
-            before = torch.tensor(pos, device=x.device).expand(B, len(pos))
-        upto = torch.tensor(pos, device=x.device).expand(B, len(pos)) + 1
+        before, upto = prefix_pairs(mask, pos)
         table = x.new_zeros(B, T + 1)  # column n: log p(first n items); column 0 = 0
-        for n in sorted((set(before.unique().tolist()) | set(upto.unique().tolist())) - {0}):
+        for n in prefix_lengths(before, upto):
             table[:, n] = self.log_marginal(x[:, :n], mask[:, :n], num_particles, chunk)
         diff = table.gather(1, upto) - table.gather(1, before)
         return diff.masked_fill(~mask[:, pos], 0.0)
@@ -262,6 +266,38 @@ class FewShotModel(PyroModule):
         # the query is item Tc of its set: log p(x_q | context) = log p(x_Tc | x_<Tc)
         ll = self.conditional_log_likelihoods(xs, ms, num_particles, positions=[Tc])
         return ll.reshape(B, Q)
+
+
+def prefix_pairs(mask: Tensor, pos: list[int]) -> tuple[Tensor, Tensor]:
+    """Prefix lengths ``(before, upto)``, each ``[B, len(pos)]``, whose log-marginals give
+    ``log p(x_t | x_<t) = log p(first upto items) - log p(first before items)``.
+
+    For every position (``pos == range(T)``) each present item is differenced against the
+    prefix that ends at the previous *present* item, so the sum over items telescopes to
+    ``log p(X)`` exactly whatever the padding; otherwise ``before = t``, ``upto = t + 1``.
+    """
+    B, T = mask.shape
+    upto = torch.tensor(pos, device=mask.device).expand(B, len(pos)) + 1
+    if pos != list(range(T)):
+        return upto - 1, upto
+    ar = torch.arange(T, device=mask.device)
+    present = torch.where(mask, ar + 1, torch.zeros_like(ar))
+    before = torch.cat([present.new_zeros(B, 1), present.cummax(1).values[:, :-1]], 1)
+    return before, upto
+
+
+def prefix_lengths(before: Tensor, upto: Tensor) -> list[int]:
+    """The distinct non-empty prefix lengths that :func:`prefix_pairs` asks for, sorted."""
+    return sorted((set(before.unique().tolist()) | set(upto.unique().tolist())) - {0})
+
+
+def check_positions(positions: list[int] | tuple[int, ...], num_items: int) -> list[int]:
+    """``positions`` as a list of ints, or ``ValueError`` if one is outside ``0..num_items-1``."""
+    pos = [int(t) for t in positions]
+    bad = [t for t in pos if not 0 <= t < num_items]
+    if bad:
+        raise ValueError(f"positions {bad} are outside the {num_items} items of each set")
+    return pos
 
 
 def auto_chunk(x: Tensor, items: int | None = None, budget: int = 200_000) -> int:

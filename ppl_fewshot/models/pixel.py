@@ -37,7 +37,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from ppl_fewshot.models.base import as_mask
+from ppl_fewshot.models.base import as_mask, check_positions
 from ppl_fewshot.models.set_latent import SetLatentModel
 
 logger = logging.getLogger(__name__)
@@ -161,10 +161,7 @@ class HierarchicalBernoulliPixels(SetLatentModel):
         ll = lp.flatten(2).sum(-1) * m
         if positions is None:
             return ll
-        bad = [t for t in positions if not 0 <= t < x.shape[1]]
-        if bad:
-            raise ValueError(f"positions {bad} are outside the {x.shape[1]} items of each set")
-        return ll[:, list(positions)]
+        return ll[:, check_positions(positions, x.shape[1])]
 
     # empirical Bayes -----------------------------------------------------------------
     def fit_empirical_bayes(
