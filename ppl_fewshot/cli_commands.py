@@ -110,6 +110,7 @@ def _config_from_args(args: argparse.Namespace):
         device=args.device,
         num_workers=args.workers,
         data_dir=args.data_dir,
+        init_from=args.init_from,
     )
 
 
@@ -234,6 +235,12 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=nonneg_int, default=0, help="data loader worker processes")
     p.add_argument("--out", default="runs/train", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start from these weights (same model and settings) with a fresh optimizer and "
+        "this run's schedule, e.g. to continue a finished run for more steps",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _data_dir(p)
     p.set_defaults(func=cmd_train)

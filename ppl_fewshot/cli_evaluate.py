@@ -19,6 +19,7 @@ reproduced). Every argument is checked before anything is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -75,6 +76,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set-size", type=positive_int, default=20)
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="importance samples K of the NLL table")
+    p.add_argument("--ais-steps", type=nonneg_int, default=0,
+                   help="anneal the K importance samples of the NLL table through this many "
+                   "HMC-bridged distributions (annealed importance sampling; 0 = plain IS)")
+    p.add_argument("--ais-leapfrog", type=positive_int, default=2,
+                   help="leapfrog steps per HMC transition of --ais-steps")
     p.add_argument("--episodes", type=positive_int, default=659)
     p.add_argument("--khat-episodes", type=nonneg_int, default=50,
                    help="PSIS k-hat of the NLL estimates on the first N episodes (0: off)")
@@ -231,22 +237,29 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
 
     bank, bank_path = test_bank(args.protocol, args.classes, plan["set_size"], args.episodes,
                                 args.sampler, args.seed, args.data_dir, dataset=test_ds)
+    from ppl_fewshot.models.annealing import AIS
+
     exact = getattr(model, "exact_log_evidence", None) is not None and model.name in FREE_MODELS
+    ais = AIS(steps=args.ais_steps, leapfrog=args.ais_leapfrog) if args.ais_steps else None
     est = ("exact chain rule log p(x_t | x_<t)" if exact else
-           f"importance sampling, K={args.samples} samples from the guide")
+           f"importance sampling, K={args.samples} samples from the guide" + (
+               f" annealed through {ais.steps} distributions ({ais.leapfrog} leapfrog steps "
+               "per HMC transition)" if ais else ""))
     t0 = time.perf_counter()
     # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
     table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), ais=ais)
+    if ais and not exact:
+        table["ais"] = dataclasses.asdict(ais)
     out = {"c_test": args.classes, "episode_sampler": args.sampler,
            "set_size": plan["set_size"], "estimator": est, "bank": str(bank_path),
            "eval_wall_time_s": round(time.perf_counter() - t0, 2), **table}
     if not exact and args.khat_episodes:
-        out["psis"] = _psis(model, bank, args)
+        out["psis"] = _psis(model, bank, args, ais)
     return out
 
 
-def _psis(model, bank, args) -> dict[str, Any]:
+def _psis(model, bank, args, ais=None) -> dict[str, Any]:
     """PSIS k-hat of the importance weights behind the table, on its first episodes."""
     import torch
 
@@ -256,7 +269,7 @@ def _psis(model, bank, args) -> dict[str, Any]:
     dev = next(model.parameters(), torch.zeros(())).device
     rows = [conditional_importance_diagnostics(model, bank.x[i : i + 8].to(dev),
                                                bank.mask[i : i + 8].to(dev), args.shots,
-                                               args.samples)
+                                               args.samples, ais=ais)
             for i in range(0, n, 8)]
     khat = torch.cat([r["khat"] for r in rows], 0)
     ess = torch.cat([r["ess"] for r in rows], 0)

@@ -336,3 +336,21 @@ def test_model_label_names_the_settings_that_differ_from_the_preset() -> None:
     assert model_label(models.build("ns-small")) == "ns-small"
     m = models.build("ns-small", c_dim=8, sample_dropout=0.1)
     assert model_label(m) == "ns-small[c_dim=8,sample_dropout=0.1]"
+
+
+def test_evaluate_with_annealing_records_it_in_result_and_report(capsys, tmp_path,
+                                                                  checkpoint) -> None:
+    out = tmp_path / "ais"
+    code, _, err = run(["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs",
+                        "--episodes", "2", "--set-size", "3", "--shots", "0,2", "--samples", "2",
+                        "--ais-steps", "3", "--ais-leapfrog", "1", "--khat-episodes", "2",
+                        "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads((out / "nll.json").read_text())
+    assert res["ais"]["steps"] == 3 and res["ais"]["leapfrog"] == 1
+    assert "annealed through 3 distributions" in res["estimator"]
+    assert all(math.isfinite(v) for v in res["nll"]) and "psis" in res
+    code, _, err = run(["report", "--results", str(out), "--out", str(tmp_path / "r.md"),
+                        "--no-plot"], capsys)
+    assert code == 0, err
+    assert "| 2, AIS 3 |" in (tmp_path / "r.md").read_text()

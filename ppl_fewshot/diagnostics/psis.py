@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ppl_fewshot.models.annealing import AIS
 from ppl_fewshot.models.base import (
     as_mask,
     auto_chunk,
@@ -112,14 +113,16 @@ def importance_log_weights(
     mask: Tensor | None = None,
     num_particles: int = 1000,
     chunk: int | None = None,
+    ais: AIS | None = None,
 ) -> Tensor:
     """``model.log_weights`` for ``num_particles`` particles, ``[K, B]``, in chunks, no grad.
 
-    ``chunk`` particles per call (default :func:`~ppl_fewshot.models.base.auto_chunk`).
+    ``chunk`` particles per call (default :func:`~ppl_fewshot.models.base.auto_chunk`);
+    ``ais`` anneals them (:mod:`ppl_fewshot.models.annealing`).
     """
     with torch.no_grad():
-        return particles_in_chunks(lambda k: model.log_weights(x, mask, k), num_particles,
-                                   chunk or auto_chunk(x))
+        return particles_in_chunks(lambda k: model.log_weights(x, mask, k, ais=ais),
+                                   num_particles, chunk or auto_chunk(x))
 
 
 def importance_diagnostics(
@@ -128,6 +131,7 @@ def importance_diagnostics(
     mask: Tensor | None = None,
     num_particles: int = 1000,
     chunk: int | None = None,
+    ais: AIS | None = None,
 ) -> dict[str, Tensor | int | float]:
     """PSIS diagnostics of the importance sampler behind ``model.log_marginal``.
 
@@ -140,6 +144,7 @@ def importance_diagnostics(
         mask: boolean ``[B, T]``, or None for all items present.
         num_particles: K.
         chunk: particles per call of ``model.log_weights`` (default: ``auto_chunk``).
+        ais: anneal the guide's draws first (diagnoses the annealed estimator instead).
 
     Returns:
         A dict with, per set (``[B]`` tensors, float64):
@@ -151,7 +156,7 @@ def importance_diagnostics(
 
         and ``num_particles`` (K) and ``khat_threshold`` (``min(1 - 1/log10 K, 0.7)``).
     """
-    raw = importance_log_weights(model, x, mask, num_particles, chunk)
+    raw = importance_log_weights(model, x, mask, num_particles, chunk, ais)
     khat = pareto_khat(raw)  # from the raw dtype: its rounding unit decides "constant"
     lw = raw.to(torch.float64)
     log_marginal = torch.logsumexp(lw, 0) - math.log(num_particles)
@@ -179,13 +184,15 @@ def conditional_importance_diagnostics(
     mask: Tensor | None = None,
     positions: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 19),
     num_particles: int = 1000,
+    ais: AIS | None = None,
 ) -> dict[str, Tensor]:
     """PSIS k-hat and ESS of the estimates behind an NLL table, ``log p(x_t | x_<t)``.
 
     For models without a per-set latent (GMN, VAE, one-shot CVAE) these are the per-item
     weights ``p(x_t, z_t | x_<t) / q(z_t | x_t, x_<t)`` of each asked position; for
     set-latent models the conditional is ``log p(x_<=t) - log p(x_<t)``, and the worse
-    (larger k-hat, smaller ESS) of the two prefix estimates is reported.
+    (larger k-hat, smaller ESS) of the two prefix estimates is reported. ``ais``
+    diagnoses the annealed weights instead.
 
     Returns ``{"khat": [B, P], "ess": [B, P]}`` (float64, padded items NaN).
     """
@@ -194,7 +201,7 @@ def conditional_importance_diagnostics(
     B, P = x.shape[0], len(pos)
     with torch.no_grad():
         if not model.has_set_latent:  # the weights behind conditional_log_likelihoods
-            lw = model.conditional_log_weights(x, mask, pos, num_particles)
+            lw = model.conditional_log_weights(x, mask, pos, num_particles, ais=ais)
             khat = pareto_khat(lw.reshape(num_particles, -1)).reshape(B, P)
             ess = effective_sample_size(lw.reshape(num_particles, -1)).reshape(B, P)
         else:  # the prefixes behind it, each estimated once (log p(empty set) = 0 exactly)
@@ -202,7 +209,8 @@ def conditional_importance_diagnostics(
             kt = torch.full((B, x.shape[1] + 1), -math.inf, dtype=torch.float64)
             et = torch.full((B, x.shape[1] + 1), float(num_particles), dtype=torch.float64)
             for n in prefix_lengths(before, upto):
-                lw = importance_log_weights(model, x[:, :n], mask[:, :n], num_particles)
+                lw = importance_log_weights(model, x[:, :n], mask[:, :n], num_particles,
+                                            ais=ais)
                 kt[:, n], et[:, n] = pareto_khat(lw), effective_sample_size(lw).cpu()
             b, u = before.cpu(), upto.cpu()
             khat = torch.maximum(kt.gather(1, b), kt.gather(1, u))

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ppl_fewshot.data.base import Episode
 from ppl_fewshot.models import FewShotModel
+from ppl_fewshot.models.annealing import AIS
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,13 @@ def conditional_nll(
     chunk: int | None = None,
     progress: bool = False,
     positions: list[int] | tuple[int, ...] | None = None,
+    ais: AIS | None = None,
 ) -> Tensor:
     """``-log p(x_t | x_<t)`` for every episode and position: ``[E, T]`` in nats.
 
     With ``positions``, only those items are scored (each still conditioned on all the
-    items before it): ``[E, len(positions)]``, and proportionally less work.
+    items before it): ``[E, len(positions)]``, and proportionally less work. ``ais``
+    anneals the importance samples (:mod:`ppl_fewshot.models.annealing`).
     """
     device = next(model.parameters(), torch.zeros(())).device
     model.eval()
@@ -66,7 +69,7 @@ def conditional_nll(
         m = bank.mask[start : start + batch_size].to(device)
         with torch.no_grad():
             ll = model.conditional_log_likelihoods(
-                x, m, num_particles=num_particles, chunk=chunk, positions=positions
+                x, m, num_particles=num_particles, chunk=chunk, positions=positions, ais=ais
             )
         rows.append(-ll.cpu())
     return torch.cat(rows, 0)
@@ -79,8 +82,10 @@ def nll_table(
     num_particles: int = 1000,
     batch_size: int = 8,
     progress: bool = False,
+    ais: AIS | None = None,
 ) -> dict[str, Any]:
-    """Mean and standard error of the conditional NLL at each number of shots.
+    """Mean and standard error of the conditional NLL at each number of shots
+    (``ais``: annealed importance samples, see :mod:`ppl_fewshot.models.annealing`).
 
     Returns ``{"shots": [...], "nll": [...], "se": [...], "episodes": E, "num_particles": K}``.
     """
@@ -90,7 +95,7 @@ def nll_table(
         raise ValueError(f"shots {bad} need episodes longer than T={T}")
     # s shots = the item at 0-based position s, conditioned on the s items before it
     cols = conditional_nll(model, bank, num_particles, batch_size, progress=progress,
-                           positions=list(shots))
+                           positions=list(shots), ais=ais)
     E = cols.shape[0]
     se = cols.std(0, unbiased=True) / math.sqrt(E) if E > 1 else torch.full_like(cols[0], math.nan)
     return {

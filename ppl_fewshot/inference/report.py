@@ -158,6 +158,8 @@ def nll_markdown(rows: list[tuple[str, dict[str, Any]]],
         k = t.get("num_particles", "")
         if "exact" in str(t.get("estimator", "")):
             k = "exact"
+        elif t.get("ais"):
+            k = f"{k}, AIS {t['ais']['steps']}"
         lines.append(f"| {label} | {t.get('c_test', '')} | {t.get('episode_sampler', '')} | {k} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

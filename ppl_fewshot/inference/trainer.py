@@ -45,7 +45,7 @@ from ppl_fewshot.inference.checkpoint import (
     save_checkpoint,
 )
 from ppl_fewshot.inference.objectives import OBJECTIVES, ELBOLoss
-from ppl_fewshot.models import build
+from ppl_fewshot.models import FewShotModel, build
 from ppl_fewshot.utils import atomic_write_text, resolve_device, seed_everything, versions
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class TrainConfig:
             ``val_batches`` fixed batches each time.
         checkpoint_every: steps between checkpoints (one is always written at the end).
         train_classes: use only the first N training classes (0 = all), for smoke runs.
+        init_from: a checkpoint (a run's or an exported one) whose weights start this
+            run with a fresh optimizer and this run's schedule: continuing a finished run
+            with more steps or a new learning rate. The model name and settings must match.
         seed, device, num_workers, data_dir: as named.
     """
 
@@ -102,6 +105,7 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     data_dir: str | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         def pos(name: str, value: Any, zero_ok: bool = False) -> None:
@@ -227,6 +231,20 @@ def train(
         distributed.teardown(info)
 
 
+def _warm_start(model: FewShotModel, config: TrainConfig) -> None:
+    """Load the weights of ``config.init_from`` into ``model`` (same name and settings)."""
+    state = load_checkpoint(config.init_from)
+    theirs = {k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()}
+    if state["model_name"] != model.name or theirs != model.config():
+        raise CheckpointError(
+            f"--init-from {config.init_from} holds {state['model_name']} {theirs}, "
+            f"not {model.name} {model.config()}"
+        )
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in state["state_dict"].items()})
+    logger.info("weights from %s (step %d)", config.init_from, state["step"])
+
+
 def _step_seed(config: TrainConfig, step: int, info: distributed.DistInfo, *keys: int) -> int:
     """Seed of one step's episodes (keys=()) or Monte Carlo draws (keys=(1,)) on this rank."""
     ranks = (info.rank,) if info.enabled else ()
@@ -251,6 +269,8 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         start = state["step"]
         wall_before = float(state["extra"].get("wall_time_s", 0.0))
         logger.info("resuming %s at step %d", out, start)
+    elif config.init_from:
+        _warm_start(model, config)
     step_fn = distributed.wrap(loss_fn, info, device)
     main = info.is_main
     if main:

@@ -32,8 +32,9 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
-from pyro.poutine.util import site_is_subsample
 from torch import Tensor
+
+from ppl_fewshot.models.annealing import AIS, annealed_log_weights, trace_log_densities
 
 
 def as_mask(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -122,46 +123,33 @@ class FewShotModel(PyroModule):
         num_particles: int,
         per_item: bool = False,
         ctx: dict | None = None,
+        ais: AIS | None = None,
     ) -> Tensor:
         """Importance log-weights log p(X, latents) - log q(latents | X).
 
         Returns ``[K, B]`` (one weight per set) or, with ``per_item=True``, ``[K, B, T]``
         (only for models without a per-set latent). Particles are vectorized through
         an outer ``pyro.plate("particles", K, dim=-3)``. ``ctx`` defaults to
-        ``self.prepare(x, mask)``.
+        ``self.prepare(x, mask)``. With ``ais`` the guide's draws are annealed toward the
+        posterior first (:mod:`ppl_fewshot.models.annealing`): the same estimators, with
+        weights that stay reliable when the guide is too narrow, at ``ais.steps *
+        (ais.leapfrog + 1)`` forward-and-backward passes per particle.
         """
         if per_item and self.has_set_latent:
             raise ValueError("per-item weights need a model without a per-set latent")
         mask = as_mask(x, mask)
-        B, T = x.shape[:2]
         if ctx is None:
             ctx = self.prepare(x, mask)
+        if ais is not None:
+            return annealed_log_weights(self, x, mask, num_particles, ais, per_item, ctx)
+        B, T = x.shape[:2]
         with pyro.plate("particles", num_particles, dim=-3):
             guide_tr = poutine.trace(self.guide).get_trace(x, mask, ctx)
             model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(
                 x, mask, ctx
             )
-        per_set = x.new_zeros(num_particles, B)
-        per_item_lw = x.new_zeros(num_particles, B, T)
-        for tr, sign in ((model_tr, 1.0), (guide_tr, -1.0)):
-            for site in tr.nodes.values():
-                if site["type"] != "sample" or site_is_subsample(site):
-                    continue
-                if sign < 0 and site["is_observed"]:
-                    continue
-                lp = site["fn"].log_prob(site["value"])
-                while lp.dim() < 3:
-                    lp = lp.unsqueeze(0)
-                plates = {frame.name for frame in site["cond_indep_stack"]}
-                if "items" in plates:
-                    per_item_lw = per_item_lw + sign * lp.expand(num_particles, B, T)
-                elif per_item:
-                    raise ValueError(f"site {site['name']!r} is per set; no per-item weight")
-                else:
-                    per_set = per_set + sign * lp.expand(num_particles, B, 1)[..., 0]
-        if per_item:
-            return per_item_lw
-        return per_set + per_item_lw.sum(-1)
+        log_p, log_q = trace_log_densities(model_tr, guide_tr, num_particles, B, T, per_item)
+        return log_p - log_q
 
     def log_marginal(
         self,
@@ -169,14 +157,18 @@ class FewShotModel(PyroModule):
         mask: Tensor | None = None,
         num_particles: int = 1000,
         chunk: int | None = None,
+        ais: AIS | None = None,
     ) -> Tensor:
         """Importance-sampled ``log p(X)`` per set, ``[B]``, in nats (K = num_particles).
 
-        Particles are drawn ``chunk`` at a time (default: :func:`auto_chunk`).
+        Particles are drawn ``chunk`` at a time (default: :func:`auto_chunk`); ``ais``
+        anneals them (see :meth:`log_weights`).
         """
         chunk = chunk or auto_chunk(x)
         with torch.no_grad():
-            lw = particles_in_chunks(lambda k: self.log_weights(x, mask, k), num_particles, chunk)
+            lw = particles_in_chunks(
+                lambda k: self.log_weights(x, mask, k, ais=ais), num_particles, chunk
+            )
         return torch.logsumexp(lw, 0) - math.log(num_particles)
 
     def conditional_log_likelihoods(
@@ -186,6 +178,7 @@ class FewShotModel(PyroModule):
         num_particles: int = 1000,
         chunk: int | None = None,
         positions: list[int] | tuple[int, ...] | None = None,
+        ais: AIS | None = None,
     ) -> Tensor:
         """``log p(x_t | x_<t)`` for every item, ``[B, T]`` (or ``[B, len(positions)]``), nats.
 
@@ -195,6 +188,7 @@ class FewShotModel(PyroModule):
         latent use ``log p(x_<=t) - log p(x_<t)``, both by importance sampling.
         Padded items score 0. ``positions`` scores only those items (still
         conditioned on everything before them), which is all an NLL table needs.
+        ``ais`` anneals every importance sampler involved (see :meth:`log_weights`).
         """
         mask = as_mask(x, mask)
         B, T = x.shape[:2]
@@ -203,9 +197,9 @@ class FewShotModel(PyroModule):
             return x.new_zeros(B, len(pos))
         with torch.no_grad():
             if not self.has_set_latent:
-                lw = self.conditional_log_weights(x, mask, pos, num_particles, chunk)
+                lw = self.conditional_log_weights(x, mask, pos, num_particles, chunk, ais)
                 return torch.logsumexp(lw, 0) - math.log(num_particles)
-            return self._prefix_differences(x, mask, pos, num_particles, chunk)
+            return self._prefix_differences(x, mask, pos, num_particles, chunk, ais)
 
     def conditional_log_weights(
         self,
@@ -214,6 +208,7 @@ class FewShotModel(PyroModule):
         pos: list[int],
         num_particles: int,
         chunk: int | None = None,
+        ais: AIS | None = None,
     ) -> Tensor:
         """Per-item importance log-weights of the items ``pos``, ``[K, B, len(pos)]``
         (models without a per-set latent): each estimates ``log p(x_t | x_<t)``.
@@ -224,13 +219,19 @@ class FewShotModel(PyroModule):
         prepared = self.prepare_queries(x, mask, pos) if pos != list(range(x.shape[1])) else None
         xq, mq, ctx = prepared if prepared is not None else (x, mask, None)
         lw = particles_in_chunks(
-            lambda n: self.log_weights(xq, mq, n, per_item=True, ctx=ctx),
+            lambda n: self.log_weights(xq, mq, n, per_item=True, ctx=ctx, ais=ais),
             num_particles, chunk or auto_chunk(x, x.shape[0] * xq.shape[1]),
         )
         return lw if prepared is not None else lw[:, :, pos]
 
     def _prefix_differences(
-        self, x: Tensor, mask: Tensor, pos: list[int], num_particles: int, chunk: int | None
+        self,
+        x: Tensor,
+        mask: Tensor,
+        pos: list[int],
+        num_particles: int,
+        chunk: int | None,
+        ais: AIS | None = None,
     ) -> Tensor:
         """``log p(x_<=t) - log p(x_<t)`` for ``t`` in ``pos``: each needed prefix is
         estimated once, truncated to its length (no work on the items after it)."""
@@ -238,7 +239,7 @@ class FewShotModel(PyroModule):
         before, upto = prefix_pairs(mask, pos)
         table = x.new_zeros(B, T + 1)  # column n: log p(first n items); column 0 = 0
         for n in prefix_lengths(before, upto):
-            table[:, n] = self.log_marginal(x[:, :n], mask[:, :n], num_particles, chunk)
+            table[:, n] = self.log_marginal(x[:, :n], mask[:, :n], num_particles, chunk, ais)
         diff = table.gather(1, upto) - table.gather(1, before)
         return diff.masked_fill(~mask[:, pos], 0.0)
 
@@ -248,6 +249,7 @@ class FewShotModel(PyroModule):
         context: Tensor,
         num_particles: int = 1000,
         context_mask: Tensor | None = None,
+        ais: AIS | None = None,
     ) -> Tensor:
         """Importance-sampled ``log p(x_q | context)`` for each query, ``[B, Q]``, in nats.
 
@@ -264,7 +266,7 @@ class FewShotModel(PyroModule):
             B * Q, Tc + 1
         )
         # the query is item Tc of its set: log p(x_q | context) = log p(x_Tc | x_<Tc)
-        ll = self.conditional_log_likelihoods(xs, ms, num_particles, positions=[Tc])
+        ll = self.conditional_log_likelihoods(xs, ms, num_particles, positions=[Tc], ais=ais)
         return ll.reshape(B, Q)
 
 

@@ -37,6 +37,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
+from ppl_fewshot.models.annealing import AIS
 from ppl_fewshot.models.base import as_mask, check_positions
 from ppl_fewshot.models.set_latent import SetLatentModel
 
@@ -144,12 +145,13 @@ class HierarchicalBernoulliPixels(SetLatentModel):
         num_particles: int = 1000,
         chunk: int | None = None,
         positions: list[int] | tuple[int, ...] | None = None,
+        ais: AIS | None = None,
     ) -> Tensor:
         """Exact ``log p(x_t | x_<t)`` for every item, ``[B, T]`` (0 for padded items), or
         for the items ``positions`` only, ``[B, len(positions)]``.
 
-        ``num_particles`` and ``chunk`` are accepted for the base-class signature and
-        ignored: no sampling happens.
+        ``num_particles``, ``chunk`` and ``ais`` are accepted for the base-class signature
+        and ignored: no sampling happens.
         """
         m = as_mask(x, mask).to(x.dtype)
         mm = m.reshape(*m.shape, *(1,) * len(self.event_shape))
