@@ -176,3 +176,20 @@ def test_atomic_writes_never_replace_special_files(tmp_path) -> None:
     assert fifo.exists() and not fifo.is_file() and tmp_path.is_dir()
     atomic_write_text(tmp_path / "f.txt", "ok")
     assert (tmp_path / "f.txt").read_text() == "ok" and len(list(tmp_path.iterdir())) == 2
+
+
+def test_init_from_starts_at_the_given_weights_with_a_new_schedule(tmp_path) -> None:
+    train(cfg(steps=5, checkpoint_every=5), tmp_path / "a", data=DATA, progress=False)
+    src = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["state_dict"]
+    warm = cfg(steps=1, lr=(1e-12,), init_from=str(tmp_path / "a" / "checkpoint.pt"))
+    train(warm, tmp_path / "b", data=DATA, progress=False)
+    got = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert got["step"] == 1 and TrainConfig.from_json(got["train_config"]).init_from
+    for k, v in src.items():
+        torch.testing.assert_close(got["state_dict"][k], v, atol=1e-6, rtol=0)
+    train(cfg(steps=1, lr=(1e-12,)), tmp_path / "c", data=DATA, progress=False)
+    cold = load_checkpoint(tmp_path / "c" / "checkpoint.pt")  # same seed, no --init-from
+    assert any(not torch.allclose(cold["state_dict"][k], v) for k, v in src.items())
+    bad = cfg(steps=1, model_overrides={"z_dim": 8}, init_from=warm.init_from)
+    with pytest.raises(CheckpointError, match="--init-from"):
+        train(bad, tmp_path / "d", data=DATA, progress=False)
