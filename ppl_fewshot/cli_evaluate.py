@@ -331,6 +331,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     csv = []
     if plan["nll"]:
         nll = _nll(model, args, plan, test_ds)
+        per_episode = nll.pop("per_episode")
         if args.task == "nll":  # flat layout (kept for existing readers of nll.json)
             result.update(nll)
         else:
@@ -352,6 +353,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         csv.append("kind,method,ways,shots,accuracy,ci_low,ci_high,estimator\n" + "".join(
             f"classify,{r['method']},{r['ways']},{r['shots']},{r['accuracy']},{r['ci95'][0]},"
             f"{r['ci95'][1]},\"{r['estimator']}\"\n" for r in rows))
+    if plan["nll"]:  # one row per episode of the bank, for paired comparisons
+        atomic_write_text(out / "nll_episodes.csv", "episode," + ",".join(
+            f"shots_{s}" for s in nll["shots"]) + "\n" + "".join(
+            f"{i}," + ",".join(str(v) for v in row) + "\n" for i, row in enumerate(per_episode)))
     atomic_write_text(out / f"{args.task}.json", json.dumps(result, indent=2))
     atomic_write_text(out / f"{args.task}.csv", "\n".join(csv))
     text = "\n".join(md)

@@ -348,6 +348,10 @@ def test_evaluate_with_annealing_records_it_in_result_and_report(capsys, tmp_pat
     assert code == 0, err
     res = json.loads((out / "nll.json").read_text())
     assert res["ais"]["steps"] == 3 and res["ais"]["leapfrog"] == 1
+    rows = (out / "nll_episodes.csv").read_text().splitlines()
+    assert rows[0] == "episode,shots_0,shots_2" and len(rows) == 3
+    per_ep = torch.tensor([[float(v) for v in r.split(",")[1:]] for r in rows[1:]])
+    assert torch.allclose(per_ep.mean(0), torch.tensor(res["nll"]), atol=2e-3)
     assert "annealed through 3 distributions" in res["estimator"]
     assert all(math.isfinite(v) for v in res["nll"]) and "psis" in res
     code, _, err = run(["report", "--results", str(out), "--out", str(tmp_path / "r.md"),

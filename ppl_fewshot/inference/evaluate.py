@@ -87,7 +87,9 @@ def nll_table(
     """Mean and standard error of the conditional NLL at each number of shots
     (``ais``: annealed importance samples, see :mod:`ppl_fewshot.models.annealing`).
 
-    Returns ``{"shots": [...], "nll": [...], "se": [...], "episodes": E, "num_particles": K}``.
+    Returns ``{"shots": [...], "nll": [...], "se": [...], "episodes": E, "num_particles": K,
+    "per_episode": [[...] * len(shots)] * E}`` (the NLL of every episode and column, for
+    paired comparisons of two models or estimators on the same bank).
     """
     T = bank.x.shape[1]
     bad = [s for s in shots if s >= T or s < 0]
@@ -96,6 +98,13 @@ def nll_table(
     # s shots = the item at 0-based position s, conditioned on the s items before it
     cols = conditional_nll(model, bank, num_particles, batch_size, progress=progress,
                            positions=list(shots), ais=ais)
+    per_episode = [[round(float(v), 3) for v in row] for row in cols]
+    return {**summarize_columns(cols, shots, num_particles), "per_episode": per_episode}
+
+
+def summarize_columns(cols: Tensor, shots: tuple[int, ...] | list[int],
+                      num_particles: int) -> dict[str, Any]:
+    """The table of :func:`nll_table` from per-episode NLLs ``cols[E, len(shots)]``."""
     E = cols.shape[0]
     se = cols.std(0, unbiased=True) / math.sqrt(E) if E > 1 else torch.full_like(cols[0], math.nan)
     return {
