@@ -51,6 +51,10 @@ def test_train_writes_everything(tmp_path) -> None:
     assert state["step"] == 20 and TrainConfig.from_json(state["train_config"]) == cfg()
     model, _ = model_from_checkpoint(run / "checkpoint.pt")
     assert model.name == "vae-small"
+    vals = [(r["val_loss"], r["step"]) for r in recs if "val_loss" in r]
+    best = load_checkpoint(run / "best.pt")
+    assert (best["extra"]["val_loss"], best["step"]) == min(vals)
+    assert best["optimizer"] is None and summary["best_step"] == min(vals)[1]
 
 
 def test_refuses_to_overwrite_and_to_resume_nothing(tmp_path) -> None:
@@ -67,7 +71,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
 
     def crash_after_first(path, model, opt, step, *a, **k):
         real_save(path, model, opt, step, *a, **k)
-        if step == 10:
+        if step == 10 and str(path).endswith("checkpoint.pt"):
             raise KeyboardInterrupt  # the machine dies right after the step-10 checkpoint
 
     monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after_first)

@@ -7,6 +7,8 @@ by minimising :class:`~ppl_fewshot.inference.objectives.ELBOLoss` with ``torch.o
 Files written to ``out_dir`` (each atomically):
 
 - ``checkpoint.pt`` -- the latest good state (model, optimizer, step, config, versions);
+- ``best.pt`` -- the weights with the lowest validation loss so far (no optimizer; its
+  ``extra["val_loss"]`` and step say which), for early stopping;
 - ``config.json`` -- the :class:`TrainConfig`;
 - ``metrics.jsonl`` -- one JSON object per logged step (train loss, lr, beta, validation);
 - ``summary.json`` -- budget and final losses, written at the end.
@@ -292,6 +294,10 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
     show = main and (sys.stderr.isatty() if progress is None else progress)
     bar = tqdm(total=config.steps, initial=start, disable=not show, desc=f"train {config.model}")
     t0, last_good, loss_val, val = time.perf_counter(), start, float("nan"), None
+    best = (math.inf, 0)  # (validation loss, step) of best.pt
+    if resume and (out / "best.pt").exists():
+        b = load_checkpoint(out / "best.pt")
+        best = (float(b["extra"].get("val_loss", math.inf)), int(b["step"]))
     running: list[float] = []
 
     def wall() -> float:
@@ -343,6 +349,11 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
             if done % config.val_every == 0 or done == config.steps:
                 val = validation_loss(loss_fn, val_batches, device)
                 rec["val_loss"] = val
+                if val < best[0]:  # early stopping: keep the weights of the best validation
+                    best = (val, done)
+                    save_checkpoint(out / "best.pt", model, None, done, config.to_json(),
+                                    {"wall_time_s": wall(), "val_loss": val,
+                                     "device": str(device), "world_size": info.world_size})
             _append_jsonl(metrics_path, rec)
             bar.set_postfix(loss=f"{rec['loss']:.2f}")
         if main and (done % config.checkpoint_every == 0 or done == config.steps):
@@ -369,6 +380,8 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         "world_size": info.world_size,
         "final_train_loss_nats_per_item": loss_val,
         "final_val_loss_nats_per_item": val,
+        "best_val_loss_nats_per_item": best[0] if best[1] else None,
+        "best_step": best[1] or None,
         "wall_time_s": round(wall(), 2),
         "device": str(device),
         "train_classes": train_ds.num_classes,
