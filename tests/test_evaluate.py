@@ -287,7 +287,7 @@ def test_evaluate_tasks_and_report(capsys, tmp_path, checkpoint) -> None:
     assert code == 0, err
     text = page.read_text()
     assert "vae-small (ppl_fewshot) [glyphs, 2 steps]" in text and "pixel-beta-bernoulli" in text
-    assert "| GMN, C_train=2 (published) | 1 | authors' | 1000 | 89.7 |" in text
+    assert "| GMN, C_train=2 (published) | 1 | authors' | 1000 | | 89.7 |" in text
     assert "82.7" in text and "78.6" in text and page.with_suffix(".png").exists()
     assert len(collect_results([out, pix])) == 2
 

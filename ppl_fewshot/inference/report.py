@@ -137,7 +137,7 @@ def _cell(v: float | None, se: float | None = None) -> str:
 def nll_markdown(rows: list[tuple[str, dict[str, Any]]],
                  shots: tuple[int, ...] | list[int] | None = None,
                  published: list[tuple] | None = None) -> str:
-    """A markdown NLL table: ``| model | C_test | sampler | K | <shots> |``.
+    """A markdown NLL table: ``| model | C_test | sampler | K | episodes | <shots> |``.
 
     ``rows`` are ``(label, table)`` of ours (``table`` as from ``nll_table`` plus
     ``c_test``/``episode_sampler``/``num_particles``); ``published`` rows are
@@ -146,11 +146,12 @@ def nll_markdown(rows: list[tuple[str, dict[str, Any]]],
     if shots is None:
         shots = sorted({s for _, t in rows for s in t["shots"]} | (
             set(SHOTS_COLUMNS) if published else set()))
-    head = "| model | C_test | sampler | K | " + " | ".join(str(s) for s in shots) + " |"
-    lines = [head, "|" + "---|" * (len(shots) + 4)]
+    head = ("| model | C_test | sampler | K | episodes | " + " | ".join(str(s) for s in shots)
+            + " |")
+    lines = [head, "|" + "---|" * (len(shots) + 5)]
     for model, c_test, vals in published or []:
         cells = [_cell(vals.get(s)) for s in shots]
-        lines.append(f"| {model} (published) | {c_test} | authors' | 1000 | "
+        lines.append(f"| {model} (published) | {c_test} | authors' | 1000 | | "
                      + " | ".join(cells) + " |")
     for label, t in rows:
         by = {s: (v, e) for s, v, e in zip(t["shots"], t["nll"], t["se"])}
@@ -161,7 +162,7 @@ def nll_markdown(rows: list[tuple[str, dict[str, Any]]],
         elif t.get("ais"):
             k = f"{k}, AIS {t['ais']['steps']}"
         lines.append(f"| {label} | {t.get('c_test', '')} | {t.get('episode_sampler', '')} | {k} | "
-                     + " | ".join(cells) + " |")
+                     f"{t.get('episodes', '')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
