@@ -127,20 +127,19 @@ def annealed_log_weights(
     """
     K, (B, T) = num_particles, x.shape[:2]
 
-    def run(values: dict[str, Tensor] | None) -> tuple[Tensor, Tensor, object]:
+    def run(guide_values=None) -> tuple[Tensor, Tensor, object]:
+        """log p and log q of fresh guide draws, or of the values held in ``guide_values``
+        (a guide trace, replayed)."""
+        guide = model.guide if guide_values is None else poutine.replay(
+            model.guide, trace=guide_values)
         with pyro.plate("particles", K, dim=-3):
-            if values is None:
-                g = poutine.trace(model.guide).get_trace(x, mask, ctx)
-            else:
-                g = poutine.trace(poutine.replay(model.guide, trace=template)).get_trace(
-                    x, mask, ctx
-                )
+            g = poutine.trace(guide).get_trace(x, mask, ctx)
             m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
         lp, lq = trace_log_densities(m, g, K, B, T, per_item)
         return lp, lq, g
 
     with torch.no_grad():
-        lp, lq, template = run(None)
+        lp, lq, template = run()
     if ais.steps == 0:
         return lp - lq
     betas, logw = ais.schedule(), torch.zeros_like(lp)
