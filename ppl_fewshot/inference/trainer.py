@@ -242,8 +242,7 @@ def _warm_start(model: FewShotModel, config: TrainConfig) -> None:
             f"--init-from {config.init_from} holds {state['model_name']} {theirs}, "
             f"not {model.name} {model.config()}"
         )
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in state["state_dict"].items()})
+    model.load_state_dict(state["state_dict"])  # copies into the model's dtype (fp16 exports)
     logger.info("weights from %s (step %d)", config.init_from, state["step"])
 
 
