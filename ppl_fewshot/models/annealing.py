@@ -110,6 +110,27 @@ def trace_log_densities(
     return out[0], out[1]
 
 
+def guide_draws(
+    model: FewShotModel,
+    x: Tensor,
+    mask: Tensor,
+    num_particles: int,
+    per_item: bool = False,
+    ctx: dict | None = None,
+    replay=None,
+) -> tuple[Tensor, Tensor, object]:
+    """``(log p(X, latents), log q(latents), guide trace)`` for ``num_particles`` fresh draws
+    of the guide (vectorized under ``pyro.plate("particles", K, dim=-3)``), or for the values
+    held in the guide trace ``replay``. Shapes as :func:`trace_log_densities`."""
+    B, T = x.shape[:2]
+    guide = model.guide if replay is None else poutine.replay(model.guide, trace=replay)
+    with pyro.plate("particles", num_particles, dim=-3):
+        g = poutine.trace(guide).get_trace(x, mask, ctx)
+        m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
+    lp, lq = trace_log_densities(m, g, num_particles, B, T, per_item)
+    return lp, lq, g
+
+
 def annealed_log_weights(
     model: FewShotModel,
     x: Tensor,
@@ -128,15 +149,7 @@ def annealed_log_weights(
     K, (B, T) = num_particles, x.shape[:2]
 
     def run(guide_values=None) -> tuple[Tensor, Tensor, object]:
-        """log p and log q of fresh guide draws, or of the values held in ``guide_values``
-        (a guide trace, replayed)."""
-        guide = model.guide if guide_values is None else poutine.replay(
-            model.guide, trace=guide_values)
-        with pyro.plate("particles", K, dim=-3):
-            g = poutine.trace(guide).get_trace(x, mask, ctx)
-            m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
-        lp, lq = trace_log_densities(m, g, K, B, T, per_item)
-        return lp, lq, g
+        return guide_draws(model, x, mask, K, per_item, ctx, guide_values)
 
     with torch.no_grad():
         lp, lq, template = run()

@@ -28,13 +28,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import pyro
-import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
 from torch import Tensor
 
-from ppl_fewshot.models.annealing import AIS, annealed_log_weights, trace_log_densities
+from ppl_fewshot.models.annealing import AIS, annealed_log_weights, guide_draws
 
 
 def as_mask(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -142,13 +140,7 @@ class FewShotModel(PyroModule):
             ctx = self.prepare(x, mask)
         if ais is not None:
             return annealed_log_weights(self, x, mask, num_particles, ais, per_item, ctx)
-        B, T = x.shape[:2]
-        with pyro.plate("particles", num_particles, dim=-3):
-            guide_tr = poutine.trace(self.guide).get_trace(x, mask, ctx)
-            model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(
-                x, mask, ctx
-            )
-        log_p, log_q = trace_log_densities(model_tr, guide_tr, num_particles, B, T, per_item)
+        log_p, log_q, _ = guide_draws(self, x, mask, num_particles, per_item, ctx)
         return log_p - log_q
 
     def log_marginal(
