@@ -44,6 +44,7 @@ from ppl_fewshot.inference import distributed
 from ppl_fewshot.inference.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    model_from_checkpoint,
     save_checkpoint,
 )
 from ppl_fewshot.inference.objectives import OBJECTIVES, ELBOLoss
@@ -235,14 +236,13 @@ def train(
 
 def _warm_start(model: FewShotModel, config: TrainConfig) -> None:
     """Load the weights of ``config.init_from`` into ``model`` (same name and settings)."""
-    state = load_checkpoint(config.init_from)
-    theirs = {k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()}
-    if state["model_name"] != model.name or theirs != model.config():
+    src, state = model_from_checkpoint(config.init_from)
+    if src.name != model.name or src.config() != model.config():
         raise CheckpointError(
-            f"--init-from {config.init_from} holds {state['model_name']} {theirs}, "
+            f"--init-from {config.init_from} holds {src.name} {src.config()}, "
             f"not {model.name} {model.config()}"
         )
-    model.load_state_dict(state["state_dict"])  # copies into the model's dtype (fp16 exports)
+    model.load_state_dict(src.state_dict())
     logger.info("weights from %s (step %d)", config.init_from, state["step"])
 
 

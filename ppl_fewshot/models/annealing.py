@@ -147,12 +147,8 @@ def annealed_log_weights(
     :meth:`~ppl_fewshot.models.base.FewShotModel.log_weights`, which calls this.
     """
     K, (B, T) = num_particles, x.shape[:2]
-
-    def run(guide_values=None) -> tuple[Tensor, Tensor, object]:
-        return guide_draws(model, x, mask, K, per_item, ctx, guide_values)
-
     with torch.no_grad():
-        lp, lq, template = run()
+        lp, lq, template = guide_draws(model, x, mask, K, per_item, ctx)
     if ais.steps == 0:
         return lp - lq
     betas, logw = ais.schedule(), torch.zeros_like(lp)
@@ -203,7 +199,7 @@ def annealed_log_weights(
                 template.nodes[n]["value"] = value
                 jac = bij[n].log_abs_det_jacobian(v, value)
                 ladj = ladj + units(sum_rightmost(jac, edims[n] - bij[n].codomain.event_dim))
-            lp_, lq_, _ = run(template)
+            lp_, lq_, _ = guide_draws(model, x, mask, K, per_item, ctx, replay=template)
             f = (1 - beta) * lq_ + beta * lp_ + ladj
             grads = torch.autograd.grad(f.sum(), list(leaves.values()))
         grads = {n: torch.nan_to_num(g) * moving[n] for n, g in zip(leaves, grads, strict=True)}
