@@ -6,24 +6,28 @@
 # 659 episodes, K=$K importance samples).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ablations.sh
 # (STEPS=2000 K=200: ~40 min of one core for training + ~15 min for the four tables.)
+# SET=key=value adds a model setting to every row and TAG a suffix to its names, e.g.
+# SET=image_read=true TAG=-imgread (the image-read GMN and its ablations).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
 K=${K:-200}
+SET=${SET:-}
+TAG=${TAG:-}
 R=docs/results
 W=runs/ablations
 mkdir -p "$W"
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
-  run=$W/$name-s$STEPS
+  run=$W/$name$TAG-s$STEPS
   if [ ! -f "$run/summary.json" ]; then  # written when training has finished
     # shellcheck disable=SC2086
     ppl-fewshot --threads 1 train gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
       --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
-      --checkpoint-every 250 --seed 0 --quiet --out "$run" $settings \
+      --checkpoint-every 250 --seed 0 --quiet --out "$run" $settings ${SET:+--set "$SET"} \
       $( [ -d "$run" ] && echo --resume )
   fi
-  out=$R/ablation-$name-s$STEPS-C$ctest-K$K
+  out=$R/ablation-$name$TAG-s$STEPS-C$ctest-K$K
   [ -d "$out" ] || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" --task nll \
       --protocol gmn28 --classes "$ctest" --sampler with-replacement --samples "$K" --out "$out"
 done <<'TABLE'

@@ -68,12 +68,24 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """``[..., in_dim] -> [..., 1, 28, 28]`` Bernoulli logits: a linear map and transposed convs."""
+    """``[..., in_dim] -> [..., 1, 28, 28]`` Bernoulli logits: a linear map and transposed convs.
 
-    def __init__(self, in_dim: int, channels: int = 32, out_channels: int = 1) -> None:
+    Args:
+        in_dim: size of the input vector.
+        channels: channels of the last transposed convolution (doubled below it).
+        out_channels: image channels.
+        skip_channels: channels of an optional full-resolution input ``skip[..., S, 28, 28]``
+            (e.g. a prototype image read from a memory), concatenated with the upsampled
+            features and merged by one more convolution before the output layer; 0: none.
+    """
+
+    def __init__(
+        self, in_dim: int, channels: int = 32, out_channels: int = 1, skip_channels: int = 0
+    ) -> None:
         super().__init__()
         c = channels
         self.c = c
+        self.skip_channels = skip_channels
         self.fc = nn.Sequential(nn.Linear(in_dim, 4 * c * 7 * 7), nn.ELU())
         self.net = nn.Sequential(
             nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1),  # 14
@@ -82,9 +94,28 @@ class ConvDecoder(nn.Module):
             nn.ELU(),
             nn.Conv2d(c, out_channels, 3, padding=1),
         )
+        if skip_channels:
+            self.merge = nn.Sequential(nn.Conv2d(c + skip_channels, c, 3, padding=1), nn.ELU())
 
-    def _forward(self, h: Tensor) -> Tensor:
-        return self.net(_cpu_channels_last(self.fc(h).reshape(-1, 4 * self.c, 7, 7)))
+    def _forward(self, h: Tensor, skip: Tensor | None = None) -> Tensor:
+        y = _cpu_channels_last(self.fc(h).reshape(-1, 4 * self.c, 7, 7))
+        if skip is None:
+            return self.net(y)
+        y = self.net[:4](y)
+        y = self.merge(torch.cat([y, _cpu_channels_last(skip)], 1))
+        return self.net[4](y)
 
-    def forward(self, h: Tensor) -> Tensor:
-        return _flat_apply(self._forward, h, 1)
+    def forward(self, h: Tensor, skip: Tensor | None = None) -> Tensor:
+        """Logits ``[..., out_channels, 28, 28]``; pass ``skip[..., S, 28, 28]`` iff S > 0."""
+        if (skip is None) != (self.skip_channels == 0):
+            raise ValueError(
+                f"this decoder takes {self.skip_channels} skip channel(s); "
+                f"got {'none' if skip is None else tuple(skip.shape)}"
+            )
+        if skip is None:
+            return _flat_apply(self._forward, h, 1)
+        lead = torch.broadcast_shapes(h.shape[:-1], skip.shape[:-3])
+        hf = h.expand(*lead, h.shape[-1]).reshape(-1, h.shape[-1])
+        sf = skip.expand(*lead, *skip.shape[-3:]).reshape(-1, *skip.shape[-3:])
+        y = self._forward(hf, sf)
+        return y.reshape(*lead, *y.shape[1:])

@@ -62,6 +62,8 @@ def test_registry_builds_presets():
         {"pseudo_input": False},
         {"attention": "average"},
         {"similarity": "dot", "prior_steps": 2},
+        {"image_read": True},
+        {"image_read": True, "pseudo_input": False},
     ],
 )
 def test_vectorized_pass_equals_per_t_reference(kw):
@@ -89,8 +91,9 @@ def test_vectorized_pass_equals_per_t_reference(kw):
     assert not torch.allclose(logits[0, 0], logits[0, 3], atol=1e-4)
 
 
-def test_causal_masking():
-    m = tiny()
+@pytest.mark.parametrize("image_read", [False, True])
+def test_causal_masking(image_read):
+    m = tiny(image_read=image_read)
     B, T, t = 2, 6, 3
     x = binary(B, T)
     x2 = x.clone()
@@ -146,8 +149,9 @@ def test_particle_weights_match_unbatched_computation():
     assert torch.all(lw[:, 1, 2:] == 0)
 
 
-def test_mask_padding_invariance():
-    m = tiny()
+@pytest.mark.parametrize("image_read", [False, True])
+def test_mask_padding_invariance(image_read):
+    m = tiny(image_read=image_read)
     B, T = 2, 4
     x = binary(B, T)
     z = torch.randn(B, T + 2, m.z_dim)
@@ -261,6 +265,46 @@ def test_short_training_lowers_heldout_loss():
         opt.step()
     after = heldout()
     assert after < 0.8 * before, (before, after)
+
+
+def test_image_read_lets_the_decoder_copy_an_attended_item():
+    """Episodes [x, x] of incompressible random images (~475 nats each): only a model whose
+    decoder sees the memory's pixels can make the repeat cheap; the vector read cannot."""
+
+    def repeats(B: int, g: torch.Generator) -> torch.Tensor:
+        return (torch.rand(B, 1, 1, 28, 28, generator=g) < 0.3).float().expand(B, 2, 1, 28, 28)
+
+    nll = {}
+    for image_read in (False, True):
+        m = tiny(image_read=image_read)
+        g = torch.Generator().manual_seed(0)
+        held = repeats(16, g)
+        elbo = pyro.infer.Trace_ELBO()
+        opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+        for _ in range(120):
+            x = repeats(16, g)
+            loss = elbo.differentiable_loss(m.model, m.guide, x, None, m.prepare(x))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        pyro.set_rng_seed(1)
+        with torch.no_grad():
+            nll[image_read] = -m.conditional_log_likelihoods(held, None, 20).mean(0)
+    assert nll[True][0] > 400 and nll[False][0] > 400  # the first item has nothing to copy
+    assert nll[False][1] > 0.9 * nll[False][0], nll  # the vector read does not copy
+    assert nll[True][1] < 0.4 * nll[True][0], nll  # the image read does
+
+
+def test_decoder_skip_input_is_checked():
+    from ppl_fewshot.nn import ConvDecoder
+
+    plain, skip = ConvDecoder(8, 4), ConvDecoder(8, 4, skip_channels=1)
+    h, img = torch.randn(3, 2, 8), torch.rand(2, 1, 28, 28)
+    assert skip(h, img).shape == (3, 2, 1, 28, 28)  # the image broadcasts over particles
+    with pytest.raises(ValueError, match="skip"):
+        skip(h)
+    with pytest.raises(ValueError, match="skip"):
+        plain(h, img)
 
 
 def test_state_dict_round_trip():
