@@ -34,7 +34,7 @@ ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo 
        --samples 1000 --episodes 200 --out $R/gmn-small-gmn28-C$c-K1000-200ep
   done
   ev --checkpoint $CK --task nll --protocol gmn28 --classes 1 --sampler distinct \
-     --samples 1000 --episodes 200 --out $R/gmn-small-gmn28-distinct-K1000-200ep
+     --samples 200 --out $R/gmn-small-gmn28-distinct
 ) &
 wait
 for ck in $CK runs/ns-medium/checkpoint.pt runs/cvae-small-s3000/checkpoint.pt; do
