@@ -111,6 +111,7 @@ def _config_from_args(args: argparse.Namespace):
         num_workers=args.workers,
         data_dir=args.data_dir,
         init_from=args.init_from,
+        validate_steps=args.validate_steps,
     )
 
 
@@ -240,6 +241,10 @@ def register_all(sub: argparse._SubParsersAction) -> None:
         metavar="CHECKPOINT",
         help="start from these weights (same model and settings) with a fresh optimizer and "
         "this run's schedule, e.g. to continue a finished run for more steps",
+    )
+    p.add_argument(
+        "--validate-steps", type=nonneg_int, default=10,
+        help="Pyro/torch argument checks in the first N steps only (they cost GPU syncs)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _data_dir(p)

@@ -113,9 +113,12 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["protocol"] == "glyphs" and summary["device"] == "cpu"
     assert summary["all_ok"], summary["stages"]
-    assert {"env", "train", "evaluate"} <= set(summary["stages"])
+    assert {"env", "train_probe", "run", "export", "evaluate"} <= set(summary["stages"])
     assert json.loads((tmp_path / "step_overhead_gmn-small.json").read_text())["variants"]
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "model.pt").exists()
+    # the run is sized from the probe's rate (at least the probe's steps, at most the cap)
+    assert 3 <= summary["run"]["steps"] <= 6 and summary["run"]["seconds_per_step"] > 0
+    assert len(summary["eval"]["nll"]) == len(summary["eval"]["shots"]) == 3
 
 
 @pytest.mark.parametrize("name", ["gmn-small", "ns-small"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pyro
 import pytest
 import torch
+from pyro.infer.util import is_validation_enabled
 
 from ppl_fewshot.inference import (
     CheckpointError,
@@ -197,3 +199,23 @@ def test_init_from_starts_at_the_given_weights_with_a_new_schedule(tmp_path) -> 
     bad = cfg(steps=1, model_overrides={"z_dim": 8}, init_from=warm.init_from)
     with pytest.raises(CheckpointError, match="--init-from"):
         train(bad, tmp_path / "d", data=DATA, progress=False)
+
+
+def test_argument_checks_only_in_the_first_validate_steps(tmp_path, monkeypatch) -> None:
+    real_forward = trainer_mod.ELBOLoss.forward
+    seen: list[bool] = []
+
+    def spy(self, x, mask=None, normalizer=None):
+        if self.training:  # training steps, not the validation batches
+            seen.append(is_validation_enabled())
+        return real_forward(self, x, mask, normalizer)
+
+    monkeypatch.setattr(trainer_mod.ELBOLoss, "forward", spy)
+    assert is_validation_enabled()
+    train(cfg(steps=8, validate_steps=3), tmp_path / "r", data=DATA, progress=False)
+    assert seen == [True] * 3 + [False] * 5
+    assert is_validation_enabled()  # restored after the run
+    seen.clear()
+    with pyro.validation_enabled(False):  # a user's global choice is never overridden
+        train(cfg(steps=4, validate_steps=3), tmp_path / "s", data=DATA, progress=False)
+    assert seen == [False] * 4

@@ -19,16 +19,16 @@ good checkpoint stays untouched.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -47,7 +47,8 @@ from ppl_fewshot.inference.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from ppl_fewshot.inference.objectives import OBJECTIVES, ELBOLoss
+from ppl_fewshot.inference.objectives import ELBOLoss
+from ppl_fewshot.inference.train_config import TrainConfig
 from ppl_fewshot.models import FewShotModel, build
 from ppl_fewshot.utils import atomic_write_text, resolve_device, seed_everything, versions
 
@@ -56,106 +57,6 @@ logger = logging.getLogger(__name__)
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the message names the step and the last good checkpoint."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (saved with every checkpoint).
-
-    Attributes:
-        model: registry name (``ppl_fewshot.models.available()``).
-        model_overrides: settings passed to ``models.build``.
-        protocol: data protocol (``ppl_fewshot.data.available_protocols()``).
-        steps: optimizer steps.
-        batch_size: sets per step (B).
-        set_size: items per set (T), or an inclusive range ``(lo, hi)``.
-        num_classes: classes per set (C_train), or a range.
-        sampler: ``"with-replacement"`` (GMN's) or ``"distinct"``.
-        lr: learning rates of equal-length phases, e.g. ``(1e-3, 3e-4, 1e-4)``.
-        grad_clip: max gradient norm (0 = off).
-        objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
-        kl_anneal_steps: KL weight rises linearly from 0 to 1 over this many steps.
-        val_classes: training classes held out for validation; ``val_every`` steps apart,
-            ``val_batches`` fixed batches each time.
-        checkpoint_every: steps between checkpoints (one is always written at the end).
-        train_classes: use only the first N training classes (0 = all), for smoke runs.
-        init_from: a checkpoint (a run's or an exported one) whose weights start this
-            run with a fresh optimizer and this run's schedule: continuing a finished run
-            with more steps or a new learning rate. The model name and settings must match.
-        seed, device, num_workers, data_dir: as named.
-    """
-
-    model: str = "vae"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    protocol: str = "gmn28"
-    steps: int = 1000
-    batch_size: int = 20
-    set_size: int | tuple[int, int] = 10
-    num_classes: int | tuple[int, int] = 1
-    sampler: str = "with-replacement"
-    lr: tuple[float, ...] = (1e-3,)
-    grad_clip: float = 10.0
-    objective: str = "elbo"
-    num_particles: int = 1
-    kl_anneal_steps: int = 0
-    val_classes: int = 50
-    val_every: int = 250
-    val_batches: int = 4
-    checkpoint_every: int = 500
-    log_every: int = 10
-    train_classes: int = 0
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    data_dir: str | None = None
-    init_from: str | None = None
-
-    def __post_init__(self) -> None:
-        def pos(name: str, value: Any, zero_ok: bool = False) -> None:
-            vals = value if isinstance(value, (tuple, list)) else (value,)
-            for v in vals:
-                if not isinstance(v, (int, float)) or v < 0 or (v == 0 and not zero_ok):
-                    raise ValueError(
-                        f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}"
-                    )
-
-        for name in (
-            "steps",
-            "batch_size",
-            "set_size",
-            "num_classes",
-            "num_particles",
-            "lr",
-            "val_every",
-            "val_batches",
-            "checkpoint_every",
-            "log_every",
-        ):
-            pos(name, getattr(self, name))
-        for name in ("grad_clip", "kl_anneal_steps", "val_classes", "train_classes", "num_workers"):
-            pos(name, getattr(self, name), zero_ok=True)
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; use one of {OBJECTIVES}")
-        if self.sampler not in ("with-replacement", "distinct"):
-            raise ValueError(f"unknown sampler {self.sampler!r}; use with-replacement or distinct")
-        if not self.lr:
-            raise ValueError("lr needs at least one value")
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
-        d = dict(d)
-        for key in ("set_size", "num_classes", "lr"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
-        return cls(**d)
-
-    def lr_at(self, step: int) -> float:
-        """Piecewise-constant schedule: ``lr`` split into equal phases over ``steps``."""
-        phase = min(len(self.lr) - 1, step * len(self.lr) // max(self.steps, 1))
-        return float(self.lr[phase])
 
 
 def load_training_data(config: TrainConfig) -> tuple[ClassDataset, ClassDataset]:
@@ -297,10 +198,29 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
     if resume and (out / "best.pt").exists():
         b = load_checkpoint(out / "best.pt")
         best = (float(b["extra"].get("val_loss", math.inf)), int(b["step"]))
+    # Per-step losses stay on the device until a log or checkpoint step reads them all in one
+    # transfer: no host-device sync inside the step (it would stall a GPU every step).
+    pending: list[tuple[int, torch.Tensor]] = []
     running: list[float] = []
 
     def wall() -> float:
         return wall_before + time.perf_counter() - t0
+
+    def flush() -> float:
+        """Read the pending losses; stop at the first non-finite one (nothing saved after it)."""
+        nonlocal pending
+        if pending:
+            values = torch.stack([v for _, v in pending]).tolist()
+            for (s, _), v in zip(pending, values):
+                if not math.isfinite(v):
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"loss became {v} at step {s}; stopped. Last good checkpoint: "
+                        f"{ckpt_path if ckpt_path.exists() else 'none'} (step {last_good})"
+                    )
+            running.extend(values)
+            pending = []
+        return running[-1] if running else float("nan")
 
     loss_fn.train()
     for step in range(start, config.steps):
@@ -320,23 +240,25 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         if info.enabled:  # divide by the global item count / W: DDP's mean is the union's loss
             n_all = distributed.all_sum(mask.sum().to(torch.float32), info)
             norm = n_all.clamp(min=1) / info.world_size
-        loss = step_fn(x, mask, norm)
-        loss_val = float(distributed.all_sum(loss.detach(), info)) / info.world_size
-        if not math.isfinite(loss_val):
-            bar.close()
-            raise TrainingDiverged(
-                f"loss became {loss_val} at step {step}; stopped. Last good checkpoint: "
-                f"{ckpt_path if ckpt_path.exists() else 'none'} (step {last_good})"
-            )
+        checked = step < start + config.validate_steps  # else checks off (never turned on)
+        try:
+            with contextlib.nullcontext() if checked else pyro.validation_enabled(False):
+                loss = step_fn(x, mask, norm)
+        except ValueError:  # e.g. invalid distribution parameters after a non-finite step
+            flush()  # raises TrainingDiverged naming that step, if there was one
+            raise
+        pending.append((step, distributed.all_sum(loss.detach(), info) / info.world_size))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(loss_fn.parameters(), config.grad_clip)
         optimizer.step()
-        running.append(loss_val)
         done = step + 1
         bar.update(1)
-        if main and (done % config.log_every == 0 or done == config.steps):
+        at_log = done % config.log_every == 0 or done == config.steps
+        if at_log or done % config.checkpoint_every == 0:
+            loss_val = flush()
+        if main and at_log:
             rec = {
                 "step": done,
                 "loss": sum(running) / len(running),
@@ -383,6 +305,9 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         "best_step": best[1] or None,
         "wall_time_s": round(wall(), 2),
         "device": str(device),
+        "peak_device_memory_bytes": (
+            torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        ),
         "train_classes": train_ds.num_classes,
         "val_classes": val_ds.num_classes,
         "versions": versions(),

@@ -1,0 +1,117 @@
+"""The settings of a training run, saved with every checkpoint (see ``trainer.train``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppl_fewshot.inference.objectives import OBJECTIVES
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved with every checkpoint).
+
+    Attributes:
+        model: registry name (``ppl_fewshot.models.available()``).
+        model_overrides: settings passed to ``models.build``.
+        protocol: data protocol (``ppl_fewshot.data.available_protocols()``).
+        steps: optimizer steps.
+        batch_size: sets per step (B).
+        set_size: items per set (T), or an inclusive range ``(lo, hi)``.
+        num_classes: classes per set (C_train), or a range.
+        sampler: ``"with-replacement"`` (GMN's) or ``"distinct"``.
+        lr: learning rates of equal-length phases, e.g. ``(1e-3, 3e-4, 1e-4)``.
+        grad_clip: max gradient norm (0 = off).
+        objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
+        kl_anneal_steps: KL weight rises linearly from 0 to 1 over this many steps.
+        val_classes: training classes held out for validation; ``val_every`` steps apart,
+            ``val_batches`` fixed batches each time.
+        checkpoint_every: steps between checkpoints (one is always written at the end).
+        train_classes: use only the first N training classes (0 = all), for smoke runs.
+        init_from: a checkpoint (a run's or an exported one) whose weights start this
+            run with a fresh optimizer and this run's schedule: continuing a finished run
+            with more steps or a new learning rate. The model name and settings must match.
+        validate_steps: Pyro's and torch's argument checks run in the first N steps of each
+            start or resume and are off after: on a GPU they cost host-device syncs
+            (``benchmarks/README.md``: an NS step 13.5 -> 11.5 ms on an H200). A non-finite
+            loss still stops the run.
+        seed, device, num_workers, data_dir: as named.
+    """
+
+    model: str = "vae"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "gmn28"
+    steps: int = 1000
+    batch_size: int = 20
+    set_size: int | tuple[int, int] = 10
+    num_classes: int | tuple[int, int] = 1
+    sampler: str = "with-replacement"
+    lr: tuple[float, ...] = (1e-3,)
+    grad_clip: float = 10.0
+    objective: str = "elbo"
+    num_particles: int = 1
+    kl_anneal_steps: int = 0
+    val_classes: int = 50
+    val_every: int = 250
+    val_batches: int = 4
+    checkpoint_every: int = 500
+    log_every: int = 10
+    train_classes: int = 0
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    data_dir: str | None = None
+    init_from: str | None = None
+    validate_steps: int = 10
+
+    def __post_init__(self) -> None:
+        def pos(name: str, value: Any, zero_ok: bool = False) -> None:
+            vals = value if isinstance(value, (tuple, list)) else (value,)
+            for v in vals:
+                if not isinstance(v, (int, float)) or v < 0 or (v == 0 and not zero_ok):
+                    raise ValueError(
+                        f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}"
+                    )
+
+        for name in (
+            "steps",
+            "batch_size",
+            "set_size",
+            "num_classes",
+            "num_particles",
+            "lr",
+            "val_every",
+            "val_batches",
+            "checkpoint_every",
+            "log_every",
+        ):
+            pos(name, getattr(self, name))
+        for name in ("grad_clip", "kl_anneal_steps", "val_classes", "train_classes", "num_workers",
+                     "validate_steps"):
+            pos(name, getattr(self, name), zero_ok=True)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; use one of {OBJECTIVES}")
+        if self.sampler not in ("with-replacement", "distinct"):
+            raise ValueError(f"unknown sampler {self.sampler!r}; use with-replacement or distinct")
+        if not self.lr:
+            raise ValueError("lr needs at least one value")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        for key in ("set_size", "num_classes", "lr"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def lr_at(self, step: int) -> float:
+        """Piecewise-constant schedule: ``lr`` split into equal phases over ``steps``."""
+        phase = min(len(self.lr) - 1, step * len(self.lr) // max(self.steps, 1))
+        return float(self.lr[phase])
