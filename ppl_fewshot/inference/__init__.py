@@ -24,7 +24,8 @@ from ppl_fewshot.inference.evaluate import (
 )
 from ppl_fewshot.inference.objectives import ELBOLoss, LatentScale
 from ppl_fewshot.inference.report import collect_results, render_report
-from ppl_fewshot.inference.trainer import TrainConfig, TrainingDiverged, train
+from ppl_fewshot.inference.train_config import TrainConfig
+from ppl_fewshot.inference.trainer import TrainingDiverged, train
 
 __all__ = [
     "SHOTS",
