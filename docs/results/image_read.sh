@@ -10,7 +10,8 @@
 #    the 2000-step ablations with the image read, table 2 (classification), table 3 (MNIST).
 # 3. The seeded 100-episode bank (paired comparisons): both gmn-small models, and the paper-size
 #    `gmn` with the image read trained for 6000 steps (~70 min on one thread), on the
-#    with-replacement (K = 1000) and distinct (K = 200) samplers.
+#    with-replacement (K = 1000) and distinct (K = 200) samplers; annealed IS of the
+#    image-read model on the bank (ais.sh).
 # 4. The same paper-size recipe trained on a GPU (section 9): GPU=cuda bash ... trains it there
 #    (~5 min on an H200) and scores it on the bank and on the 659 episodes.
 # One thread; each step is skipped when its output exists. ~45 min of training for 1, ~70 for 3,
@@ -59,6 +60,7 @@ done
 # 3. the 100-episode bank; the paper-size model on CPU
 bank $CK "gmn-small image-read 10k steps" $N
 bank models/gmn-small-omniglot.pt "gmn-small 10k steps" gmn-small
+bash $R/ais.sh $CK $N "gmn-small image-read 10k steps"   # annealed IS on the bank (~25 min)
 BIG=runs/imgread/gmn-imgread-c2-s6000
 if [ ! -f $BIG/summary.json ]; then
   # shellcheck disable=SC2086
@@ -82,5 +84,4 @@ if [ "${GPU:-}" != "" ]; then
      --out $R/gmn-imgread-gpu-s6600-gmn28-C1-K1000
 fi
 
-# Not run yet: the AIS check (bash $R/ais.sh $CK $N "gmn-small image-read 10k steps") and the
-# figures (ppl-fewshot figures --checkpoint $CK --out $R/figures-$N).
+# Not run yet: the figures (ppl-fewshot figures --checkpoint $CK --out $R/figures-$N).
