@@ -13,7 +13,8 @@
 #      no build step).
 #   1. env.json: python, torch, pyro, CUDA device name, which imports work.
 #   2. step_overhead_{gmn,ns}.json: benchmarks/step_overhead.py, batch 20 x 10 items.
-#   3. train_probe/: 50 steps of the training recipe below, to measure seconds per step.
+#   3. train_probe/: 50 steps of the training recipe below, to measure seconds per step
+#      (between its first and last log line, so without the warm-up).
 #   4. run/: `ppl-fewshot train gmn --set image_read=true` with the CPU recipe of
 #      docs/results/image_read.sh (C_train = 2, 10 episodes of 20 per step, lr phases
 #      1e-3,3e-4,1e-4, seed 0) for as many steps as fit in GPU_CHECK_TRAIN_S seconds at the
@@ -121,14 +122,17 @@ train() {  # train NAME TIMEOUT_S STEPS
         $TRAIN_ARGS
 }
 train train_probe 120 "$PROBE_STEPS"
-STEPS=$("$PY" - "$OUT/train_probe/summary.json" "$PROBE_STEPS" "$TRAIN_S" "$MAX_STEPS" <<'PYEOF'
+STEPS=$("$PY" - "$OUT/train_probe/metrics.jsonl" "$PROBE_STEPS" "$TRAIN_S" "$MAX_STEPS" <<'PYEOF'
 import json, sys
-try:  # the probe's wall time includes its validations and checkpoint saves
-    wall = float(json.load(open(sys.argv[1]))["wall_time_s"])
-except Exception:
-    wall = float("inf")
 probe, budget, cap = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-steps = int(0.85 * budget * probe / wall)
+try:  # seconds per step between the first and the last log line: the first steps' warm-up
+    # (CUDA context, cuDNN autotuning) is left out; validations and saves are counted
+    rows = [json.loads(line) for line in open(sys.argv[1])]
+    a, b = rows[0], rows[-1]
+    rate = (b["wall_s"] - a["wall_s"]) / (b["step"] - a["step"]) if b["step"] > a["step"] else 0
+    steps = int(0.85 * budget / (rate if rate > 0 else b["wall_s"] / b["step"]))
+except Exception:
+    steps = probe
 print(max(min(steps, cap) // 60 * 60, probe))
 PYEOF
 )

@@ -258,7 +258,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         at_log = done % config.log_every == 0 or done == config.steps
         if at_log or done % config.checkpoint_every == 0:
             loss_val = flush()
-        if main and at_log:
+        if at_log:  # every rank empties its running losses; the main one logs their mean
             rec = {
                 "step": done,
                 "loss": sum(running) / len(running),
@@ -266,7 +266,8 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
                 "beta": loss_fn.beta,
                 "wall_s": round(wall(), 3),
             }
-            running = []
+            running.clear()
+        if main and at_log:
             if done % config.val_every == 0 or done == config.steps:
                 val = validation_loss(loss_fn, val_batches, device)
                 rec["val_loss"] = val
