@@ -84,4 +84,8 @@ if [ "${GPU:-}" != "" ]; then
      --out $R/gmn-imgread-gpu-s6600-gmn28-C1-K1000
 fi
 
-# Not run yet: the figures (ppl-fewshot figures --checkpoint $CK --out $R/figures-$N).
+# Sample grids and attention maps of the committed model, and the sampler's diagnosis (findings 10).
+[ -f $R/figures-gmn-small-imgread/figures.json ] || ppl-fewshot --threads 1 figures \
+  --checkpoint models/gmn-small-imgread-omniglot.pt --out $R/figures-gmn-small-imgread
+[ -f $R/gmn-sampling/sampling.json ] || python docs/results/gmn_sampling.py $R/gmn-sampling \
+  models/gmn-small-imgread-omniglot.pt models/gmn-small-omniglot.pt

@@ -37,6 +37,14 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("MPLBACKEND"))
 
 
+def _set_title(ax, title: str, fontsize: int = 9) -> None:
+    """A title wrapped to the figure's width (long titles were cut at the edges)."""
+    import textwrap
+
+    width = max(20, int(ax.figure.get_figwidth() * 110 / fontsize))
+    ax.set_title("\n".join(textwrap.wrap(title, width)), fontsize=fontsize)
+
+
 def _axes(ax, figsize):
     plt = _plt()
     if ax is None:
@@ -93,7 +101,7 @@ def plot_sample_grid(context: Tensor, samples: Tensor, ax=None, title: str | Non
     ax.imshow(image_grid(rows), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        _set_title(ax, title)
     fig.tight_layout()
     return fig, ax
 
@@ -132,7 +140,7 @@ def plot_attention(
                                               edgecolor="g", lw=1.5))
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        _set_title(ax, title)
     fig.tight_layout()
     return fig, ax
 
