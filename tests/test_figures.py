@@ -41,3 +41,18 @@ def test_figures_bad_arguments(extra, needle, tmp_path, capsys) -> None:
                        capsys)
     assert code == 2 and needle in one_line_error(err)
     assert not out.exists()
+
+
+def test_long_titles_wrap_to_the_figure() -> None:
+    import torch
+
+    from ppl_fewshot.diagnostics import plot_sample_grid
+
+    title = "a model label with many settings " * 6
+    fig, ax = plot_sample_grid(torch.zeros(2, 3, 1, 28, 28), torch.zeros(2, 4, 1, 28, 28),
+                               title=title)
+    lines = ax.get_title().split("\n")
+    assert len(lines) > 1 and " ".join(lines) == title.strip()
+    fig.canvas.draw()  # the wrapped title fits inside the figure
+    box = ax.title.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
