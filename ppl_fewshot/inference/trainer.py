@@ -259,15 +259,16 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         if at_log or done % config.checkpoint_every == 0:
             loss_val = flush()
         if at_log:  # every rank empties its running losses; the main one logs their mean
+            mean_loss = sum(running) / len(running)
+            running.clear()
+        if main and at_log:
             rec = {
                 "step": done,
-                "loss": sum(running) / len(running),
+                "loss": mean_loss,
                 "lr": config.lr_at(step),
                 "beta": loss_fn.beta,
                 "wall_s": round(wall(), 3),
             }
-            running.clear()
-        if main and at_log:
             if done % config.val_every == 0 or done == config.steps:
                 val = validation_loss(loss_fn, val_batches, device)
                 rec["val_loss"] = val
