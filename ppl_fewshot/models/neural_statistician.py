@@ -55,19 +55,22 @@ from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, SetEncoder
 
 logger = logging.getLogger(__name__)
 
-_MIN_SCALE = 1e-4
-
-
 def _cat(*tensors: Tensor) -> Tensor:
     """Concatenate along the last dim after broadcasting all leading dims."""
     lead = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
     return torch.cat([t.expand(*lead, t.shape[-1]) for t in tensors], -1)
 
 
-def _normal(params: Tensor) -> dist.Independent:
-    """A diagonal Normal from ``[..., 2 D]`` (loc, raw scale) with event dim ``D``."""
+def _normal(params: Tensor, min_scale: float) -> dist.Independent:
+    """A diagonal Normal from ``[..., 2 D]`` (loc, raw scale) with event dim ``D``.
+
+    The scale is ``softplus(raw) + min_scale``: the floor bounds ``1 / scale`` and so every
+    KL term; 1e-4 lets a prior ``p(z | c)`` collapse enough to produce loss spikes of 1e9
+    nats (docs/findings.md section 2), ``exp(-5)`` is the floor of a log-variance clamped
+    to ``[-10, 10]`` as in a public re-implementation.
+    """
     loc, raw = params.chunk(2, -1)
-    return dist.Normal(loc, F.softplus(raw) + _MIN_SCALE).to_event(1)
+    return dist.Normal(loc, F.softplus(raw) + min_scale).to_event(1)
 
 
 class NeuralStatistician(FewShotModel):
@@ -86,6 +89,8 @@ class NeuralStatistician(FewShotModel):
         sample_dropout: probability of removing an item from the statistic network's
             pooling during training (guide only; a set never becomes empty).
         num_heads: heads of attention pooling.
+        encoder_depth: convolutions per resolution of the shared encoder (the paper: 3).
+        min_scale: floor added to every Normal scale of the model and guide (> 0).
         event_shape: shape of one item.
     """
 
@@ -101,17 +106,23 @@ class NeuralStatistician(FewShotModel):
         pooling: str = "mean",
         sample_dropout: float = 0.0,
         num_heads: int = 4,
+        encoder_depth: int = 1,
+        min_scale: float = 1e-4,
         event_shape: tuple[int, ...] = (1, 28, 28),
     ) -> None:
         super().__init__(tuple(event_shape))
+        if not min_scale > 0:
+            raise ValueError(f"min_scale must be > 0, got {min_scale}")
         if num_z_layers < 1:
             raise ValueError(f"num_z_layers must be >= 1, got {num_z_layers}")
         if not 0.0 <= sample_dropout < 1.0:
             raise ValueError(f"sample_dropout must be in [0, 1), got {sample_dropout}")
         self.c_dim, self.z_dim, self.num_z_layers = c_dim, z_dim, num_z_layers
-        self.sample_dropout = float(sample_dropout)
+        self.sample_dropout, self.min_scale = float(sample_dropout), float(min_scale)
         L = num_z_layers
-        self.encoder = ConvEncoder(hidden, channels, in_channels=self.event_shape[0])
+        self.encoder = ConvEncoder(
+            hidden, channels, in_channels=self.event_shape[0], depth=encoder_depth
+        )
         self.statistic = SetEncoder(hidden, 2 * c_dim, hidden, pooling, num_heads)
         # index l-1 holds the networks of layer z_l; the top layer has no z above it
         self.prior_nets = nn.ModuleList(
@@ -141,19 +152,19 @@ class NeuralStatistician(FewShotModel):
 
     def posterior_c(self, h: Tensor, mask: Tensor) -> dist.Independent:
         """``q(c | X)`` from item features ``h[B, T, hidden]``; batch shape ``[B, 1]``."""
-        return _normal(self.statistic(h, mask).unsqueeze(-2))
+        return _normal(self.statistic(h, mask).unsqueeze(-2), self.min_scale)
 
     def prior_z(self, layer: int, c: Tensor, z_above: Tensor | None) -> dist.Independent:
         """``p(z_l | z_{l+1}, c)`` for ``layer = l`` in ``1..L`` (no ``z_above`` at the top)."""
         inp = c if z_above is None else _cat(c, z_above)
-        return _normal(self.prior_nets[layer - 1](inp))
+        return _normal(self.prior_nets[layer - 1](inp), self.min_scale)
 
     def posterior_z(
         self, layer: int, h: Tensor, c: Tensor, z_above: Tensor | None
     ) -> dist.Independent:
         """``q(z_l | z_{l+1}, x, c)`` from item features ``h[..., B, T, hidden]``."""
         inp = _cat(h, c) if z_above is None else _cat(h, c, z_above)
-        return _normal(self.posterior_nets[layer - 1](inp))
+        return _normal(self.posterior_nets[layer - 1](inp), self.min_scale)
 
     def likelihood(self, zs: list[Tensor], c: Tensor) -> dist.Independent:
         """``p(x | z_1..z_L, c)``: Bernoulli pixels, ``zs`` ordered bottom to top."""

@@ -36,29 +36,36 @@ class MLP(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """``[..., 1, 28, 28] -> [..., out_dim]``: three stride-2 convolutions and a linear map.
+    """``[..., 1, 28, 28] -> [..., out_dim]``: three stride-2 stages and a linear map.
+
+    Each stage is a stride-2 3x3 convolution followed by ``depth - 1`` stride-1 3x3
+    convolutions at the same width (the Neural Statistician's Omniglot encoder has three
+    convolutions per resolution [Edwards & Storkey 2017, appendix]; ``depth=1`` is the
+    three-layer encoder of the small configurations).
 
     Args:
         out_dim: size of the feature vector.
         channels: channels of the first convolution (doubled at each stride).
         in_channels: image channels.
+        depth: convolutions per resolution (>= 1).
     """
 
-    def __init__(self, out_dim: int = 256, channels: int = 32, in_channels: int = 1) -> None:
+    def __init__(
+        self, out_dim: int = 256, channels: int = 32, in_channels: int = 1, depth: int = 1
+    ) -> None:
         super().__init__()
-        c = channels
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
         self.out_dim = out_dim
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, stride=2, padding=1),  # 14
-            nn.ELU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),  # 7
-            nn.ELU(),
-            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1),  # 4
-            nn.ELU(),
-            nn.Flatten(),
-            nn.Linear(4 * c * 4 * 4, out_dim),
-            nn.ELU(),
-        )
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for c in (channels, 2 * channels, 4 * channels):  # 28 -> 14 -> 7 -> 4
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.ELU()]
+            for _ in range(depth - 1):
+                layers += [nn.Conv2d(c, c, 3, padding=1), nn.ELU()]
+            c_in = c
+        layers += [nn.Flatten(), nn.Linear(4 * channels * 4 * 4, out_dim), nn.ELU()]
+        self.net = nn.Sequential(*layers)
 
     def _forward(self, x: Tensor) -> Tensor:
         return self.net(_cpu_channels_last(x))

@@ -231,6 +231,46 @@ def test_dropout_mask_never_empties_a_set() -> None:
     assert torch.equal(tr.nodes["c"]["fn"].base_dist.loc[:, 0], q.base_dist.loc)
 
 
+def test_scale_floor_bounds_every_normal() -> None:
+    floor = 0.5
+    m = tiny(num_z_layers=2, min_scale=floor)
+    with torch.no_grad():  # push every raw scale far below zero: softplus(raw) ~ 0
+        for net in [m.statistic, *m.prior_nets, *m.posterior_nets]:
+            last = [mod for mod in net.modules() if isinstance(mod, torch.nn.Linear)][-1]
+            last.bias[last.out_features // 2 :] = -50.0
+    x = binary(2, 3, 1, 28, 28, seed=4)
+    gtr = poutine.trace(m.guide).get_trace(x)
+    mtr = poutine.trace(poutine.replay(m.model, trace=gtr)).get_trace(x)
+    for tr in (gtr, mtr):
+        for name in ("c", "z1", "z2"):
+            fn = tr.nodes[name]["fn"]
+            while not hasattr(fn, "scale"):  # Masked / Independent wrappers
+                fn = fn.base_dist
+            scale = fn.scale
+            if name == "c" and tr is mtr:
+                assert torch.equal(scale, torch.ones_like(scale))  # p(c) is N(0, I)
+            else:
+                assert torch.allclose(scale, torch.full_like(scale, floor))
+    with pytest.raises(ValueError, match="min_scale"):
+        tiny(min_scale=0.0)
+
+
+def test_encoder_depth_adds_same_width_convolutions() -> None:
+    convs = lambda m: [mod for mod in m.encoder.modules() if isinstance(mod, torch.nn.Conv2d)]
+    shallow, deep = tiny(), tiny(encoder_depth=3)
+    assert len(convs(shallow)) == 3 and len(convs(deep)) == 9
+    assert [c.stride[0] for c in convs(deep)] == [2, 1, 1] * 3
+    assert all(c.in_channels == c.out_channels for c in convs(deep) if c.stride[0] == 1)
+    x = binary(2, 4, 1, 28, 28, seed=5)
+    assert deep.prepare(x)["h"].shape == shallow.prepare(x)["h"].shape == (2, 4, TINY["hidden"])
+    # depth 1 keeps the parameter names of the encoder before the option existed
+    assert [k for k in shallow.encoder.state_dict()] == [
+        f"net.{i}.{w}" for i in (0, 2, 4, 7) for w in ("weight", "bias")
+    ]
+    with pytest.raises(ValueError, match="depth"):
+        tiny(encoder_depth=0)
+
+
 def test_state_dict_round_trip_and_sampling(tmp_path) -> None:
     m = tiny(num_z_layers=2).eval()
     path = tmp_path / "ns.pt"
