@@ -37,6 +37,19 @@ the decoder can copy an attended item, which is what the many-shot columns of th
 with-replacement episodes reward (a 20th item repeats one of the first 19 with probability
 ``1 - (19/20)^19 = 0.62`` when a class has 20 drawings).
 
+Mixture prior (``prior="mixture"``, an extension of [1], off by default): the paper's
+``p(z | X_<t)`` is one Normal from the prior's read. Trained on episodes of several
+characters it must cover the guide posteriors of every drawing it may see next, so it is
+broad, and a draw from it lands where the decoder ignores the context (docs/findings.md
+section 10). The mixture puts one component on each memory item (and one on the
+pseudo-input), weighted by the prior controller's last attention::
+
+    p(z_t | X_<t) = sum_m a_m Normal(z; mu(s_t, v_m), sigma(s_t, v_m))
+
+(``s_t`` the prior controller's state, ``v_m`` item m's prior value). It can say "near
+one of these drawings, or something new" where a single Normal cannot. The ELBO uses its
+log-density by Monte Carlo (no closed-form KL), as every estimator here already does.
+
 Ablations: ``pseudo_input=False`` (no pseudo-input), ``attention="average"`` (uniform
 weights over the memory: "no attention"/"avg" rows of [1]), ``attention_steps``,
 ``prior_steps``, ``similarity``. Without a pseudo-input the first item of an episode has
@@ -91,6 +104,9 @@ class GenerativeMatchingNetwork(FewShotModel):
         pseudo_input: prepend one trainable pseudo-input to every memory.
         image_read: the decoder also sees the attention-weighted average of the memory's
             images (module docstring); an extension, not in [1].
+        prior: ``"gaussian"`` (the paper: one Normal from the prior's read) or
+            ``"mixture"`` (one Normal per memory item, weighted by the prior's last
+            attention; module docstring); the mixture needs the pseudo-input.
         event_shape: shape of one item.
     """
 
@@ -109,9 +125,18 @@ class GenerativeMatchingNetwork(FewShotModel):
         similarity: str = "cosine",
         pseudo_input: bool = True,
         image_read: bool = False,
+        prior: str = "gaussian",
         event_shape: tuple[int, ...] = (1, 28, 28),
     ) -> None:
         super().__init__(tuple(event_shape))
+        if prior not in ("gaussian", "mixture"):
+            raise ValueError(f"prior must be 'gaussian' or 'mixture', got {prior!r}")
+        if prior == "mixture" and not pseudo_input:
+            raise ValueError(
+                "the mixture prior needs the pseudo-input: the first item of an episode "
+                "has no other memory item to put a component on"
+            )
+        self.prior = prior
         self.z_dim = z_dim
         self.state_dim = state_dim
         self.hidden = hidden
@@ -128,7 +153,10 @@ class GenerativeMatchingNetwork(FewShotModel):
         )
         self.query_x = torch.nn.Linear(hidden, state_dim)  # f_R, guide query
         self.query_z = MLP(z_dim, [state_dim], state_dim)  # f_L, likelihood query
-        self.prior_head = MLP(state_dim, [hidden], 2 * z_dim)
+        if prior == "gaussian":
+            self.prior_head = MLP(state_dim, [hidden], 2 * z_dim)
+        else:  # one component per memory item, from [prior state, item's prior value]
+            self.mixture_head = MLP(2 * state_dim, [hidden], 2 * z_dim)
         self.post_head = MLP(hidden + state_dim, [hidden], 2 * z_dim)
         self.image_read = bool(image_read)
         self.decoder = ConvDecoder(
@@ -188,10 +216,45 @@ class GenerativeMatchingNetwork(FewShotModel):
         return x[:, pos], mask[:, pos], {**ctx, **sub}
 
     def prior_params(self, ctx: dict[str, Tensor], allowed: Tensor) -> tuple[Tensor, Tensor]:
-        """``p(z | memory)``: loc and scale ``[B, Q, z_dim]`` for reads ``allowed[B, Q, M]``."""
+        """Gaussian ``p(z | memory)``: loc and scale ``[B, Q, z_dim]`` for ``allowed[B, Q, M]``.
+
+        For ``prior="mixture"`` use :meth:`mixture_params` (or :meth:`prior_dist`).
+        """
+        if self.prior != "gaussian":
+            raise ValueError("this GMN has a mixture prior: use mixture_params or prior_dist")
         s, _, _ = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)
         loc, raw = self.prior_head(s).chunk(2, -1)
         return loc, F.softplus(raw) + 1e-4
+
+    def mixture_params(
+        self, ctx: dict[str, Tensor], allowed: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Mixture ``p(z | memory)``: log-weights ``[B, Q, M]`` (``-inf`` where a read is not
+        allowed), component locs and scales ``[B, Q, M, z_dim]``.
+
+        The weights are the prior controller's last attention over the memory; component
+        ``m`` comes from the controller state and item ``m``'s prior value.
+        """
+        if self.prior != "mixture":
+            raise ValueError("this GMN has a Gaussian prior: use prior_params or prior_dist")
+        s, _, w = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)
+        values = ctx["prior_values"].unsqueeze(-3)  # [B, 1, M, D]
+        inp = torch.cat(torch.broadcast_tensors(s.unsqueeze(-2), values), -1)
+        loc, raw = self.mixture_head(inp).chunk(2, -1)
+        # clamp before the log so that masked (zero) weights get no infinite gradient
+        log_w = torch.log(w[..., -1, :].clamp_min(1e-30)).masked_fill(~allowed, -math.inf)
+        return log_w, loc, F.softplus(raw) + 1e-4
+
+    def prior_dist(self, ctx: dict[str, Tensor], allowed: Tensor) -> dist.TorchDistribution:
+        """``p(z | memory)`` with batch ``[B, Q]`` and event ``[z_dim]``: a diagonal Normal,
+        or with ``prior="mixture"`` a mixture of diagonal Normals over the memory items."""
+        if self.prior == "gaussian":
+            loc, scale = self.prior_params(ctx, allowed)
+            return dist.Normal(loc, scale).to_event(1)
+        log_w, loc, scale = self.mixture_params(ctx, allowed)
+        return dist.MixtureSameFamily(
+            dist.Categorical(logits=log_w), dist.Normal(loc, scale).to_event(1)
+        )
 
     def posterior_params(
         self, h_query: Tensor, ctx: dict[str, Tensor], allowed: Tensor
@@ -220,8 +283,7 @@ class GenerativeMatchingNetwork(FewShotModel):
             ctx = self.prepare(x, mask)
         allowed = ctx["allowed"]
         with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
-            loc, scale = self.prior_params(ctx, allowed)
-            z = pyro.sample("z", dist.Normal(loc, scale).to_event(1).mask(mask))
+            z = pyro.sample("z", self.prior_dist(ctx, allowed).mask(mask))
             logits = self.likelihood_logits(z, ctx, allowed)
             px = dist.Bernoulli(logits=logits, validate_args=False).to_event(len(self.event_shape))
             pyro.sample("x", px.mask(mask), obs=x)
@@ -262,8 +324,7 @@ class GenerativeMatchingNetwork(FewShotModel):
             )
         with torch.no_grad():
             ctx, allowed = self._context(context, cmask, num_samples)
-            loc, scale = self.prior_params(ctx, allowed)
-            z = torch.distributions.Normal(loc, scale).sample()
+            z = self.prior_dist(ctx, allowed).sample()
             return torch.sigmoid(self.likelihood_logits(z, ctx, allowed))
 
     def features(

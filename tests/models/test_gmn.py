@@ -244,8 +244,9 @@ def episodes(B: int, T: int, g: torch.Generator) -> torch.Tensor:
     return (x - flip).abs()
 
 
-def test_short_training_lowers_heldout_loss():
-    m = tiny()
+@pytest.mark.parametrize("prior", ["gaussian", "mixture"])
+def test_short_training_lowers_heldout_loss(prior):
+    m = tiny(prior=prior)
     g = torch.Generator().manual_seed(0)
     held = episodes(8, 5, g)
     elbo = pyro.infer.Trace_ELBO()
@@ -357,3 +358,76 @@ def test_scoring_only_some_positions_equals_scoring_all():
     assert q.shape == (B, 1)
     alone = m.conditional_log_likelihoods(x, None, 400, positions=[5])[:, 0]
     assert torch.allclose(q[:, 0], alone, atol=0.5), (q, alone)
+
+
+# ------------------------------------------------------------------ mixture prior
+def test_mixture_prior_settings_are_checked():
+    with pytest.raises(ValueError, match="prior"):
+        tiny(prior="flow")
+    with pytest.raises(ValueError, match="pseudo-input"):
+        tiny(prior="mixture", pseudo_input=False)
+    g, mx = tiny(), tiny(prior="mixture")
+    x = binary(2, 3)
+    ctx = mx.prepare(x)
+    with pytest.raises(ValueError, match="mixture"):
+        mx.prior_params(ctx, ctx["allowed"])
+    with pytest.raises(ValueError, match="Gaussian"):
+        g.mixture_params(ctx, ctx["allowed"])
+    # the Gaussian prior's distribution is the Normal of prior_params
+    ctx = g.prepare(x)
+    loc, scale = g.prior_params(ctx, ctx["allowed"])
+    z = torch.randn(2, 3, g.z_dim)
+    torch.testing.assert_close(
+        g.prior_dist(ctx, ctx["allowed"]).log_prob(z), dist.Normal(loc, scale).log_prob(z).sum(-1)
+    )
+
+
+def test_mixture_prior_is_a_mixture_over_the_allowed_memory():
+    m = tiny(prior="mixture")
+    B, T = 2, 5
+    x = binary(B, T)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 2] = False
+    z = torch.randn(B, T, m.z_dim)
+    with torch.no_grad():
+        ctx = m.prepare(x, mask)
+        allowed = ctx["allowed"]
+        log_w, loc, scale = m.mixture_params(ctx, allowed)
+        assert log_w.shape == (B, T, 1 + T) and loc.shape == scale.shape == (B, T, 1 + T, m.z_dim)
+        assert torch.isneginf(log_w[~allowed]).all() and torch.isfinite(log_w[allowed]).all()
+        torch.testing.assert_close(log_w.exp().sum(-1), torch.ones(B, T))
+        # item t's components sit on the pseudo-input and the present items s < t
+        assert allowed[1, 3].tolist() == [True, True, True, False, False, False]
+        comp = dist.Normal(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
+        hand = torch.logsumexp(log_w + comp, -1)
+        lp = m.prior_dist(ctx, allowed).log_prob(z)
+        torch.testing.assert_close(lp, hand)
+        # the vectorized pass equals the per-t reference whose memory holds x_<t only
+        for t in range(T):
+            c_t = m.prepare(x[:, :t], mask[:, :t])
+            ref = m.prior_dist(c_t, full_allowed(c_t["memory_mask"], 1)).log_prob(z[:, t : t + 1])
+            torch.testing.assert_close(ref[:, 0], lp[:, t], atol=1e-5, rtol=1e-5)
+        # causal: changing x_{>=3} leaves the priors of items <= 3 alone
+        x2 = x.clone()
+        x2[:, 3:] = binary(B, T - 3, seed=7)
+        c2 = m.prepare(x2, mask)
+        lp2 = m.prior_dist(c2, c2["allowed"]).log_prob(z)
+        torch.testing.assert_close(lp2[:, :4], lp[:, :4])
+        assert not torch.allclose(lp2[:, 4], lp[:, 4])
+
+
+def test_mixture_prior_trains_and_samples():
+    m = tiny(prior="mixture")
+    x = binary(2, 4)
+    mask = torch.tensor([[True, True, True, True], [True, False, True, False]])
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(m.model, m.guide, x, mask)
+    loss.backward()
+    grads = [p.grad for p in m.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)  # DDP needs every one
+    # per-item weights: log p(x, z) - log q(z) with the mixture's log-density
+    pyro.set_rng_seed(4)
+    lw = m.log_weights(x, mask, 3, per_item=True)
+    assert lw.shape == (3, 2, 4) and torch.isfinite(lw).all() and (lw[:, 1, 1] == 0).all()
+    s0, s5 = m.sample(x[:, :0], 6), m.sample(x, 6)
+    assert s0.shape == s5.shape == (2, 6, 1, 28, 28)
+    assert ((s5 >= 0) & (s5 <= 1)).all() and not torch.allclose(s0, s5)

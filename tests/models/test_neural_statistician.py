@@ -256,7 +256,9 @@ def test_scale_floor_bounds_every_normal() -> None:
 
 
 def test_encoder_depth_adds_same_width_convolutions() -> None:
-    convs = lambda m: [mod for mod in m.encoder.modules() if isinstance(mod, torch.nn.Conv2d)]
+    def convs(m):
+        return [mod for mod in m.encoder.modules() if isinstance(mod, torch.nn.Conv2d)]
+
     shallow, deep = tiny(), tiny(encoder_depth=3)
     assert len(convs(shallow)) == 3 and len(convs(deep)) == 9
     assert [c.stride[0] for c in convs(deep)] == [2, 1, 1] * 3
