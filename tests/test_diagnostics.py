@@ -216,3 +216,61 @@ def test_fitted_guide_coverage() -> None:
     cov = interval_coverage(model, 1000, 5, levels=(0.9,), num_draws=500, seed=2)
     assert ((cov[0.9] - 0.9).abs() < 0.05).all(), cov
     assert rank_uniformity_pvalues(sbc_ranks(model, 500, 5, seed=3), 99).min() > 0.001
+
+
+# ------------------------------------------------------------- sample fidelity
+class _MeanJudge:
+    """A judge whose q(c | X) is Normal(mean pixel image of X, 1): the nearest mean wins."""
+
+    def context_posterior(self, x: torch.Tensor):
+        loc = x.flatten(2).mean(1)
+        normal = torch.distributions.Normal(loc, torch.ones_like(loc))
+        return torch.distributions.Independent(normal, 1)
+
+
+def test_judge_gives_items_to_the_nearest_reference_set() -> None:
+    from ppl_fewshot.diagnostics import judge_classes, sample_fidelity
+
+    g = torch.Generator().manual_seed(0)
+    protos = (torch.rand(4, 1, 1, 6, 6, generator=g) < 0.5).float()
+    refs = protos.expand(4, 3, 1, 6, 6)  # class k: three copies of prototype k
+    items = protos.expand(4, 2, 1, 6, 6)  # episode e draws two copies of prototype e
+    own = torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 0], [3, 0, 1]])
+    judge = _MeanJudge()
+    assert torch.equal(judge_classes(judge, items, refs, own), torch.zeros(4, 2, dtype=torch.long))
+    out = sample_fidelity(judge, items, refs, own)
+    assert out["fidelity"] == 1.0 and out["items"] == 8 and out["interval"][1] == 1.0
+    # episode e's items are really prototype e+1's: the judge says column 1, fidelity 0
+    shifted = protos.roll(-1, 0).expand(4, 2, 1, 6, 6)
+    assert (judge_classes(judge, shifted, refs, own) == 1).all()
+    assert sample_fidelity(judge, shifted, refs, own)["fidelity"] == 0.0
+    with pytest.raises(ValueError, match="candidates"):
+        judge_classes(judge, items, refs, own[:2])
+    with pytest.raises(ValueError, match="range"):
+        judge_classes(judge, items, refs, own + 1)
+    with pytest.raises(TypeError, match="context_posterior"):
+        judge_classes(object(), items, refs, own)
+
+
+def test_judge_accepts_a_neural_statistician() -> None:
+    from ppl_fewshot.diagnostics import judge_classes
+
+    torch.manual_seed(0)
+    ns = build("ns", c_dim=3, z_dim=2, hidden=16, channels=2).eval()
+    x = (torch.rand(3, 4, 1, 28, 28) < 0.3).float()
+    pred = judge_classes(ns, x[:, :2], x[:, 2:], torch.tensor([[0, 1], [1, 2], [2, 0]]))
+    assert pred.shape == (3, 2) and ((pred >= 0) & (pred < 2)).all()
+
+
+def test_copy_distance_counts_differing_pixels_to_the_nearest_item() -> None:
+    from ppl_fewshot.diagnostics import copy_distance
+
+    context = torch.zeros(1, 2, 1, 4, 4)
+    context[0, 1] = 1.0
+    items = torch.zeros(1, 3, 1, 4, 4)
+    items[0, 1, 0, 0, :2] = 1.0  # 2 of 16 pixels away from the blank item
+    items[0, 2] = 1.0
+    items[0, 2, 0, 0, 0] = 0.0  # 1 pixel away from the full item
+    torch.testing.assert_close(copy_distance(items, context), torch.tensor([[0.0, 2 / 16, 1 / 16]]))
+    with pytest.raises(ValueError, match="context"):
+        copy_distance(items, context[:, :0])

@@ -7,6 +7,9 @@
   :func:`interval_coverage`);
 * :mod:`~ppl_fewshot.diagnostics.arviz_adapter` -- draws of q(c|X) as
   ``arviz.InferenceData`` (:func:`context_posterior_to_inference_data`);
+* :mod:`~ppl_fewshot.diagnostics.fidelity` -- whether samples draw the context's class,
+  by a judge model (:func:`sample_fidelity`), and how close they are to copies
+  (:func:`copy_distance`);
 * :mod:`~ppl_fewshot.diagnostics.plots` -- loss curves, sample grids, NLL curves.
 
 Matplotlib and ArviZ are imported lazily, inside the functions that need them.
@@ -22,6 +25,7 @@ from ppl_fewshot.diagnostics.calibration import (
     sbc_ranks,
     simulate_and_draw,
 )
+from ppl_fewshot.diagnostics.fidelity import copy_distance, judge_classes, sample_fidelity
 from ppl_fewshot.diagnostics.plots import (
     image_grid,
     plot_attention,
@@ -45,11 +49,13 @@ __all__ = [
     "conditional_importance_diagnostics",
     "context_posterior_draws",
     "context_posterior_to_inference_data",
+    "copy_distance",
     "effective_sample_size",
     "image_grid",
     "importance_diagnostics",
     "importance_log_weights",
     "interval_coverage",
+    "judge_classes",
     "khat_threshold",
     "pareto_khat",
     "plot_attention",
@@ -57,6 +63,7 @@ __all__ = [
     "plot_nll_curves",
     "plot_sample_grid",
     "rank_uniformity_pvalues",
+    "sample_fidelity",
     "read_metrics",
     "summarize_khat",
     "save_figure",
