@@ -11,6 +11,10 @@ checkpoint given on the command line:
 - sample grids with the prior's spread scaled by ``tau`` (0, 0.5, 1; ``tau = 1`` is
   ``p(x | X)``, the others are diagnostics, not samples of the model).
 
+For a mixture prior (``prior="mixture"``) the KL is estimated by Monte Carlo, the prior is
+described by its weight on the pseudo-input's component and its components' mean scale,
+and there are no tau grids.
+
 Usage: PPL_FEWSHOT_DATA=../shared/data python docs/results/gmn_sampling.py OUT CKPT...
 (writes OUT/sampling.json and OUT/tau*-<model>.png; ~20 s per checkpoint on one thread.)
 """
@@ -36,6 +40,8 @@ def probe(ckpt: str, out: Path) -> dict:
     bank, _ = test_bank("gmn28", 1, 6, 100, "distinct", 0, None)
     context, query = bank.x[:, :5], bank.x[:, 5:6]
     stem = Path(ckpt).stem
+    if getattr(model, "prior", "gaussian") == "mixture":
+        return probe_mixture(model, state, ckpt, context, query)
     with torch.no_grad():
         ctx = model.prepare(context)
         allowed = full_allowed(ctx["memory_mask"], 1)
@@ -75,6 +81,37 @@ def probe(ckpt: str, out: Path) -> dict:
         "kl_guide_prior_nats": round(float(kl.mean()), 2),
         "likelihood_last_read_pseudo_input_mass": read,
         "figures": files,
+    }
+
+
+def probe_mixture(model, state, ckpt: str, context, query) -> dict:
+    """The same probe for ``prior="mixture"``: the KL by Monte Carlo (100 draws of the guide),
+    the prior's weight on the pseudo-input's component, the components' mean scale."""
+    with torch.no_grad():
+        ctx = model.prepare(context)
+        allowed = full_allowed(ctx["memory_mask"], 1)
+        hq = model.encode(query)
+        q_loc, q_scale = model.posterior_params(hq, ctx, allowed)
+        log_w, c_loc, c_scale = model.mixture_params(ctx, allowed)
+        prior = model.prior_dist(ctx, allowed)
+        torch.manual_seed(0)
+        zq = Normal(q_loc, q_scale).sample((100,))
+        kl = (Normal(q_loc, q_scale).log_prob(zq).sum(-1) - prior.log_prob(zq)).mean(0)
+        z_prior = prior.sample((10,))
+        read = {}
+        for name, z in (("z_guide_mean", q_loc), ("z_from_prior", z_prior)):
+            _, _, w = model.controller(model.query_z(z), ctx["keys"], ctx["values"], allowed)
+            read[name] = round(float(w[..., -1, 0].mean()), 4)
+    return {
+        "checkpoint": ckpt, "model": model_label(model), "step": state["step"],
+        "episodes": int(context.shape[0]),
+        "prior_5shot": {"pseudo_input_weight": round(float(log_w[..., 0].exp().mean()), 4),
+                        "component_loc_norm": round(float(c_loc.norm(dim=-1).mean()), 3),
+                        "component_scale_mean": round(float(c_scale.mean()), 3)},
+        "guide_query": {"loc_norm": round(float(q_loc.norm(dim=-1).mean()), 3),
+                        "scale_mean": round(float(q_scale.mean()), 3)},
+        "kl_guide_prior_nats": round(float(kl.mean()), 2),
+        "likelihood_last_read_pseudo_input_mass": read,
     }
 
 

@@ -3,8 +3,9 @@
 For 100 seeded gmn28 test episodes of one character each (20 distinct drawings: 0-4 are the
 context the generator sees, 5-9 the judge's reference set, 10-19 real held-out drawings):
 
-- every checkpoint draws S samples from ``p(x | context)`` (``model.sample``), binarized by
-  one Bernoulli draw per pixel;
+- every checkpoint draws S samples from ``p(x | context)`` (``model.sample``) with 5, 1 and
+  0 context drawings, binarized by one Bernoulli draw per pixel; GMNs with the mixture prior
+  also with ``components="context"`` (the pseudo-input's component left out);
 - the judge, the Neural Statistician of ``models/ns-medium-omniglot.pt``, classifies each
   sample 20-way among the reference sets of this episode's character and of the 19 next
   episodes' characters (5 drawings each, none of them in the generator's context), by the
@@ -14,8 +15,9 @@ context the generator sees, 5-9 the judge's reference set, 10-19 real held-out d
   held-out drawings, judged the same way, are the ceiling; samples with an empty context
   (``p(x)``), the floor (1/20 = 0.05 by chance);
 - ``copy_distance`` (:func:`ppl_fewshot.diagnostics.copy_distance`) is the fraction of
-  pixels in which a sample differs from the nearest context drawing (0 for a copy); the
-  held-out drawings' distance is the reference.
+  pixels in which a sample differs from the nearest drawing its model saw (the first for
+  1 shot, the 5 context drawings for 0 and 5 shots; 0 for a copy); the held-out drawings'
+  distance to the 5 context drawings is the reference.
 
 The judge was trained on ns28, whose training classes may include these characters (another
 split and another rendering of the same zips); it judges, it is not judged. Judging the
@@ -66,28 +68,33 @@ def main() -> None:
         own.append(row)
     own = torch.tensor(own)
 
-    def judged(x: torch.Tensor) -> dict:
+    def judged(x: torch.Tensor, seen: torch.Tensor) -> dict:
         res = sample_fidelity(judge, x, refs, own)
-        return {**res, "copy_distance": float(copy_distance(x, context).mean())}
+        return {**res, "copy_distance": float(copy_distance(x, seen).mean())}
 
     results = {
         "protocol": f"gmn28 test, {EPISODES} seeded episodes of 20 distinct drawings "
                     f"(distinct sampler, seed 0); {SAMPLES} samples per episode; "
                     f"judge {args.judge}, "
                     f"{WAYS}-way, 5 reference drawings per character, reverse min-KL",
-        "real_held_out": judged(real),
+        "real_held_out": judged(real, context),
         "models": [],
     }
     for ckpt in args.checkpoints:
         model, state = model_from_checkpoint(ckpt)
         model.eval()
         row = {"checkpoint": ckpt, "model": model_label(model), "step": state["step"]}
-        for shots in (5, 0):
+        settings = [(5, "all"), (1, "all"), (0, "all")]
+        if getattr(model, "prior", None) == "mixture":
+            settings += [(5, "context"), (1, "context")]
+        for shots, components in settings:
+            kw = {} if components == "all" else {"components": components}
             torch.manual_seed(0)
             with torch.no_grad():
-                probs = model.sample(context[:, :shots], SAMPLES)
+                probs = model.sample(context[:, :shots], SAMPLES, **kw)
             x = torch.bernoulli(probs)
-            row[f"{shots}_shot"] = judged(x)
+            key = f"{shots}_shot" + ("" if components == "all" else "_context_components")
+            row[key] = judged(x, context[:, :shots] if shots else context)
         results["models"].append(row)
         print(json.dumps(row), flush=True)
     judge_path = Path(args.judge)

@@ -309,22 +309,46 @@ class GenerativeMatchingNetwork(FewShotModel):
         return ctx, full_allowed(ctx["memory_mask"], num_queries)
 
     def sample(
-        self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
+        self,
+        context: Tensor,
+        num_samples: int,
+        context_mask: Tensor | None = None,
+        components: str = "all",
     ) -> Tensor:
         """Bernoulli means ``[B, N, *event]`` of ``x' ~ p(x' | context)``, each sample on its own.
 
         ``context[B, Tc, *event]``; ``Tc = 0`` samples ``p(x)`` through the pseudo-input.
-        Raises ``ValueError`` for an empty context when the model has no pseudo-input.
+        With the mixture prior, ``components="context"`` draws ``z`` only from the
+        components on the context items, leaving out the pseudo-input's ("a drawing unlike
+        any in memory"): samples of ``p(x' | context, x' like a context item)``, new drawings
+        of the context's character rather than of any character. Raises ``ValueError`` for
+        an empty context when the model has no pseudo-input, and for ``components="context"``
+        without a mixture prior or without context items.
         """
+        if components not in ("all", "context"):
+            raise ValueError(f"components must be 'all' or 'context', got {components!r}")
         cmask = as_mask(context, context_mask)
-        if not self.pseudo_input and (context.shape[1] == 0 or not bool(cmask.any(-1).all())):
+        has_items = context.shape[1] > 0 and bool(cmask.any(-1).all())
+        if not self.pseudo_input and not has_items:
             raise ValueError(
                 "a GMN without pseudo-input has no 0-shot model: every set of the context "
                 "needs at least one item (use pseudo_input=True for p(x) with X empty)"
             )
+        if components == "context" and (self.prior != "mixture" or not has_items):
+            raise ValueError(
+                "components='context' needs the mixture prior and at least one context item "
+                f"in every set (prior={self.prior!r})"
+            )
         with torch.no_grad():
             ctx, allowed = self._context(context, cmask, num_samples)
-            z = self.prior_dist(ctx, allowed).sample()
+            if components == "all":
+                z = self.prior_dist(ctx, allowed).sample()
+            else:
+                log_w, loc, scale = self.mixture_params(ctx, allowed)
+                log_w = log_w.clone()
+                log_w[..., : self.num_pseudo] = -math.inf
+                mix = dist.Categorical(logits=log_w)
+                z = dist.MixtureSameFamily(mix, dist.Normal(loc, scale).to_event(1)).sample()
             return torch.sigmoid(self.likelihood_logits(z, ctx, allowed))
 
     def features(

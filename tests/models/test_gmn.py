@@ -431,3 +431,37 @@ def test_mixture_prior_trains_and_samples():
     s0, s5 = m.sample(x[:, :0], 6), m.sample(x, 6)
     assert s0.shape == s5.shape == (2, 6, 1, 28, 28)
     assert ((s5 >= 0) & (s5 <= 1)).all() and not torch.allclose(s0, s5)
+
+
+def test_sampling_from_the_context_components_only(monkeypatch):
+    m = tiny(prior="mixture").eval()
+    x = binary(2, 3)
+    B, N, M = 2, 50, 4  # memory: the pseudo-input and 3 items
+
+    def params(ctx, allowed):  # the pseudo-input: weight 0.97 at +100; the items: -100
+        log_w = torch.log(torch.tensor([0.97, 0.01, 0.01, 0.01])).expand(B, N, M)
+        loc = torch.full((B, N, M, m.z_dim), -100.0)
+        loc[:, :, 0] = 100.0
+        return log_w, loc, torch.full_like(loc, 1e-3)
+
+    drawn = []
+
+    def logits(z, ctx, allowed):
+        drawn.append(z)
+        return torch.zeros(*z.shape[:-1], 1, 28, 28)
+
+    monkeypatch.setattr(m, "mixture_params", params)
+    monkeypatch.setattr(m, "likelihood_logits", logits)
+    torch.manual_seed(5)
+    m.sample(x, N, components="context")
+    m.sample(x, N)
+    assert drawn[0].shape == (B, N, m.z_dim) and (drawn[0] < -99).all()
+    assert (drawn[1] > 99).float().mean() > 0.9  # "all" keeps the pseudo-input's component
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="mixture prior"):
+        tiny().sample(x, 2, components="context")
+    with pytest.raises(ValueError, match="context item"):
+        m.sample(x[:, :0], 2, components="context")
+    with pytest.raises(ValueError, match="components"):
+        m.sample(x, 2, components="pseudo")
+    assert m.sample(x, 2, components="context").shape == (2, 2, 1, 28, 28)
