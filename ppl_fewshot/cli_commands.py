@@ -30,6 +30,26 @@ def known_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def components_argument(p: argparse.ArgumentParser) -> None:
+    """``--components {context,all}``: which prior components a mixture-prior GMN samples."""
+    p.add_argument(
+        "--components",
+        choices=("context", "all"),
+        default="context",
+        help="for a GMN with the mixture prior: draw z from the prior's components on the "
+        "context drawings (new drawings of the shown character; default) or from all of them "
+        "(p(x | context), which includes 'a drawing unlike these'); other models: ignored",
+    )
+
+
+def sample_options(model, components: str, shots: int) -> dict[str, str]:
+    """Keyword arguments of ``model.sample`` for ``--components``: only a mixture-prior GMN
+    with context items takes ``components``; every other model samples ``p(x | context)``."""
+    if getattr(model, "prior", None) == "mixture" and shots > 0:
+        return {"components": components}
+    return {}
+
+
 def _data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
@@ -171,7 +191,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
         context = bank.x[:, : args.shots]
     with torch.no_grad():
-        samples = model.sample(context, args.num)
+        samples = model.sample(context, args.num, **sample_options(model, args.components,
+                                                                   context.shape[1]))
     fig, _ = plot_sample_grid(context, samples, title=f"{context.shape[1]} shots -> samples")
     print(save_figure(fig, args.out))
     return 0
@@ -261,6 +282,7 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=positive_int, default=10, help="samples per set")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", default="samples.png")
+    components_argument(p)
     _data_dir(p)
     p.set_defaults(func=cmd_sample)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ppl_fewshot.cli import int_list, nonneg_int, positive_int
-from ppl_fewshot.cli_commands import _data_dir
+from ppl_fewshot.cli_commands import _data_dir, sample_options
 
 
 def attention_summary(model, bank, context_size: int) -> dict[str, Any]:
@@ -71,13 +71,21 @@ def cmd_figures(args: argparse.Namespace) -> int:
         bank, _ = test_bank(protocol, 1, need + 1, args.rows, "distinct", args.seed,
                             args.data_dir)
         for shots in args.shots:
-            seed_everything(args.seed)
-            with torch.no_grad():
-                samples = model.sample(bank.x[:, :shots], args.num)
-            fig, _ = plot_sample_grid(bank.x[:, :shots], samples,
-                                      title=f"{name} ({protocol} test characters): "
-                                            f"{shots} shots -> samples")
-            made["files"].append(str(save_figure(fig, out / f"samples_{protocol}_{shots}shot.png")))
+            # p(x | context); a mixture-prior GMN also from its components on the context
+            variants = [("all", "")]
+            if sample_options(model, "context", shots):
+                variants.append(("context", "_context_components"))
+            for components, suffix in variants:
+                seed_everything(args.seed)
+                with torch.no_grad():
+                    samples = model.sample(bank.x[:, :shots], args.num,
+                                           **sample_options(model, components, shots))
+                what = "samples" if not suffix else "samples, prior components on the context"
+                fig, _ = plot_sample_grid(bank.x[:, :shots], samples,
+                                          title=f"{name} ({protocol} test characters): "
+                                                f"{shots} shots -> {what}")
+                path = out / f"samples_{protocol}_{shots}shot{suffix}.png"
+                made["files"].append(str(save_figure(fig, path)))
     try:
         seed_everything(args.seed)
         with torch.no_grad():

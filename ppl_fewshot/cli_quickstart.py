@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ppl_fewshot.cli import nonneg_int, positive_int
+from ppl_fewshot.cli_commands import components_argument, sample_options
 
 ZOO_DEFAULT = "models/gmn-small-omniglot.pt"
 
@@ -44,6 +45,7 @@ def add_quickstart(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--samples", type=positive_int, default=50, help="importance samples for the NLL"
     )
+    components_argument(p)
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", default=None)
@@ -127,8 +129,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         seed_everything(args.seed)
         # five drawings of characters never seen in training -> new drawings
         shown = episode_bank(test_ds, 6, 5, 1, sampler="distinct", seed=args.seed)
+        sample_kw = sample_options(model, args.components, shown.x.shape[1])
         with torch.no_grad():
-            samples = model.sample(shown.x.to(device), 10).cpu()
+            samples = model.sample(shown.x.to(device), 10, **sample_kw).cpu()
         title = f"{name} on unseen {protocol} characters: 5 drawings (left), 10 new ones (right)"
         fig, _ = plot_sample_grid(shown.x, samples, title=title)
         save_figure(fig, work / "samples.png")
@@ -142,6 +145,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             "protocol": protocol,
             "train_steps": steps,
             "train_wall_time_s": round(t_train, 1),
+            "samples": "p(x | 5 drawings)"
+            + (
+                ", z from the mixture prior's components on the context drawings"
+                if sample_kw.get("components") == "context"
+                else ""
+            ),
             "final_val_loss_nats_per_item": val_loss,
             "nll_by_shots": table,
             "nll_protocol": f"{args.eval_episodes} test episodes of 11 distinct drawings of one "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -222,6 +223,37 @@ def test_quickstart_with_a_checkpoint_on_real_data(capsys, tmp_path, checkpoint,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"] == "gmn28" and summary["checkpoint"] == str(checkpoint)
     assert (out / "samples.png").stat().st_size > 1000 and not (out / "loss.png").exists()
+
+
+def test_sample_components_of_the_mixture_prior_gmn(capsys, tmp_path) -> None:
+    from PIL import Image, ImageDraw
+
+    from ppl_fewshot.cli_commands import sample_options
+    from ppl_fewshot.models import build
+
+    mixture = build("gmn-small", prior="mixture")
+    assert sample_options(mixture, "context", 5) == {"components": "context"}
+    assert sample_options(mixture, "all", 5) == {"components": "all"}
+    assert sample_options(mixture, "context", 0) == {}  # no context items: p(x)
+    assert sample_options(build("gmn-small"), "context", 5) == {}
+    ck = Path(__file__).resolve().parents[1] / "models" / "gmn-small-mixture-omniglot.pt"
+    ctx = tmp_path / "mine"
+    ctx.mkdir()
+    for i in range(2):
+        im = Image.new("L", (105, 105), 255)
+        ImageDraw.Draw(im).line([(20, 20 + 10 * i), (80, 80)], fill=0, width=8)
+        im.save(ctx / f"{i}.png")
+    sizes = []
+    for components in ("context", "all"):
+        out = tmp_path / f"{components}.png"
+        code, _, err = run(["sample", "--checkpoint", str(ck), "--context", str(ctx), "--num",
+                            "3", "--components", components, "--out", str(out)], capsys)
+        assert code == 0, err
+        sizes.append(out.read_bytes())
+    assert sizes[0] != sizes[1]  # the two choices draw different samples
+    with pytest.raises(SystemExit):  # argparse refuses an unknown choice
+        run(["sample", "--checkpoint", str(ck), "--components", "some"], capsys)
+    assert "--components" in capsys.readouterr().err
 
 
 def test_quickstart_uses_the_zoo_model_by_default(capsys, tmp_path, shared_data, monkeypatch):
