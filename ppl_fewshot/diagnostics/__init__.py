@@ -7,6 +7,8 @@
   :func:`interval_coverage`);
 * :mod:`~ppl_fewshot.diagnostics.arviz_adapter` -- draws of q(c|X) as
   ``arviz.InferenceData`` (:func:`context_posterior_to_inference_data`);
+* :mod:`~ppl_fewshot.diagnostics.exchangeability` -- the spread of ``log p(X)`` over item
+  orders of a sequentially factorized model (:func:`exchangeability_spread`);
 * :mod:`~ppl_fewshot.diagnostics.fidelity` -- whether samples draw the context's class,
   by a judge model (:func:`sample_fidelity`), and how close they are to copies
   (:func:`copy_distance`);
@@ -25,6 +27,7 @@ from ppl_fewshot.diagnostics.calibration import (
     sbc_ranks,
     simulate_and_draw,
 )
+from ppl_fewshot.diagnostics.exchangeability import exchangeability_spread
 from ppl_fewshot.diagnostics.fidelity import copy_distance, judge_classes, sample_fidelity
 from ppl_fewshot.diagnostics.plots import (
     image_grid,
@@ -51,6 +54,7 @@ __all__ = [
     "context_posterior_to_inference_data",
     "copy_distance",
     "effective_sample_size",
+    "exchangeability_spread",
     "image_grid",
     "importance_diagnostics",
     "importance_log_weights",

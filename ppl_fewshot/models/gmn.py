@@ -390,33 +390,3 @@ class GenerativeMatchingNetwork(FewShotModel):
             _, _, lik = self.controller(self.query_z(z), ctx["keys"], ctx["values"], allowed)
             _, _, pri = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)
         return {"recognition": rec, "likelihood": lik, "prior": pri}
-
-
-def exchangeability_spread(
-    model: FewShotModel,
-    x: Tensor,
-    num_permutations: int = 10,
-    num_particles: int = 100,
-    mask: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Std over random item orders of ``log p(X) = sum_t log p(x_t | x_<t)``, per set ``[B]``.
-
-    An exchangeable model gives the same ``log p(X)`` in every order; GMN's sequential
-    factorization does not guarantee it, so the spread (in nats, importance sampling
-    with ``num_particles`` per conditional) measures how far the trained model is from
-    exchangeable. Includes Monte Carlo noise of the estimator, so it is not zero even
-    for an exchangeable model at finite ``num_particles``.
-    """
-    mask = as_mask(x, mask)
-    B, T = x.shape[:2]
-    totals = []
-    for _ in range(num_permutations):
-        perm = torch.randperm(T, generator=generator).to(x.device)
-        xp, mp = x[:, perm], mask[:, perm]
-        ll = model.conditional_log_likelihoods(xp, mp, num_particles)
-        totals.append((ll * mp).sum(-1))
-    lp = torch.stack(totals, 0)  # [P, B]
-    if num_permutations < 2:
-        return torch.zeros(B, dtype=lp.dtype, device=lp.device)
-    return lp.std(0)

@@ -10,8 +10,9 @@ import pyro.poutine as poutine
 import pytest
 import torch
 
+from ppl_fewshot.diagnostics import exchangeability_spread
 from ppl_fewshot.models import build, default_config
-from ppl_fewshot.models.gmn import GenerativeMatchingNetwork, exchangeability_spread
+from ppl_fewshot.models.gmn import GenerativeMatchingNetwork
 from ppl_fewshot.nn.attention import causal_allowed, full_allowed
 
 TINY = {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}
