@@ -21,7 +21,7 @@ from pathlib import Path
 from ppl_fewshot.cli import nonneg_int, positive_int
 from ppl_fewshot.cli_commands import components_argument, sample_options
 
-ZOO_DEFAULT = "models/gmn-small-omniglot.pt"
+ZOO_DEFAULT = "models/gmn-small-mixture-omniglot.pt"
 
 
 def zoo_checkpoint(name: str = ZOO_DEFAULT) -> Path | None:
