@@ -89,15 +89,20 @@ def test_truncated_checkpoint_and_corrupt_zip(capsys, tmp_path, checkpoint) -> N
     one_line_error(err)
 
 
-def test_sample_from_user_drawings(capsys, tmp_path, checkpoint) -> None:
+def user_drawings(folder: Path, n: int) -> Path:
+    """``n`` PNG drawings of a thick stroke, as a user's own context folder."""
     from PIL import Image, ImageDraw
 
-    ctx = tmp_path / "mine"
-    ctx.mkdir()
-    for i in range(3):
+    folder.mkdir()
+    for i in range(n):
         im = Image.new("L", (105, 105), 255)
         ImageDraw.Draw(im).line([(20, 20 + 10 * i), (80, 80)], fill=0, width=8)
-        im.save(ctx / f"{i}.png")
+        im.save(folder / f"{i}.png")
+    return folder
+
+
+def test_sample_from_user_drawings(capsys, tmp_path, checkpoint) -> None:
+    ctx = user_drawings(tmp_path / "mine", 3)
     out = tmp_path / "s.png"
     code, _, _ = run(
         [
@@ -226,8 +231,6 @@ def test_quickstart_with_a_checkpoint_on_real_data(capsys, tmp_path, checkpoint,
 
 
 def test_sample_components_of_the_mixture_prior_gmn(capsys, tmp_path) -> None:
-    from PIL import Image, ImageDraw
-
     from ppl_fewshot.cli_commands import sample_options
     from ppl_fewshot.models import build
 
@@ -237,20 +240,15 @@ def test_sample_components_of_the_mixture_prior_gmn(capsys, tmp_path) -> None:
     assert sample_options(mixture, "context", 0) == {}  # no context items: p(x)
     assert sample_options(build("gmn-small"), "context", 5) == {}
     ck = Path(__file__).resolve().parents[1] / "models" / "gmn-small-mixture-omniglot.pt"
-    ctx = tmp_path / "mine"
-    ctx.mkdir()
-    for i in range(2):
-        im = Image.new("L", (105, 105), 255)
-        ImageDraw.Draw(im).line([(20, 20 + 10 * i), (80, 80)], fill=0, width=8)
-        im.save(ctx / f"{i}.png")
-    sizes = []
+    ctx = user_drawings(tmp_path / "mine", 2)
+    drawn = []
     for components in ("context", "all"):
         out = tmp_path / f"{components}.png"
         code, _, err = run(["sample", "--checkpoint", str(ck), "--context", str(ctx), "--num",
                             "3", "--components", components, "--out", str(out)], capsys)
         assert code == 0, err
-        sizes.append(out.read_bytes())
-    assert sizes[0] != sizes[1]  # the two choices draw different samples
+        drawn.append(out.read_bytes())
+    assert drawn[0] != drawn[1]  # the two choices draw different samples
     with pytest.raises(SystemExit):  # argparse refuses an unknown choice
         run(["sample", "--checkpoint", str(ck), "--components", "some"], capsys)
     assert "--components" in capsys.readouterr().err

@@ -14,27 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
-train() {
-  local run=$1; shift
-  [ -f "$run/summary.json" ] && return
-  mkdir -p "$run/snaps"
-  # shellcheck disable=SC2068
-  ppl-fewshot --threads 1 train ns-small --protocol ns28 --steps 20000 --batch-size 16 --set-size 5 \
-    --set channels=32 --set sample_dropout=0.1 $@ \
-    --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 2000 --quiet --out "$run" \
-    $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null &
-  local pid=$! last="" m
-  while kill -0 "$pid" 2> /dev/null; do  # keep each checkpoint (steps 2000, 4000, ...)
-    if [ -f "$run/checkpoint.pt" ]; then m=$(stat -c %Y "$run/checkpoint.pt")
-      if [ "$m" != "$last" ]; then sleep 5; cp "$run/checkpoint.pt" "$run/snaps/ck-$m.pt"; last=$m; fi
-    fi; sleep 20
-  done
-  wait "$pid"
-}
-train runs/ns-enc/depth3 --set c_dim=128 --set hidden=256 --set encoder_depth=3 --seed 0
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
-       --methods min-kl,min-kl-reverse,cosine "$@"; }
+# shellcheck source=docs/results/ns_common.sh
+. docs/results/ns_common.sh
+train runs/ns-enc/depth3 --set c_dim=128 --set encoder_depth=3 --seed 0
 ev --checkpoint runs/ns-enc/depth3/checkpoint.pt --label "ns-medium, encoder depth 3" \
    --out $R/ns-medium-depth3-ns28-classify
 # Learning curves (20-way 1-shot, both KL directions) of the snapshots:

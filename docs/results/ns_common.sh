@@ -1,0 +1,26 @@
+# Shared by the Neural Statistician retraining scripts (ns_recipe.sh, ns_encoder.sh); sourced.
+# train RUN ARGS...: ns-medium (ns-small widened: channels 32, hidden 256, sample dropout 0.1;
+#   20000 steps x 16 sets of 5 on ns28; lr 1e-3/3e-4/1e-4) with ARGS added, resumed when RUN
+#   has a checkpoint; copies each checkpoint (steps 2000, 4000, ...) to RUN/snaps.
+# ev ARGS... --out DIR: 5- and 20-way, 1- and 5-shot classification on the ns28 test classes
+#   (1000 tasks; min-KL in both directions, cosine), skipped when DIR already holds results.
+train() {
+  local run=$1; shift
+  [ -f "$run/summary.json" ] && return
+  mkdir -p "$run/snaps"
+  # shellcheck disable=SC2068
+  ppl-fewshot --threads 1 train ns-small --protocol ns28 --steps 20000 --batch-size 16 --set-size 5 \
+    --set channels=32 --set hidden=256 --set sample_dropout=0.1 $@ \
+    --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 2000 --quiet --out "$run" \
+    $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null &
+  local pid=$! last="" m
+  while kill -0 "$pid" 2> /dev/null; do  # keep each checkpoint (steps 2000, 4000, ...)
+    if [ -f "$run/checkpoint.pt" ]; then m=$(stat -c %Y "$run/checkpoint.pt")
+      if [ "$m" != "$last" ]; then sleep 5; cp "$run/checkpoint.pt" "$run/snaps/ck-$m.pt"; last=$m; fi
+    fi; sleep 20
+  done
+  wait "$pid"
+}
+ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
+       evaluate --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
+       --methods min-kl,min-kl-reverse,cosine "$@"; }
