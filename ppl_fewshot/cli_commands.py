@@ -45,7 +45,7 @@ def components_argument(p: argparse.ArgumentParser) -> None:
 def sample_options(model, components: str, shots: int) -> dict[str, str]:
     """Keyword arguments of ``model.sample`` for ``--components``: only a mixture-prior GMN
     with context items takes ``components``; every other model samples ``p(x | context)``."""
-    if getattr(model, "prior", None) == "mixture" and shots > 0:
+    if getattr(model, "prior_family", None) == "mixture" and shots > 0:
         return {"components": components}
     return {}
 

@@ -40,7 +40,7 @@ def probe(ckpt: str, out: Path) -> dict:
     bank, _ = test_bank("gmn28", 1, 6, 100, "distinct", 0, None)
     context, query = bank.x[:, :5], bank.x[:, 5:6]
     stem = Path(ckpt).stem
-    if getattr(model, "prior", "gaussian") == "mixture":
+    if getattr(model, "prior_family", "gaussian") == "mixture":
         return probe_mixture(model, state, ckpt, context, query)
     with torch.no_grad():
         ctx = model.prepare(context)

@@ -85,7 +85,7 @@ def main() -> None:
         model.eval()
         row = {"checkpoint": ckpt, "model": model_label(model), "step": state["step"]}
         settings = [(5, "all"), (1, "all"), (0, "all")]
-        if getattr(model, "prior", None) == "mixture":
+        if getattr(model, "prior_family", None) == "mixture":
             settings += [(5, "context"), (1, "context")]
         for shots, components in settings:
             kw = {} if components == "all" else {"components": components}

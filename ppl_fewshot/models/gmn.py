@@ -106,7 +106,8 @@ class GenerativeMatchingNetwork(FewShotModel):
             images (module docstring); an extension, not in [1].
         prior: ``"gaussian"`` (the paper: one Normal from the prior's read) or
             ``"mixture"`` (one Normal per memory item, weighted by the prior's last
-            attention; module docstring); the mixture needs the pseudo-input.
+            attention; module docstring); the mixture needs the pseudo-input. Kept as
+            ``prior_family`` (``prior`` is the prior *distribution* on set-latent models).
         event_shape: shape of one item.
     """
 
@@ -136,7 +137,7 @@ class GenerativeMatchingNetwork(FewShotModel):
                 "the mixture prior needs the pseudo-input: the first item of an episode "
                 "has no other memory item to put a component on"
             )
-        self.prior = prior
+        self.prior_family = prior
         self.z_dim = z_dim
         self.state_dim = state_dim
         self.hidden = hidden
@@ -220,7 +221,7 @@ class GenerativeMatchingNetwork(FewShotModel):
 
         For ``prior="mixture"`` use :meth:`mixture_params` (or :meth:`prior_dist`).
         """
-        if self.prior != "gaussian":
+        if self.prior_family != "gaussian":
             raise ValueError("this GMN has a mixture prior: use mixture_params or prior_dist")
         s, _, _ = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)
         loc, raw = self.prior_head(s).chunk(2, -1)
@@ -235,7 +236,7 @@ class GenerativeMatchingNetwork(FewShotModel):
         The weights are the prior controller's last attention over the memory; component
         ``m`` comes from the controller state and item ``m``'s prior value.
         """
-        if self.prior != "mixture":
+        if self.prior_family != "mixture":
             raise ValueError("this GMN has a Gaussian prior: use prior_params or prior_dist")
         s, _, w = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)
         values = ctx["prior_values"].unsqueeze(-3)  # [B, 1, M, D]
@@ -248,7 +249,7 @@ class GenerativeMatchingNetwork(FewShotModel):
     def prior_dist(self, ctx: dict[str, Tensor], allowed: Tensor) -> dist.TorchDistribution:
         """``p(z | memory)`` with batch ``[B, Q]`` and event ``[z_dim]``: a diagonal Normal,
         or with ``prior="mixture"`` a mixture of diagonal Normals over the memory items."""
-        if self.prior == "gaussian":
+        if self.prior_family == "gaussian":
             loc, scale = self.prior_params(ctx, allowed)
             return dist.Normal(loc, scale).to_event(1)
         log_w, loc, scale = self.mixture_params(ctx, allowed)
@@ -334,10 +335,10 @@ class GenerativeMatchingNetwork(FewShotModel):
                 "a GMN without pseudo-input has no 0-shot model: every set of the context "
                 "needs at least one item (use pseudo_input=True for p(x) with X empty)"
             )
-        if components == "context" and (self.prior != "mixture" or not has_items):
+        if components == "context" and (self.prior_family != "mixture" or not has_items):
             raise ValueError(
                 "components='context' needs the mixture prior and at least one context item "
-                f"in every set (prior={self.prior!r})"
+                f"in every set (prior={self.prior_family!r})"
             )
         with torch.no_grad():
             ctx, allowed = self._context(context, cmask, num_samples)
