@@ -219,8 +219,14 @@ def test_fitted_guide_coverage() -> None:
 
 
 # ------------------------------------------------------------- sample fidelity
-class _MeanJudge:
+class _MeanJudge(torch.nn.Module):
     """A judge whose q(c | X) is Normal(mean pixel image of X, 1): the nearest mean wins."""
+
+    event_shape = (1, 6, 6)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # where the judge lives (CPU)
 
     def context_posterior(self, x: torch.Tensor):
         loc = x.flatten(2).mean(1)

@@ -22,9 +22,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributions import Normal, kl_divergence
 
-from ppl_fewshot.inference.classify import wilson_interval
+from ppl_fewshot.inference.classify import FewShotTasks, min_kl_scores, wilson_interval
 from ppl_fewshot.models import FewShotModel
 
 logger = logging.getLogger(__name__)
@@ -36,8 +35,9 @@ def judge_classes(
     """The judge's class of every item: ``[E, S]`` indices into the columns of ``candidates``.
 
     Args:
-        judge: a model with ``context_posterior(x[B, T, *event])`` returning a diagonal
-            Normal ``q(c | X)`` with batch ``[B]`` (e.g. a Neural Statistician).
+        judge: a model with ``context_posterior(x[B, T, *event])`` returning ``q(c | X)``
+            with batch ``[B]`` in a family with a registered KL (e.g. a Neural
+            Statistician); scored by :func:`ppl_fewshot.inference.classify.min_kl_scores`.
         items: ``[E, S, *event]``, S items (samples) for each of E episodes.
         references: ``[N, K, *event]``, a reference set of K items for each of N classes.
         candidates: long ``[E, W]``: the W reference sets among which the items of episode
@@ -52,15 +52,13 @@ def judge_classes(
         references
     ):
         raise ValueError(f"candidates index {len(references)} reference sets; out of range")
-    event = items.shape[2:]
-    with torch.no_grad():
-        q_ref = judge.context_posterior(references).base_dist
-        q_x = judge.context_posterior(items.reshape(E * S, 1, *event)).base_dist
-        loc, scale = q_x.loc.reshape(E, S, 1, -1), q_x.scale.reshape(E, S, 1, -1)
-        r_loc = q_ref.loc[candidates].unsqueeze(1)  # [E, 1, W, C]
-        r_scale = q_ref.scale[candidates].unsqueeze(1)
-        kl = kl_divergence(Normal(r_loc, r_scale), Normal(loc, scale)).sum(-1)  # [E, S, W]
-    return kl.argmin(-1)
+    tasks = FewShotTasks(
+        support=references[candidates],  # [E, W, K, *event]
+        query=items,
+        labels=torch.zeros(E, S, dtype=torch.long),
+        classes=candidates,
+    )
+    return min_kl_scores(judge, tasks, reverse=True).argmax(-1)
 
 
 def sample_fidelity(

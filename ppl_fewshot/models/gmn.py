@@ -246,13 +246,19 @@ class GenerativeMatchingNetwork(FewShotModel):
         log_w = torch.log(w[..., -1, :].clamp_min(1e-30)).masked_fill(~allowed, -math.inf)
         return log_w, loc, F.softplus(raw) + 1e-4
 
-    def prior_dist(self, ctx: dict[str, Tensor], allowed: Tensor) -> dist.TorchDistribution:
+    def prior_dist(
+        self, ctx: dict[str, Tensor], allowed: Tensor, components: str = "all"
+    ) -> dist.TorchDistribution:
         """``p(z | memory)`` with batch ``[B, Q]`` and event ``[z_dim]``: a diagonal Normal,
-        or with ``prior="mixture"`` a mixture of diagonal Normals over the memory items."""
+        or with ``prior="mixture"`` a mixture of diagonal Normals over the memory items;
+        ``components="context"`` leaves out the pseudo-input's component (mixture only)."""
         if self.prior_family == "gaussian":
             loc, scale = self.prior_params(ctx, allowed)
             return dist.Normal(loc, scale).to_event(1)
         log_w, loc, scale = self.mixture_params(ctx, allowed)
+        if components == "context":
+            log_w = log_w.clone()
+            log_w[..., : self.num_pseudo] = -math.inf
         return dist.MixtureSameFamily(
             dist.Categorical(logits=log_w), dist.Normal(loc, scale).to_event(1)
         )
@@ -342,14 +348,7 @@ class GenerativeMatchingNetwork(FewShotModel):
             )
         with torch.no_grad():
             ctx, allowed = self._context(context, cmask, num_samples)
-            if components == "all":
-                z = self.prior_dist(ctx, allowed).sample()
-            else:
-                log_w, loc, scale = self.mixture_params(ctx, allowed)
-                log_w = log_w.clone()
-                log_w[..., : self.num_pseudo] = -math.inf
-                mix = dist.Categorical(logits=log_w)
-                z = dist.MixtureSameFamily(mix, dist.Normal(loc, scale).to_event(1)).sample()
+            z = self.prior_dist(ctx, allowed, components).sample()
             return torch.sigmoid(self.likelihood_logits(z, ctx, allowed))
 
     def features(
