@@ -34,6 +34,15 @@ from ppl_fewshot.inference import model_from_checkpoint
 from ppl_fewshot.nn.attention import full_allowed
 
 
+def pseudo_input_read(model, ctx, allowed, **zs) -> dict:
+    """Attention mass of the likelihood's last read on the pseudo-input, for each named z."""
+    read = {}
+    for name, z in zs.items():
+        _, _, w = model.controller(model.query_z(z), ctx["keys"], ctx["values"], allowed)
+        read[name] = round(float(w[..., -1, 0].mean()), 4)
+    return read
+
+
 def probe(ckpt: str, out: Path) -> dict:
     model, state = model_from_checkpoint(ckpt)
     model.eval()
@@ -53,10 +62,7 @@ def probe(ckpt: str, out: Path) -> dict:
         kl = kl_divergence(Normal(q_loc, q_scale), Normal(p_loc, p_scale)).sum(-1)
         torch.manual_seed(0)
         z_prior = Normal(p_loc, p_scale).sample((10,))
-        read = {}
-        for name, z in (("z_guide_mean", q_loc), ("z_from_prior", z_prior)):
-            _, _, w = model.controller(model.query_z(z), ctx["keys"], ctx["values"], allowed)
-            read[name] = round(float(w[..., -1, 0].mean()), 4)
+        read = pseudo_input_read(model, ctx, allowed, z_guide_mean=q_loc, z_from_prior=z_prior)
         rows = slice(0, 6)
         ctx_r = model.prepare(context[rows])
         allowed_r = full_allowed(ctx_r["memory_mask"], 10)
@@ -98,10 +104,7 @@ def probe_mixture(model, state, ckpt: str, context, query) -> dict:
         zq = Normal(q_loc, q_scale).sample((100,))
         kl = (Normal(q_loc, q_scale).log_prob(zq).sum(-1) - prior.log_prob(zq)).mean(0)
         z_prior = prior.sample((10,))
-        read = {}
-        for name, z in (("z_guide_mean", q_loc), ("z_from_prior", z_prior)):
-            _, _, w = model.controller(model.query_z(z), ctx["keys"], ctx["values"], allowed)
-            read[name] = round(float(w[..., -1, 0].mean()), 4)
+        read = pseudo_input_read(model, ctx, allowed, z_guide_mean=q_loc, z_from_prior=z_prior)
     return {
         "checkpoint": ckpt, "model": model_label(model), "step": state["step"],
         "episodes": int(context.shape[0]),

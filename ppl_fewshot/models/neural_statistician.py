@@ -55,6 +55,7 @@ from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, SetEncoder
 
 logger = logging.getLogger(__name__)
 
+
 def _cat(*tensors: Tensor) -> Tensor:
     """Concatenate along the last dim after broadcasting all leading dims."""
     lead = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
