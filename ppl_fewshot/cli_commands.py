@@ -148,7 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_json({**saved, "device": args.device})
     models.build(config.model, **config.model_overrides)  # fail early on bad settings
     summary = train(
-        config, args.out, resume=args.resume, progress=None if not args.quiet else False
+        config, args.out, resume=args.resume, progress=None if not args.quiet else False,
+        time_limit=args.time_limit,
     )
     fig, _ = plot_loss_curve(Path(args.out) / "metrics.jsonl")
     save_figure(fig, Path(args.out) / "loss.png")
@@ -162,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     "wall_time_s",
                     "final_train_loss_nats_per_item",
                     "final_val_loss_nats_per_item",
+                    "stopped_early",
                 )
             }
         )
@@ -257,6 +259,9 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=nonneg_int, default=0, help="data loader worker processes")
     p.add_argument("--out", default="runs/train", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop (with a checkpoint; --resume continues) once this call has "
+                        "trained this long, e.g. a job's wall-clock limit less a margin")
     p.add_argument(
         "--init-from",
         metavar="CHECKPOINT",

@@ -93,6 +93,30 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
         train(cfg(steps=30), tmp_path / "cut", resume=True, data=DATA, progress=False)
 
 
+def test_time_limit_stops_with_a_checkpoint_that_resumes(tmp_path, monkeypatch) -> None:
+    clock = {"t": 0.0}
+
+    def tick() -> float:  # every reading of the clock is one more second
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", tick)
+    with pytest.raises(ValueError, match="time_limit"):
+        train(cfg(), tmp_path / "bad", data=DATA, progress=False, time_limit=0)
+    cut = train(cfg(), tmp_path / "cut", data=DATA, progress=False, time_limit=1.5)
+    assert cut["steps"] == 5 and cut["planned_steps"] == 20  # first log step after the limit
+    assert "time limit" in cut["stopped_early"] and cut["final_val_loss_nats_per_item"] > 0
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 5
+    monkeypatch.undo()
+    resumed = train(cfg(), tmp_path / "cut", resume=True, data=DATA, progress=False)
+    full = train(cfg(), tmp_path / "full", data=DATA, progress=False)
+    assert resumed["steps"] == 20 and resumed["stopped_early"] is None
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state_dict"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
     real_forward = trainer_mod.ELBOLoss.forward
     calls = {"n": 0}

@@ -109,6 +109,7 @@ def train(
     resume: bool = False,
     progress: bool | None = None,
     data: tuple[ClassDataset, ClassDataset] | None = None,
+    time_limit: float | None = None,
 ) -> dict[str, Any]:
     """Train ``config.model`` and write checkpoint, metrics and summary into ``out_dir``.
 
@@ -118,6 +119,9 @@ def train(
         resume: continue from ``out_dir/checkpoint.pt`` (same config required).
         progress: show a tqdm bar (default: only when stderr is a terminal).
         data: ``(train, validation)`` class datasets to use instead of the protocol's.
+        time_limit: seconds of this call after which training stops at the next log step
+            with a checkpoint and a summary (``stopped_early``); ``resume=True`` continues
+            it. For a job's wall-clock limit: nothing is lost when the limit comes first.
 
     Returns:
         The summary dictionary (also written to ``summary.json``).
@@ -128,9 +132,11 @@ def train(
         raise FileExistsError(f"{out} already holds a run; pass --resume or choose another --out")
     if resume and not ckpt_path.exists():
         raise CheckpointError(f"nothing to resume: {ckpt_path} does not exist")
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
     info = distributed.setup(resolve_device(config.device))
     try:
-        return _train(config, out, resume, progress, data, info)
+        return _train(config, out, resume, progress, data, info, time_limit)
     finally:
         distributed.teardown(info)
 
@@ -153,7 +159,8 @@ def _step_seed(config: TrainConfig, step: int, info: distributed.DistInfo, *keys
     return derive_seed(config.seed, step, *keys, *ranks)
 
 
-def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> dict[str, Any]:
+def _train(config, out, resume, progress, data, info: distributed.DistInfo,
+           time_limit: float | None) -> dict[str, Any]:
     ckpt_path = out / "checkpoint.pt"
     device = distributed.local_device(resolve_device(config.device), info)
     train_ds, val_ds = data if data is not None else load_training_data(config)
@@ -223,6 +230,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
         return running[-1] if running else float("nan")
 
     loss_fn.train()
+    done, stopped = start, None
     for step in range(start, config.steps):
         if config.num_workers:
             ep = next(it)
@@ -279,7 +287,11 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
                                      "device": str(device), "world_size": info.world_size})
             _append_jsonl(metrics_path, rec)
             bar.set_postfix(loss=f"{rec['loss']:.2f}")
-        if main and (done % config.checkpoint_every == 0 or done == config.steps):
+        if at_log and time_limit is not None and done < config.steps:
+            late = torch.tensor(float(time.perf_counter() - t0 > time_limit), device=device)
+            if distributed.all_sum(late, info).item() > 0:  # every rank stops at the same step
+                stopped = f"time limit of {time_limit:g} s after step {done}"
+        if main and (done % config.checkpoint_every == 0 or done == config.steps or stopped):
             save_checkpoint(
                 ckpt_path,
                 model,
@@ -289,16 +301,21 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo) -> d
                 {"wall_time_s": wall(), "device": str(device), "world_size": info.world_size},
             )
             last_good = done
+        if stopped:
+            logger.warning("%s: stopped; --resume continues from %s", stopped, ckpt_path)
+            break
     bar.close()
     if not main:
         return {}
-    if val is None:
+    if val is None or stopped:
         val = validation_loss(loss_fn, val_batches, device)
     summary = {
         "model": config.model,
         "model_config": model.config(),
         "protocol": config.protocol,
-        "steps": config.steps,
+        "steps": done,
+        "planned_steps": config.steps,
+        "stopped_early": stopped,
         "episodes_per_step": config.batch_size * info.world_size,
         "world_size": info.world_size,
         "final_train_loss_nats_per_item": loss_val,
