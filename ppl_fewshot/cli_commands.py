@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 from ppl_fewshot.cli import float_list, int_or_range, key_value, nonneg_int, positive_int
 
@@ -30,8 +32,9 @@ def known_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def components_argument(p: argparse.ArgumentParser) -> None:
-    """``--components {context,all}``: which prior components a mixture-prior GMN samples."""
+def sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """``--components {context,all}`` (which prior components a mixture-prior GMN samples)
+    and ``--temperature T`` (scales of the prior of z times T; GMN and NS)."""
     p.add_argument(
         "--components",
         choices=("context", "all"),
@@ -40,14 +43,32 @@ def components_argument(p: argparse.ArgumentParser) -> None:
         "context drawings (new drawings of the shown character; default) or from all of them "
         "(p(x | context), which includes 'a drawing unlike these'); other models: ignored",
     )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="multiply every scale of the prior of z by this (GMN, NS); below 1 trades "
+        "variety for fidelity to the context (docs/findings.md section 11); default 1",
+    )
 
 
-def sample_options(model, components: str, shots: int) -> dict[str, str]:
-    """Keyword arguments of ``model.sample`` for ``--components``: only a mixture-prior GMN
-    with context items takes ``components``; every other model samples ``p(x | context)``."""
+def sample_options(
+    model, components: str, shots: int, temperature: float = 1.0
+) -> dict[str, Any]:
+    """Keyword arguments of ``model.sample`` for ``--components`` and ``--temperature``.
+
+    Only a mixture-prior GMN with context items takes ``components`` (every other model
+    samples ``p(x | context)``); a temperature other than 1 needs a model whose ``sample``
+    takes one (``ValueError`` otherwise).
+    """
+    kw: dict[str, Any] = {}
     if getattr(model, "prior_family", None) == "mixture" and shots > 0:
-        return {"components": components}
-    return {}
+        kw["components"] = components
+    if temperature != 1.0:
+        if "temperature" not in inspect.signature(model.sample).parameters:
+            raise ValueError(f"model {model.name!r} has no sampling temperature (GMN and NS do)")
+        kw["temperature"] = temperature
+    return kw
 
 
 def _data_dir(p: argparse.ArgumentParser) -> None:
@@ -193,8 +214,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
         context = bank.x[:, : args.shots]
     with torch.no_grad():
-        samples = model.sample(context, args.num, **sample_options(model, args.components,
-                                                                   context.shape[1]))
+        kw = sample_options(model, args.components, context.shape[1], args.temperature)
+        samples = model.sample(context, args.num, **kw)
     fig, _ = plot_sample_grid(context, samples, title=f"{context.shape[1]} shots -> samples")
     print(save_figure(fig, args.out))
     return 0
@@ -287,7 +308,7 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=positive_int, default=10, help="samples per set")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", default="samples.png")
-    components_argument(p)
+    sampling_arguments(p)
     _data_dir(p)
     p.set_defaults(func=cmd_sample)
 

@@ -72,15 +72,21 @@ def cmd_figures(args: argparse.Namespace) -> int:
                             args.data_dir)
         for shots in args.shots:
             # p(x | context); a mixture-prior GMN also from its components on the context
-            variants = [("all", "")]
+            # (and at --temperature, if not 1)
+            variants = [("all", 1.0, "")]
             if sample_options(model, "context", shots):
-                variants.append(("context", "_context_components"))
-            for components, suffix in variants:
+                variants.append(("context", 1.0, "_context_components"))
+            if args.temperature != 1.0 and shots:
+                variants += [(c, args.temperature, f"{x}_t{args.temperature:g}")
+                             for c, _, x in variants]
+            for components, temp, suffix in variants:
                 seed_everything(args.seed)
                 with torch.no_grad():
                     samples = model.sample(bank.x[:, :shots], args.num,
-                                           **sample_options(model, components, shots))
-                what = "samples" if not suffix else "samples, prior components on the context"
+                                           **sample_options(model, components, shots, temp))
+                what = "samples" + (", prior components on the context"
+                                    if components == "context" and "_context" in suffix else "")
+                what += f", temperature {temp:g}" if temp != 1.0 else ""
                 fig, _ = plot_sample_grid(bank.x[:, :shots], samples,
                                           title=f"{name} ({protocol} test characters): "
                                                 f"{shots} shots -> {what}")
@@ -124,6 +130,8 @@ def add_figures(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=int_list, default=(1, 5), help="comma-separated")
     p.add_argument("--rows", type=positive_int, default=6)
     p.add_argument("--num", type=positive_int, default=10, help="samples per row")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="also draw the conditional grids at this prior temperature (GMN, NS)")
     p.add_argument("--attention-context", type=positive_int, default=8)
     p.add_argument("--attention-episodes", type=positive_int, default=200,
                    help="episodes averaged in the attention summary")

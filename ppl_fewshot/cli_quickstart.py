@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ppl_fewshot.cli import nonneg_int, positive_int
-from ppl_fewshot.cli_commands import components_argument, sample_options
+from ppl_fewshot.cli_commands import sample_options, sampling_arguments
 
 ZOO_DEFAULT = "models/gmn-small-mixture-omniglot.pt"
 
@@ -45,7 +45,7 @@ def add_quickstart(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--samples", type=positive_int, default=50, help="importance samples for the NLL"
     )
-    components_argument(p)
+    sampling_arguments(p)
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", default=None)
@@ -129,7 +129,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         seed_everything(args.seed)
         # five drawings of characters never seen in training -> new drawings
         shown = episode_bank(test_ds, 6, 5, 1, sampler="distinct", seed=args.seed)
-        sample_kw = sample_options(model, args.components, shown.x.shape[1])
+        sample_kw = sample_options(model, args.components, shown.x.shape[1], args.temperature)
         with torch.no_grad():
             samples = model.sample(shown.x.to(device), 10, **sample_kw).cpu()
         title = f"{name} on unseen {protocol} characters: 5 drawings (left), 10 new ones (right)"
@@ -150,7 +150,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                 ", z from the mixture prior's components on the context drawings"
                 if sample_kw.get("components") == "context"
                 else ""
-            ),
+            )
+            + (f", temperature {args.temperature:g}" if "temperature" in sample_kw else ""),
             "final_val_loss_nats_per_item": val_loss,
             "nll_by_shots": table,
             "nll_protocol": f"{args.eval_episodes} test episodes of 11 distinct drawings of one "

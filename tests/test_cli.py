@@ -239,6 +239,10 @@ def test_sample_components_of_the_mixture_prior_gmn(capsys, tmp_path) -> None:
     assert sample_options(mixture, "all", 5) == {"components": "all"}
     assert sample_options(mixture, "context", 0) == {}  # no context items: p(x)
     assert sample_options(build("gmn-small"), "context", 5) == {}
+    assert sample_options(mixture, "all", 0, 0.5) == {"temperature": 0.5}
+    assert sample_options(build("ns-small"), "context", 5, 0.5) == {"temperature": 0.5}
+    with pytest.raises(ValueError, match="no sampling temperature"):
+        sample_options(build("vae-small"), "context", 5, 0.5)
     ck = Path(__file__).resolve().parents[1] / "models" / "gmn-small-mixture-omniglot.pt"
     ctx = user_drawings(tmp_path / "mine", 2)
     drawn = []
@@ -249,6 +253,14 @@ def test_sample_components_of_the_mixture_prior_gmn(capsys, tmp_path) -> None:
         assert code == 0, err
         drawn.append(out.read_bytes())
     assert drawn[0] != drawn[1]  # the two choices draw different samples
+    out = tmp_path / "cold.png"
+    code, _, err = run(["sample", "--checkpoint", str(ck), "--context", str(ctx), "--num", "3",
+                        "--temperature", "0.3", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert out.read_bytes() != drawn[0]  # colder samples: other pixels
+    code, _, err = run(["sample", "--checkpoint", str(ck), "--context", str(ctx),
+                        "--temperature", "0", "--out", str(out)], capsys)
+    assert code == 2 and "temperature" in one_line_error(err)
     with pytest.raises(SystemExit):  # argparse refuses an unknown choice
         run(["sample", "--checkpoint", str(ck), "--components", "some"], capsys)
     assert "--components" in capsys.readouterr().err

@@ -280,3 +280,13 @@ def test_copy_distance_counts_differing_pixels_to_the_nearest_item() -> None:
     torch.testing.assert_close(copy_distance(items, context), torch.tensor([[0.0, 2 / 16, 1 / 16]]))
     with pytest.raises(ValueError, match="context"):
         copy_distance(items, context[:, :0])
+
+
+def test_sample_diversity_is_the_mean_pairwise_pixel_distance() -> None:
+    from ppl_fewshot.diagnostics import sample_diversity
+
+    items = torch.zeros(2, 3, 1, 2, 2)
+    items[0, 1, 0, 0, 0] = 1.0  # episode 0: distances 1/4, 0, 1/4 between the three pairs
+    torch.testing.assert_close(sample_diversity(items), torch.tensor([1 / 6, 0.0]))
+    with pytest.raises(ValueError, match="2 items"):
+        sample_diversity(items[:, :1])

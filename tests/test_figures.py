@@ -16,12 +16,13 @@ def test_figures_of_the_pretrained_gmn(shared_data, tmp_path, capsys) -> None:
     out = tmp_path / "fig"
     code, _, err = run(["--threads", "1", "figures", "--checkpoint", str(PRETRAINED),
                         "--protocols", "gmn28", "--shots", "0,3", "--rows", "2", "--num", "3",
-                        "--attention-episodes", "100", "--out", str(out)], capsys)
+                        "--attention-episodes", "100", "--temperature", "0.5",
+                        "--out", str(out)], capsys)
     assert code == 0, err
     made = json.loads((out / "figures.json").read_text())
     names = {Path(f).name for f in made["files"]}
     assert names == {"samples_gmn28_0shot.png", "samples_gmn28_3shot.png", "unconditional.png",
-                     "attention_gmn28.png"}
+                     "samples_gmn28_3shot_t0.5.png", "attention_gmn28.png"}
     assert all((out / n).stat().st_size > 1000 for n in names)
     att = made["attention_gmn28"]
     assert att["episodes"] == 100

@@ -109,7 +109,7 @@ def test_time_limit_stops_with_a_checkpoint_that_resumes(tmp_path, monkeypatch) 
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 5
     monkeypatch.undo()
     resumed = train(cfg(), tmp_path / "cut", resume=True, data=DATA, progress=False)
-    full = train(cfg(), tmp_path / "full", data=DATA, progress=False)
+    train(cfg(), tmp_path / "full", data=DATA, progress=False)
     assert resumed["steps"] == 20 and resumed["stopped_early"] is None
     a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["state_dict"]
     b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state_dict"]

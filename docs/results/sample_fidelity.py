@@ -17,15 +17,22 @@ context the generator sees, 5-9 the judge's reference set, 10-19 real held-out d
 - ``copy_distance`` (:func:`ppl_fewshot.diagnostics.copy_distance`) is the fraction of
   pixels in which a sample differs from the nearest drawing its model saw (the first for
   1 shot, the 5 context drawings for 0 and 5 shots; 0 for a copy); the held-out drawings'
-  distance to the 5 context drawings is the reference.
+  distance to the 5 context drawings is the reference;
+- ``diversity`` (:func:`ppl_fewshot.diagnostics.sample_diversity`) is the mean fraction of
+  differing pixels between two samples of one episode; the 10 held-out drawings' is the
+  reference;
+- ``--temperatures 1,0.5`` also samples (with 5 and 1 shots) at each temperature but 1
+  (``model.sample(..., temperature=t)``: every scale of the prior of ``z`` times ``t``),
+  stored under keys ending in ``_t<t>``: the trade of variety for fidelity.
 
 The judge was trained on ns28, whose training classes may include these characters (another
 split and another rendering of the same zips); it judges, it is not judged. Judging the
 Neural Statistician's own samples favours it.
 
 Usage: PPL_FEWSHOT_DATA=../shared/data python docs/results/sample_fidelity.py OUT CKPT...
-[--judge NS_CHECKPOINT] (writes OUT/fidelity.json, or OUT/fidelity-<judge>.json for another
-judge; S = 10 samples per episode; ~5 s per checkpoint on one thread.)
+[--judge NS_CHECKPOINT] [--temperatures 1,0.7,0.5] (writes OUT/fidelity.json, or
+OUT/fidelity-<judge>.json for another judge; S = 10 samples per episode; ~5 s per checkpoint
+and temperature on one thread.)
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from pathlib import Path
 import torch
 
 from ppl_fewshot.cli_evaluate import model_label, test_bank
-from ppl_fewshot.diagnostics import copy_distance, sample_fidelity
+from ppl_fewshot.diagnostics import copy_distance, sample_diversity, sample_fidelity
 from ppl_fewshot.inference import model_from_checkpoint
 
 JUDGE = "models/ns-medium-omniglot.pt"
@@ -49,8 +56,11 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--judge", default=JUDGE, help="a Neural Statistician checkpoint")
+    parser.add_argument("--temperatures", default="1",
+                        help="sampling temperatures, e.g. 1,0.7,0.5 (those but 1: 5 and 1 shots)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    temperatures = [float(t) for t in args.temperatures.split(",")]
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     judge, _ = model_from_checkpoint(args.judge)
@@ -70,7 +80,8 @@ def main() -> None:
 
     def judged(x: torch.Tensor, seen: torch.Tensor) -> dict:
         res = sample_fidelity(judge, x, refs, own)
-        return {**res, "copy_distance": float(copy_distance(x, seen).mean())}
+        return {**res, "copy_distance": float(copy_distance(x, seen).mean()),
+                "diversity": float(sample_diversity(x).mean())}
 
     results = {
         "protocol": f"gmn28 test, {EPISODES} seeded episodes of 20 distinct drawings "
@@ -84,16 +95,20 @@ def main() -> None:
         model, state = model_from_checkpoint(ckpt)
         model.eval()
         row = {"checkpoint": ckpt, "model": model_label(model), "step": state["step"]}
-        settings = [(5, "all"), (1, "all"), (0, "all")]
+        settings = [(5, "all", 1.0), (1, "all", 1.0), (0, "all", 1.0)]
         if getattr(model, "prior_family", None) == "mixture":
-            settings += [(5, "context"), (1, "context")]
-        for shots, components in settings:
+            settings += [(5, "context", 1.0), (1, "context", 1.0)]
+        settings += [(n, c, t) for t in temperatures if t != 1 for n, c, _ in settings if n]
+        for shots, components, t in settings:
             kw = {} if components == "all" else {"components": components}
+            if t != 1:
+                kw["temperature"] = t
             torch.manual_seed(0)
             with torch.no_grad():
                 probs = model.sample(context[:, :shots], SAMPLES, **kw)
             x = torch.bernoulli(probs)
             key = f"{shots}_shot" + ("" if components == "all" else "_context_components")
+            key += "" if t == 1 else f"_t{t:g}"
             row[key] = judged(x, context[:, :shots] if shots else context)
         results["models"].append(row)
         print(json.dumps(row), flush=True)

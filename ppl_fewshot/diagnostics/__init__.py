@@ -11,7 +11,7 @@
   orders of a sequentially factorized model (:func:`exchangeability_spread`);
 * :mod:`~ppl_fewshot.diagnostics.fidelity` -- whether samples draw the context's class,
   by a judge model (:func:`sample_fidelity`), and how close they are to copies
-  (:func:`copy_distance`);
+  (:func:`copy_distance`) or to each other (:func:`sample_diversity`);
 * :mod:`~ppl_fewshot.diagnostics.plots` -- loss curves, sample grids, NLL curves.
 
 Matplotlib and ArviZ are imported lazily, inside the functions that need them.
@@ -28,7 +28,12 @@ from ppl_fewshot.diagnostics.calibration import (
     simulate_and_draw,
 )
 from ppl_fewshot.diagnostics.exchangeability import exchangeability_spread
-from ppl_fewshot.diagnostics.fidelity import copy_distance, judge_classes, sample_fidelity
+from ppl_fewshot.diagnostics.fidelity import (
+    copy_distance,
+    judge_classes,
+    sample_diversity,
+    sample_fidelity,
+)
 from ppl_fewshot.diagnostics.plots import (
     image_grid,
     plot_attention,
@@ -68,6 +73,7 @@ __all__ = [
     "plot_sample_grid",
     "rank_uniformity_pvalues",
     "read_metrics",
+    "sample_diversity",
     "sample_fidelity",
     "summarize_khat",
     "save_figure",

@@ -12,7 +12,12 @@ characters, docs/findings.md section 10). These diagnostics look at the samples:
   context they were drawn from, with a Wilson interval. Judge a real held-out drawing of
   the same class for the ceiling, and samples drawn without a context for the floor;
 * :func:`copy_distance` -- how far each sample is from its nearest context item (the
-  fraction of differing pixels), which tells new drawings from copies.
+  fraction of differing pixels), which tells new drawings from copies;
+* :func:`sample_diversity` -- how far the samples of one context are from each other,
+  which tells varied drawings from one drawing repeated.
+
+Compare both distances with those of real drawings of the class: a sampler that gains
+fidelity by giving up variety (e.g. a temperature below 1) shows it there.
 """
 
 from __future__ import annotations
@@ -83,3 +88,16 @@ def copy_distance(items: Tensor, context: Tensor) -> Tensor:
     a = items.flatten(2).unsqueeze(2)  # [E, S, 1, D]
     b = context.flatten(2).unsqueeze(1)  # [E, 1, T, D]
     return (a != b).float().mean(-1).min(-1).values
+
+
+def sample_diversity(items: Tensor) -> Tensor:
+    """Per episode, the mean fraction of differing pixels over all pairs of its items.
+
+    ``items[E, S, *event]`` (binary, ``S >= 2``) -> ``[E]``; 0 means S copies of one item.
+    """
+    S = items.shape[1]
+    if S < 2:
+        raise ValueError(f"sample_diversity needs at least 2 items per episode, got {S}")
+    flat = items.flatten(2).float()
+    diff = (flat.unsqueeze(2) != flat.unsqueeze(1)).float().mean(-1)  # [E, S, S]
+    return diff.sum((-1, -2)) / (S * (S - 1))

@@ -262,6 +262,12 @@ class FewShotModel(PyroModule):
         return ll.reshape(B, Q)
 
 
+def check_temperature(temperature: float) -> None:
+    """Refuse a sampling temperature that is not a positive finite number."""
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+
+
 def prefix_pairs(mask: Tensor, pos: list[int]) -> tuple[Tensor, Tensor]:
     """Prefix lengths ``(before, upto)``, each ``[B, len(pos)]``, whose log-marginals give
     ``log p(x_t | x_<t) = log p(first upto items) - log p(first before items)``.

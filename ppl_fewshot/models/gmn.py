@@ -77,7 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ppl_fewshot.models.base import FewShotModel, as_mask
+from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder
 from ppl_fewshot.nn.attention import (
     MatchingController,
@@ -252,20 +252,25 @@ class GenerativeMatchingNetwork(FewShotModel):
         return log_w, loc, scale
 
     def prior_dist(
-        self, ctx: dict[str, Tensor], allowed: Tensor, components: str = "all"
+        self,
+        ctx: dict[str, Tensor],
+        allowed: Tensor,
+        components: str = "all",
+        temperature: float = 1.0,
     ) -> dist.TorchDistribution:
         """``p(z | memory)`` with batch ``[B, Q]`` and event ``[z_dim]``: a diagonal Normal,
         or with ``prior="mixture"`` a mixture of diagonal Normals over the memory items;
-        ``components="context"`` leaves out the pseudo-input's component (mixture only)."""
+        ``components="context"`` leaves out the pseudo-input's component (mixture only);
+        ``temperature`` multiplies every scale (1: the model's prior; for sampling only)."""
         if self.prior_family == "gaussian":
             loc, scale = self.prior_params(ctx, allowed)
-            return dist.Normal(loc, scale).to_event(1)
+            return dist.Normal(loc, scale * temperature).to_event(1)
         log_w, loc, scale = self.mixture_params(ctx, allowed)
         if components == "context":
             log_w = log_w.clone()
             log_w[..., : self.num_pseudo] = -math.inf
         return dist.MixtureSameFamily(
-            dist.Categorical(logits=log_w), dist.Normal(loc, scale).to_event(1)
+            dist.Categorical(logits=log_w), dist.Normal(loc, scale * temperature).to_event(1)
         )
 
     def posterior_params(
@@ -325,6 +330,7 @@ class GenerativeMatchingNetwork(FewShotModel):
         num_samples: int,
         context_mask: Tensor | None = None,
         components: str = "all",
+        temperature: float = 1.0,
     ) -> Tensor:
         """Bernoulli means ``[B, N, *event]`` of ``x' ~ p(x' | context)``, each sample on its own.
 
@@ -332,12 +338,16 @@ class GenerativeMatchingNetwork(FewShotModel):
         With the mixture prior, ``components="context"`` draws ``z`` only from the
         components on the context items, leaving out the pseudo-input's ("a drawing unlike
         any in memory"): samples of ``p(x' | context, x' like a context item)``, new drawings
-        of the context's character rather than of any character. Raises ``ValueError`` for
-        an empty context when the model has no pseudo-input, and for ``components="context"``
-        without a mixture prior or without context items.
+        of the context's character rather than of any character. ``temperature < 1``
+        narrows every scale of the prior (``z`` nearer the component means): samples more
+        faithful to the context and less varied (docs/findings.md section 11). Raises
+        ``ValueError`` for an empty context when the model has no pseudo-input, for
+        ``components="context"`` without a mixture prior or without context items, and for
+        a temperature that is not positive.
         """
         if components not in ("all", "context"):
             raise ValueError(f"components must be 'all' or 'context', got {components!r}")
+        check_temperature(temperature)
         cmask = as_mask(context, context_mask)
         has_items = context.shape[1] > 0 and bool(cmask.any(-1).all())
         if not self.pseudo_input and not has_items:
@@ -352,7 +362,7 @@ class GenerativeMatchingNetwork(FewShotModel):
             )
         with torch.no_grad():
             ctx, allowed = self._context(context, cmask, num_samples)
-            z = self.prior_dist(ctx, allowed, components).sample()
+            z = self.prior_dist(ctx, allowed, components, temperature).sample()
             return torch.sigmoid(self.likelihood_logits(z, ctx, allowed))
 
     def features(

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppl_fewshot.models.base import FewShotModel, as_mask
+from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, SetEncoder
 
 logger = logging.getLogger(__name__)
@@ -230,13 +230,19 @@ class NeuralStatistician(FewShotModel):
         return dist.Normal(q.base_dist.loc[..., 0, :], q.base_dist.scale[..., 0, :]).to_event(1)
 
     def sample(
-        self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
+        self,
+        context: Tensor,
+        num_samples: int,
+        context_mask: Tensor | None = None,
+        temperature: float = 1.0,
     ) -> Tensor:
         """``[B, N, *event]`` Bernoulli means: one ``c`` per set, then ``z ~ p(z | c)``.
 
         ``c ~ q(c | context)``; sets whose context is empty (``Tc = 0`` or all masked)
-        draw ``c ~ p(c)`` instead.
+        draw ``c ~ p(c)`` instead. ``temperature < 1`` narrows the scales of ``p(z | c)``
+        (not of ``c``): drawings nearer the typical one of the set's character.
         """
+        check_temperature(temperature)
         B, Tc = context.shape[:2]
         cmask = as_mask(context, context_mask)
         with torch.no_grad():
@@ -248,6 +254,7 @@ class NeuralStatistician(FewShotModel):
             z_above = None
             for layer in range(self.num_z_layers, 0, -1):
                 p = self.prior_z(layer, c, z_above)
+                p = dist.Normal(p.base_dist.loc, p.base_dist.scale * temperature).to_event(1)
                 if z_above is None:
                     p = p.expand(torch.Size([B, num_samples]))
                 z_above = p.sample()

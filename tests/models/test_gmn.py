@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pyro
 import pyro.distributions as dist
@@ -432,6 +433,37 @@ def test_mixture_prior_trains_and_samples():
     s0, s5 = m.sample(x[:, :0], 6), m.sample(x, 6)
     assert s0.shape == s5.shape == (2, 6, 1, 28, 28)
     assert ((s5 >= 0) & (s5 <= 1)).all() and not torch.allclose(s0, s5)
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "mixture"])
+def test_temperature_scales_the_prior_around_its_means(monkeypatch, prior):
+    m = tiny(prior=prior).eval()
+    x = binary(2, 3)
+    B, N = 2, 4000
+    loc0 = torch.linspace(-2, 2, m.z_dim)
+
+    def gaussian(ctx, allowed):
+        return loc0.expand(B, N, m.z_dim), torch.full((B, N, m.z_dim), 2.0)
+
+    def mixture(ctx, allowed):  # one component with weight: the item after the pseudo-input
+        log_w = torch.tensor([-math.inf, 0.0, -math.inf, -math.inf]).expand(B, N, 4)
+        loc = loc0.expand(B, N, 4, m.z_dim)
+        return log_w, loc, torch.full_like(loc, 2.0)
+
+    drawn = []
+    monkeypatch.setattr(m, "prior_params" if prior == "gaussian" else "mixture_params",
+                        gaussian if prior == "gaussian" else mixture)
+    monkeypatch.setattr(m, "likelihood_logits",
+                        lambda z, c, a: drawn.append(z) or torch.zeros(*z.shape[:-1], 1, 28, 28))
+    torch.manual_seed(0)
+    for t in (1.0, 0.25):
+        m.sample(x, N, temperature=t)
+    sd = [(z - loc0).std().item() for z in drawn]
+    assert sd[0] == pytest.approx(2.0, rel=0.03) and sd[1] == pytest.approx(0.5, rel=0.03)
+    assert (drawn[1] - loc0).mean().abs() < 0.02
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="temperature"):
+            m.sample(x, 2, temperature=bad)
 
 
 def test_sampling_from_the_context_components_only(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pyro
+import pyro.distributions as dist
 import pyro.poutine as poutine
 import pytest
 import torch
@@ -291,6 +292,36 @@ def test_state_dict_round_trip_and_sampling(tmp_path) -> None:
     assert s.shape == (2, 5, 1, 28, 28) and (s >= 0).all() and (s <= 1).all()
     masked = m.sample(x, 3, torch.zeros(2, 4, dtype=torch.bool))
     assert masked.shape == (2, 3, 1, 28, 28)
+
+
+def test_temperature_narrows_p_z_given_c_only(monkeypatch) -> None:
+    m = tiny(num_z_layers=2).eval()
+    x = binary(2, 4, 1, 28, 28, seed=9)
+    N = 3000
+
+    def prior_z(layer, c, z_above):  # p(z_l | ...) = N(l, 1), whatever c and z_above are
+        lead = c.shape[:-1] if z_above is None else z_above.shape[:-1]
+        loc = torch.full((*lead, m.z_dim), float(layer))
+        return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
+
+    seen = []
+
+    def likelihood(zs, c):
+        seen.append((zs, c))
+        return dist.Bernoulli(probs=torch.full((*zs[0].shape[:-1], 1, 28, 28), 0.5)).to_event(3)
+
+    monkeypatch.setattr(m, "prior_z", prior_z)
+    monkeypatch.setattr(m, "likelihood", likelihood)
+    for t in (1.0, 0.2):
+        torch.manual_seed(3)
+        m.sample(x, N, temperature=t)
+    (z1, c1), (z2, c2) = seen
+    for layer in (1, 2):
+        assert (z1[layer - 1] - layer).std().item() == pytest.approx(1.0, rel=0.03)
+        assert (z2[layer - 1] - layer).std().item() == pytest.approx(0.2, rel=0.03)
+    assert torch.equal(c1, c2)  # the same c ~ q(c | X): the character is not tempered
+    with pytest.raises(ValueError, match="temperature"):
+        m.sample(x, 2, temperature=0)
 
 
 # ------------------------------------------------------------ a short training run
