@@ -9,8 +9,13 @@
 #   - the conditional NLL on the seeded 100-episode gmn28 bank (C_test = 1; with-replacement
 #     K = 1000 and distinct K = 200), paired with gmn-small's rows of the same bank;
 #   - sample grids and attention maps (ppl-fewshot figures).
+# Then (docs/findings.md sections 12-13): the judge at sampling temperatures 1, 0.7, 0.5, 0.3;
+# the mixture prior with the image read, and with episodes of one character (C_train = 1;
+# both the same recipe otherwise, seed 0) and their rows; TARGETS.md tables 1-3 for the
+# mixture model (659 episodes C_test 1, classification, MNIST transfer).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_mixture.sh
-# (~35-45 min per training on one thread, the two side by side; ~9 min of evaluation.)
+# (~35-55 min per training on one thread, two side by side; ~9 min of evaluation, plus ~1 h
+# for the 659-episode table.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -25,7 +30,10 @@ train() {  # train OUT ARGS...: the recipe of models/gmn-small-omniglot.json
 train runs/gmn-mixture --seed 0 --set prior=mixture &
 train runs/gmn-gauss-seed1 --seed 1 &
 wait
-train runs/gmn-mixture-seed1 --seed 1 --set prior=mixture
+train runs/gmn-mixture-seed1 --seed 1 --set prior=mixture &
+train runs/gmn-mixture-imgread --seed 0 --set prior=mixture --set image_read=true &
+wait
+train runs/gmn-mixture-ctrain1 --seed 0 --set prior=mixture --classes 1  # overrides --classes 2
 M=models/gmn-small-mixture-omniglot.pt
 [ -f $M ] || ppl-fewshot export --checkpoint runs/gmn-mixture/checkpoint.pt --out $M
 ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
@@ -38,9 +46,42 @@ ev --checkpoint runs/gmn-gauss-seed1/checkpoint.pt --sampler with-replacement --
    --label "gmn-small, seed 1, 10k steps" --out $R/gmn-small-seed1-gmn28-C1-K1000-100ep
 python $R/sample_fidelity.py $R/sample-fidelity models/gmn-small-omniglot.pt \
   runs/gmn-gauss-seed1/checkpoint.pt models/gmn-small-imgread-omniglot.pt $M \
-  runs/gmn-mixture-seed1/checkpoint.pt models/ns-medium-omniglot.pt
+  runs/gmn-mixture-seed1/checkpoint.pt models/ns-medium-omniglot.pt --temperatures 1,0.7,0.5,0.3
 python $R/gmn_sampling.py $R/gmn-sampling-mixture $M
 ppl-fewshot --threads 1 figures --checkpoint $M --out $R/figures-gmn-small-mixture
 python $R/paired_nll.py $R/gmn-small-gmn28-C1-K1000-100ep $R/gmn-small-mixture-gmn28-C1-K1000-100ep
 python $R/paired_nll.py $R/gmn-small-gmn28-distinct-K200-100ep $R/gmn-small-mixture-gmn28-distinct-K200-100ep
 python $R/paired_nll.py $R/gmn-small-gmn28-C1-K1000-100ep $R/gmn-small-seed1-gmn28-C1-K1000-100ep
+# the mixture prior with the image read (paired with gmn-small-imgread) and with C_train = 1
+# (paired with the mixture model)
+variant() {  # variant RUN TAG BASE_TAG LABEL
+  local I=$1/checkpoint.pt
+  python $R/sample_fidelity.py $R/sample-fidelity-$2 $I --temperatures 1,0.5
+  ev --checkpoint $I --sampler with-replacement --samples 1000 --label "$4" \
+     --out $R/gmn-small-$2-gmn28-C1-K1000-100ep
+  ev --checkpoint $I --sampler distinct --samples 200 --label "$4" \
+     --out $R/gmn-small-$2-gmn28-distinct-K200-100ep
+  for s in C1-K1000 distinct-K200; do
+    python $R/paired_nll.py $R/gmn-small-$3-gmn28-$s-100ep $R/gmn-small-$2-gmn28-$s-100ep
+  done
+}
+variant runs/gmn-mixture-imgread mixture-imgread imgread "gmn-small, mixture prior, image read, 10k steps"
+variant runs/gmn-mixture-ctrain1 mixture-ctrain1 mixture "gmn-small, mixture prior, C_train 1, 10k steps"
+# episodes of two characters (C_test = 2, 200 episodes): what C_train = 1 gives up
+c2() { compgen -G "$3/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$1" \
+       --task nll --protocol gmn28 --classes 2 --sampler with-replacement --samples 1000 \
+       --episodes 200 --label "$2" --out "$3"; }
+c2 runs/gmn-mixture-ctrain1/checkpoint.pt "gmn-small, mixture prior, C_train 1, 10k steps" \
+   $R/gmn-small-mixture-ctrain1-gmn28-C2-K1000-200ep
+c2 $M "gmn-small, mixture prior, 10k steps" $R/gmn-small-mixture-gmn28-C2-K1000-200ep
+python $R/paired_nll.py $R/gmn-small-mixture-gmn28-C2-K1000-200ep $R/gmn-small-mixture-ctrain1-gmn28-C2-K1000-200ep
+# TARGETS.md tables 1-3 for the mixture model (as run_all.sh does for gmn-small)
+L="gmn-small, mixture prior, 10k steps"
+tev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
+        evaluate --checkpoint $M --label "$L" "$@"; }
+tev --task classify --protocol gmn28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
+    --classify-samples 10 --methods likelihood,cosine --out $R/gmn-small-mixture-gmn28-classify
+tev --task transfer --samples 1000 --episodes 200 --k-shots 1,5 --tasks 1000 \
+    --classify-samples 10 --methods likelihood,cosine --out $R/gmn-small-mixture-mnist28
+tev --task nll --protocol gmn28 --classes 1 --sampler with-replacement --samples 1000 \
+    --out $R/gmn-small-mixture-gmn28-C1-K1000
