@@ -48,7 +48,7 @@ def sampling_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=1.0,
         help="multiply every scale of the prior of z by this (GMN, NS); below 1 trades "
-        "variety for fidelity to the context (docs/findings.md section 11); default 1",
+        "variety for fidelity to the context (docs/findings.md section 12); default 1",
     )
 
 

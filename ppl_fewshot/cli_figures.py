@@ -85,7 +85,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
                     samples = model.sample(bank.x[:, :shots], args.num,
                                            **sample_options(model, components, shots, temp))
                 what = "samples" + (", prior components on the context"
-                                    if components == "context" and "_context" in suffix else "")
+                                    if components == "context" else "")
                 what += f", temperature {temp:g}" if temp != 1.0 else ""
                 fig, _ = plot_sample_grid(bank.x[:, :shots], samples,
                                           title=f"{name} ({protocol} test characters): "

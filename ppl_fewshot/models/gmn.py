@@ -335,15 +335,13 @@ class GenerativeMatchingNetwork(FewShotModel):
         """Bernoulli means ``[B, N, *event]`` of ``x' ~ p(x' | context)``, each sample on its own.
 
         ``context[B, Tc, *event]``; ``Tc = 0`` samples ``p(x)`` through the pseudo-input.
-        With the mixture prior, ``components="context"`` draws ``z`` only from the
-        components on the context items, leaving out the pseudo-input's ("a drawing unlike
-        any in memory"): samples of ``p(x' | context, x' like a context item)``, new drawings
-        of the context's character rather than of any character. ``temperature < 1``
-        narrows every scale of the prior (``z`` nearer the component means): samples more
-        faithful to the context and less varied (docs/findings.md section 11). Raises
-        ``ValueError`` for an empty context when the model has no pseudo-input, for
-        ``components="context"`` without a mixture prior or without context items, and for
-        a temperature that is not positive.
+        ``components="context"`` (mixture prior) draws ``z`` only from the components on
+        the context items, leaving out the pseudo-input's ("a drawing unlike any in
+        memory"): new drawings of the context's character rather than of any character.
+        ``temperature < 1`` narrows every scale of the prior: samples more faithful to the
+        context and less varied (docs/findings.md section 12). ``ValueError`` for an empty
+        context without pseudo-input, for ``components="context"`` without a mixture prior
+        or context items, and for a temperature that is not positive.
         """
         if components not in ("all", "context"):
             raise ValueError(f"components must be 'all' or 'context', got {components!r}")
