@@ -3,15 +3,17 @@
 #   ns:  the Neural Statistician at the paper's Omniglot size (`ns`: c 512, 1000-unit layers,
 #        conv channels 64-128-256) with three convolutions per resolution, scale floor 0.0067
 #        and sample dropout 0.1; 16 sets of 5 per step on ns28; lr 1e-3/3e-4/1e-4; seed 0.
-#   gmn: the paper-size GMN with the image read and the mixture prior; C_train 2, 10 episodes
-#        of 20 per step on gmn28; lr 1e-3/3e-4/1e-4; seed 0.
+#   gmn: the paper-size GMN with the mixture prior, trained on episodes of one character
+#        (C_train 1: the most faithful samples at gmn-small's size, docs/findings.md section
+#        13), 10 episodes of 20 per step on gmn28; lr 1e-3/3e-4/1e-4; seed 0.
 # Both get the same wall-clock budget BUDGET_S: a probe trains both side by side for
 # PROBE_S seconds (`--time-limit`) to measure their rates there, each schedule is sized to
 # 88% of the budget at its rate, and `--time-limit` stops either, with a checkpoint, if it
 # runs over. Then, side by side, each model exported in float16 and evaluated from that file:
 #   ns:  classification on the 423 ns28 test classes (5/20-way, 1/5-shot, 1000 tasks; min-KL
 #        in both directions, cosine);
-#   gmn: the NLL table, C_test 1, on the seeded 100-episode gmn28 bank, K = 1000.
+#   gmn: the NLL table, C_test 1, on the seeded 100-episode gmn28 bank, K = 1000, and the
+#        sample judge (docs/results/sample_fidelity.py, temperatures 1 and 0.5; on the CPU).
 # $OUT receives results.tar.gz (commands, logs, metrics, summaries, evaluation folders),
 # gmn.pt and ns.pt (ns.pt.part-00, -01, ... when it is over 15 MB: `cat ns.pt.part-* > ns.pt`).
 # Work files stay in $WORK (default runs/gpu-paper-size): a rerun skips finished stages.
@@ -35,15 +37,14 @@ LOG="$WORK/commands.txt"
 
 NS_ARGS="ns --protocol ns28 --batch-size 16 --set-size 5 --set encoder_depth=3
   --set min_scale=0.0067 --set sample_dropout=0.1"
-GMN_ARGS="gmn --protocol gmn28 --batch-size 10 --set-size 20 --classes 2
-  --set image_read=true --set prior=mixture"
+GMN_ARGS="gmn --protocol gmn28 --batch-size 10 --set-size 20 --classes 1 --set prior=mixture"
 NS_EVAL="--ways 5,20 --k-shots 1,5 --tasks 1000"
 GMN_EVAL="--episodes 100 --samples 1000"
 if [ "${TINY:-0}" = "1" ]; then
   NS_ARGS="ns-small --protocol ns28 --batch-size 2 --set-size 5 --set encoder_depth=3
     --set min_scale=0.0067 --set sample_dropout=0.1 --train-classes 20 --val-classes 4"
-  GMN_ARGS="gmn-small --protocol gmn28 --batch-size 2 --set-size 6 --classes 2
-    --set image_read=true --set prior=mixture --train-classes 20 --val-classes 4"
+  GMN_ARGS="gmn-small --protocol gmn28 --batch-size 2 --set-size 6 --classes 1
+    --set prior=mixture --train-classes 20 --val-classes 4"
   NS_EVAL="--ways 5 --k-shots 1 --tasks 10"
   GMN_EVAL="--episodes 2 --samples 5 --shots 0,1,3 --set-size 4"
 fi
@@ -117,7 +118,9 @@ step_of() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps
 [ -f "$WORK/gmn_nll/nll.json" ] || run eval_gmn 300 "$PY" -m ppl_fewshot.cli evaluate \
   --checkpoint "$WORK/gmn.pt" --task nll --protocol gmn28 --classes 1 $GMN_EVAL \
   --khat-episodes 0 --device "$DEVICE" --out "$WORK/gmn_nll" \
-  --label "gmn image-read, mixture prior, $(step_of gmn) steps on $DEVICE" &
+  --label "gmn, mixture prior, C_train 1, $(step_of gmn) steps on $DEVICE" &
+[ -f "$WORK/gmn_fidelity/fidelity.json" ] || run fidelity_gmn 300 "$PY" \
+  docs/results/sample_fidelity.py "$WORK/gmn_fidelity" "$WORK/gmn.pt" --temperatures 1,0.5 &
 wait
 echo "== done $(date -u +%FT%TZ)" | tee -a "$LOG"
 # 4. what comes back
