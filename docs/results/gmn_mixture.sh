@@ -33,7 +33,9 @@ wait
 train runs/gmn-mixture-seed1 --seed 1 --set prior=mixture &
 train runs/gmn-mixture-imgread --seed 0 --set prior=mixture --set image_read=true &
 wait
-train runs/gmn-mixture-ctrain1 --seed 0 --set prior=mixture --classes 1  # overrides --classes 2
+train runs/gmn-mixture-ctrain1 --seed 0 --set prior=mixture --classes 1 &  # overrides --classes 2
+train runs/gmn-mixture-ctrain1-seed1 --seed 1 --set prior=mixture --classes 1 &
+wait
 M=models/gmn-small-mixture-omniglot.pt
 [ -f $M ] || ppl-fewshot export --checkpoint runs/gmn-mixture/checkpoint.pt --out $M
 ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
@@ -54,9 +56,9 @@ python $R/paired_nll.py $R/gmn-small-gmn28-distinct-K200-100ep $R/gmn-small-mixt
 python $R/paired_nll.py $R/gmn-small-gmn28-C1-K1000-100ep $R/gmn-small-seed1-gmn28-C1-K1000-100ep
 # the mixture prior with the image read (paired with gmn-small-imgread) and with C_train = 1
 # (paired with the mixture model)
-variant() {  # variant RUN TAG BASE_TAG LABEL
+variant() {  # variant RUN TAG BASE_TAG LABEL [MORE_CHECKPOINTS_TO_JUDGE...]
   local I=$1/checkpoint.pt
-  python $R/sample_fidelity.py $R/sample-fidelity-$2 $I --temperatures 1,0.5
+  python $R/sample_fidelity.py $R/sample-fidelity-$2 $I "${@:5}" --temperatures 1,0.5
   ev --checkpoint $I --sampler with-replacement --samples 1000 --label "$4" \
      --out $R/gmn-small-$2-gmn28-C1-K1000-100ep
   ev --checkpoint $I --sampler distinct --samples 200 --label "$4" \
@@ -66,7 +68,8 @@ variant() {  # variant RUN TAG BASE_TAG LABEL
   done
 }
 variant runs/gmn-mixture-imgread mixture-imgread imgread "gmn-small, mixture prior, image read, 10k steps"
-variant runs/gmn-mixture-ctrain1 mixture-ctrain1 mixture "gmn-small, mixture prior, C_train 1, 10k steps"
+variant runs/gmn-mixture-ctrain1 mixture-ctrain1 mixture "gmn-small, mixture prior, C_train 1, 10k steps" \
+  runs/gmn-mixture-ctrain1-seed1/checkpoint.pt
 # episodes of two characters (C_test = 2, 200 episodes): what C_train = 1 gives up
 c2() { compgen -G "$3/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$1" \
        --task nll --protocol gmn28 --classes 2 --sampler with-replacement --samples 1000 \
