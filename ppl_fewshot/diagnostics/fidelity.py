@@ -77,6 +77,11 @@ def sample_fidelity(
     return {"fidelity": k / n if n else float("nan"), "interval": [lo, hi], "items": n}
 
 
+def _pixel_distances(a: Tensor, b: Tensor) -> Tensor:
+    """Fractions of differing pixels ``[E, S, T]``, ``a[E, S, *event]``, ``b[E, T, *event]``."""
+    return (a.flatten(2).unsqueeze(2) != b.flatten(2).unsqueeze(1)).float().mean(-1)
+
+
 def copy_distance(items: Tensor, context: Tensor) -> Tensor:
     """Per item, the fraction of pixels in which it differs from its nearest context item.
 
@@ -85,9 +90,7 @@ def copy_distance(items: Tensor, context: Tensor) -> Tensor:
     """
     if context.shape[1] == 0:
         raise ValueError("copy_distance needs at least one context item")
-    a = items.flatten(2).unsqueeze(2)  # [E, S, 1, D]
-    b = context.flatten(2).unsqueeze(1)  # [E, 1, T, D]
-    return (a != b).float().mean(-1).min(-1).values
+    return _pixel_distances(items, context).min(-1).values
 
 
 def sample_diversity(items: Tensor) -> Tensor:
@@ -98,6 +101,4 @@ def sample_diversity(items: Tensor) -> Tensor:
     S = items.shape[1]
     if S < 2:
         raise ValueError(f"sample_diversity needs at least 2 items per episode, got {S}")
-    flat = items.flatten(2).float()
-    diff = (flat.unsqueeze(2) != flat.unsqueeze(1)).float().mean(-1)  # [E, S, S]
-    return diff.sum((-1, -2)) / (S * (S - 1))
+    return _pixel_distances(items, items).sum((-1, -2)) / (S * (S - 1))

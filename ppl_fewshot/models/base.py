@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import Tensor
 
@@ -260,6 +261,16 @@ class FewShotModel(PyroModule):
         # the query is item Tc of its set: log p(x_q | context) = log p(x_Tc | x_<Tc)
         ll = self.conditional_log_likelihoods(xs, ms, num_particles, positions=[Tc], ais=ais)
         return ll.reshape(B, Q)
+
+
+def loc_scale(params: Tensor, min_scale: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """A diagonal Normal's loc and scale from a network output ``[..., 2 D]``.
+
+    The first half is the loc; the scale is ``softplus(second half) + min_scale`` (the floor
+    keeps ``1 / scale``, and so every KL term, bounded). Every model's Normal heads use it.
+    """
+    loc, raw = params.chunk(2, -1)
+    return loc, F.softplus(raw) + min_scale
 
 
 def check_temperature(temperature: float) -> None:

@@ -43,10 +43,9 @@ import logging
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppl_fewshot.models.base import FewShotModel, as_mask
+from ppl_fewshot.models.base import FewShotModel, as_mask, loc_scale
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder
 
 logger = logging.getLogger(__name__)
@@ -154,13 +153,11 @@ class OneShotCVAE(FewShotModel):
 
     def prior_params(self, c: Tensor) -> tuple[Tensor, Tensor]:
         """``p(z | c)``: loc and scale ``[..., z_dim]`` for embeddings ``c[..., hidden]``."""
-        loc, raw = self.prior_head(c).chunk(2, -1)
-        return loc, F.softplus(raw) + 1e-4
+        return loc_scale(self.prior_head(c))
 
     def posterior_params(self, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """``q(z | x, c)`` from item features ``h[..., hidden]`` and embeddings ``c``."""
-        loc, raw = self.post_head(torch.cat([h, c], -1)).chunk(2, -1)
-        return loc, F.softplus(raw) + 1e-4
+        return loc_scale(self.post_head(torch.cat([h, c], -1)))
 
     def likelihood_logits(self, z: Tensor, c: Tensor) -> Tensor:
         """Logits ``[..., *event]`` of ``p(x | z, c)``; ``z[..., z_dim]`` may carry extra

@@ -25,9 +25,9 @@ import logging
 
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ppl_fewshot.models.base import loc_scale
 from ppl_fewshot.models.set_latent import SetLatentModel
 from ppl_fewshot.nn import ConvDecoder, ConvEncoder, SetEncoder
 
@@ -79,10 +79,10 @@ class NeuralDeFinetti(SetLatentModel):
         return dist.Bernoulli(logits=self.decoder(a), validate_args=False).to_event(3)
 
     def guide_params(self, x: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
-        loc, raw = self.set_encoder(self.encoder(x), mask).chunk(2, -1)
+        loc, scale = loc_scale(self.set_encoder(self.encoder(x), mask))
         empty = self.set_sizes(x, mask) == 0  # [B, 1]: the posterior of no data is the prior
         loc = torch.where(empty, torch.zeros_like(loc), loc)
-        return loc, torch.where(empty, torch.ones_like(loc), F.softplus(raw) + 1e-4)
+        return loc, torch.where(empty, torch.ones_like(loc), scale)
 
     def make_q(self, params: tuple[Tensor, ...]) -> dist.Distribution:
         return dist.Normal(*params).to_event(1)

@@ -74,10 +74,9 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature
+from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder
 from ppl_fewshot.nn.attention import (
     MatchingController,
@@ -87,12 +86,6 @@ from ppl_fewshot.nn.attention import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _loc_scale(params: Tensor) -> tuple[Tensor, Tensor]:
-    """Split ``[..., 2 D]`` into a Normal's loc and scale ``softplus(raw) + 1e-4``."""
-    loc, raw = params.chunk(2, -1)
-    return loc, F.softplus(raw) + 1e-4
 
 
 class GenerativeMatchingNetwork(FewShotModel):
@@ -230,7 +223,7 @@ class GenerativeMatchingNetwork(FewShotModel):
         if self.prior_family != "gaussian":
             raise ValueError("this GMN has a mixture prior: use mixture_params or prior_dist")
         s, _, _ = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)
-        return _loc_scale(self.prior_head(s))
+        return loc_scale(self.prior_head(s))
 
     def mixture_params(
         self, ctx: dict[str, Tensor], allowed: Tensor
@@ -246,7 +239,7 @@ class GenerativeMatchingNetwork(FewShotModel):
         s, _, w = self.prior_controller(None, ctx["prior_keys"], ctx["prior_values"], allowed)
         values = ctx["prior_values"].unsqueeze(-3)  # [B, 1, M, D]
         inp = torch.cat(torch.broadcast_tensors(s.unsqueeze(-2), values), -1)
-        loc, scale = _loc_scale(self.mixture_head(inp))
+        loc, scale = loc_scale(self.mixture_head(inp))
         # clamp before the log so that masked (zero) weights get no infinite gradient
         log_w = torch.log(w[..., -1, :].clamp_min(1e-30)).masked_fill(~allowed, -math.inf)
         return log_w, loc, scale
@@ -278,7 +271,7 @@ class GenerativeMatchingNetwork(FewShotModel):
     ) -> tuple[Tensor, Tensor]:
         """``q(z | x, memory)`` for query features ``h_query[..., B, Q, hidden]``."""
         s, _, _ = self.controller(self.query_x(h_query), ctx["keys"], ctx["values"], allowed)
-        return _loc_scale(self.post_head(torch.cat([h_query, s], -1)))
+        return loc_scale(self.post_head(torch.cat([h_query, s], -1)))
 
     def likelihood_logits(self, z: Tensor, ctx: dict[str, Tensor], allowed: Tensor) -> Tensor:
         """Logits ``[..., B, Q, *event]`` of ``p(x | z, memory)``, ``z[..., B, Q, z_dim]``."""

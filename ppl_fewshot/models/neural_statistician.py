@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature
+from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, SetEncoder
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ def _normal(params: Tensor, min_scale: float) -> dist.Independent:
     nats (docs/findings.md section 2), ``exp(-5)`` is the floor of a log-variance clamped
     to ``[-10, 10]`` as in a public re-implementation.
     """
-    loc, raw = params.chunk(2, -1)
-    return dist.Normal(loc, F.softplus(raw) + min_scale).to_event(1)
+    return dist.Normal(*loc_scale(params, min_scale)).to_event(1)
 
 
 class NeuralStatistician(FewShotModel):

@@ -23,10 +23,9 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ppl_fewshot.models.base import FewShotModel, as_mask
+from ppl_fewshot.models.base import FewShotModel, as_mask, loc_scale
 from ppl_fewshot.nn import ConvDecoder, ConvEncoder
 
 
@@ -62,8 +61,7 @@ class VAE(FewShotModel):
         return dist.Normal(z0, torch.ones_like(z0)).to_event(1)
 
     def posterior_z(self, x: Tensor) -> dist.Distribution:
-        loc, raw = self.to_loc_scale(self.encoder(x)).chunk(2, -1)
-        return dist.Normal(loc, F.softplus(raw) + 1e-4).to_event(1)
+        return dist.Normal(*loc_scale(self.to_loc_scale(self.encoder(x)))).to_event(1)
 
     def likelihood(self, z: Tensor) -> dist.Distribution:
         return dist.Bernoulli(logits=self.decoder(z), validate_args=False).to_event(3)
