@@ -42,20 +42,11 @@ TINY=${GPU_CHECK_TINY:-0}
 TRAIN_S=${GPU_CHECK_TRAIN_S:-240}
 PY=${PYTHON:-python}
 mkdir -p "$OUT"
-SUMMARY="$OUT/summary.tsv"
+STAGE_DIR=$OUT
+SUMMARY="$OUT/stages.tsv"
 : > "$SUMMARY"
-
-stage() {  # stage NAME TIMEOUT_S CMD...: run, log to $OUT/NAME.log, record rc and seconds
-    local name=$1 limit=$2
-    shift 2
-    local t0=$SECONDS
-    echo "== $name: $*" | tee -a "$OUT/commands.txt"
-    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
-    local rc=$?
-    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$SUMMARY"
-    tail -n 3 "$OUT/$name.log"
-    return 0
-}
+# shellcheck source=benchmarks/stage.sh
+. "$(dirname "$0")/stage.sh"
 
 if [ "$TINY" = "1" ]; then
     BENCH_MODELS="gmn-small ns-small"

@@ -33,7 +33,7 @@ PROBE_S=${PROBE_S:-25}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PPL_FEWSHOT_CACHE=${PPL_FEWSHOT_CACHE:-$WORK/cache}
 mkdir -p "$OUT" "$WORK"
-LOG="$WORK/commands.txt"
+LOG="$WORK/commands.txt"  # also where stage() writes each command
 
 NS_ARGS="ns --protocol ns28 --batch-size 16 --set-size 5 --set encoder_depth=3
   --set min_scale=0.0067 --set sample_dropout=0.1"
@@ -49,20 +49,14 @@ if [ "${TINY:-0}" = "1" ]; then
   GMN_EVAL="--episodes 2 --samples 5 --shots 0,1,3 --set-size 4"
 fi
 
-run() {  # run NAME LIMIT_S CMD...: log to $WORK/NAME.log, append "NAME rc seconds" to summary
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  echo "$name: $*" >> "$LOG"
-  timeout "$limit" "$@" > "$WORK/$name.log" 2>&1
-  local rc=$?
-  printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$WORK/stages.tsv"
-  tail -n 2 "$WORK/$name.log"
-}
+STAGE_DIR=$WORK
+# shellcheck source=benchmarks/stage.sh
+. benchmarks/stage.sh
 train() {  # train NAME STEPS TIME_LIMIT ARGS...
   local name=$1 steps=$2 limit=$3; shift 3
   [ -f "$WORK/$name/summary.json" ] && return
   # shellcheck disable=SC2068
-  run "train_$name" "$((limit + 120))" "$PY" -m ppl_fewshot.cli train $@ --device "$DEVICE" \
+  stage "train_$name" "$((limit + 120))" "$PY" -m ppl_fewshot.cli train $@ --device "$DEVICE" \
     --lr 1e-3,3e-4,1e-4 --seed 0 --steps "$steps" --time-limit "$limit" \
     --val-every "$(( steps >= 5 ? steps / 5 : steps ))" \
     --checkpoint-every "$(( steps >= 10 ? steps / 10 : steps ))" --quiet --out "$WORK/$name"
@@ -73,9 +67,10 @@ import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 # the rate over the probe's second half: past the warm-up (CUDA context, autotuning) and
 # the other probe's start-up, so both run side by side as the real runs will
+# (too few log lines for that: from the first one; only one: the whole probe)
 b = rows[-1]
-a = next(r for r in rows if r["wall_s"] >= b["wall_s"] / 2)
-rate = (b["wall_s"] - a["wall_s"]) / (b["step"] - a["step"])
+a = next((r for r in rows if r["wall_s"] >= b["wall_s"] / 2 and r["step"] < b["step"]), rows[0])
+rate = (b["wall_s"] - a["wall_s"]) / (b["step"] - a["step"]) if a is not b else b["wall_s"] / b["step"]
 print(max(int(0.88 * float(sys.argv[2]) / rate) // 100 * 100, 100))
 EOF
 }
@@ -107,19 +102,19 @@ wait
 echo "== trained $(date -u +%FT%TZ)" | tee -a "$LOG"
 # 3. export and evaluate, side by side
 for m in ns gmn; do
-  [ -f "$WORK/$m.pt" ] || run "export_$m" 120 "$PY" -m ppl_fewshot.cli export --dtype float16 \
+  [ -f "$WORK/$m.pt" ] || stage "export_$m" 120 "$PY" -m ppl_fewshot.cli export --dtype float16 \
     --checkpoint "$WORK/$m/checkpoint.pt" --out "$WORK/$m.pt"
 done
 step_of() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$WORK/$1/summary.json"; }
-[ -f "$WORK/ns_classify/classify.json" ] || run eval_ns 300 "$PY" -m ppl_fewshot.cli evaluate \
+[ -f "$WORK/ns_classify/classify.json" ] || stage eval_ns 300 "$PY" -m ppl_fewshot.cli evaluate \
   --checkpoint "$WORK/ns.pt" --task classify --protocol ns28 $NS_EVAL \
   --methods min-kl,min-kl-reverse,cosine --device "$DEVICE" --out "$WORK/ns_classify" \
   --label "ns paper size, encoder depth 3, $(step_of ns) steps on $DEVICE" &
-[ -f "$WORK/gmn_nll/nll.json" ] || run eval_gmn 300 "$PY" -m ppl_fewshot.cli evaluate \
+[ -f "$WORK/gmn_nll/nll.json" ] || stage eval_gmn 300 "$PY" -m ppl_fewshot.cli evaluate \
   --checkpoint "$WORK/gmn.pt" --task nll --protocol gmn28 --classes 1 $GMN_EVAL \
   --khat-episodes 0 --device "$DEVICE" --out "$WORK/gmn_nll" \
   --label "gmn, mixture prior, C_train 1, $(step_of gmn) steps on $DEVICE" &
-[ -f "$WORK/gmn_fidelity/fidelity.json" ] || run fidelity_gmn 300 "$PY" \
+[ -f "$WORK/gmn_fidelity/fidelity.json" ] || stage fidelity_gmn 300 "$PY" \
   docs/results/sample_fidelity.py "$WORK/gmn_fidelity" "$WORK/gmn.pt" --temperatures 1,0.5 &
 wait
 echo "== done $(date -u +%FT%TZ)" | tee -a "$LOG"
