@@ -138,6 +138,7 @@ def _config_from_args(args: argparse.Namespace):
         set_size=args.set_size,
         num_classes=args.classes,
         sampler=args.sampler,
+        binarization=args.binarization,
         lr=args.lr,
         grad_clip=args.grad_clip,
         objective=args.objective,
@@ -258,6 +259,13 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=int_or_range, default=1, help="classes per set (C_train)")
     p.add_argument(
         "--sampler", choices=("with-replacement", "distinct"), default="with-replacement"
+    )
+    p.add_argument(
+        "--binarization",
+        choices=("fixed", "dynamic", "none"),
+        default=None,
+        help="override the protocol's training binarization; 'none' trains on grey levels "
+        "(the expected ELBO over dynamic binarizations, the guide reading grey levels)",
     )
     p.add_argument("--lr", type=float_list, default=(1e-3,), help="phases, e.g. 1e-3,3e-4,1e-4")
     p.add_argument("--grad-clip", type=float, default=10.0)

@@ -95,6 +95,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="likelihood,cosine,min-kl or auto (all the model supports)")
     p.add_argument("--tasks", type=positive_int, default=1000, help="classification tasks each")
     p.add_argument("--queries", type=positive_int, default=1, help="queries per class and task")
+    p.add_argument("--binarization", choices=("fixed", "dynamic", "none"), default=None,
+                   help="classification: override the test split's binarization ('none': "
+                        "grey-level inputs; min-KL and cosine only)")
     p.add_argument("--classify-samples", type=positive_int, default=50,
                    help="importance samples K of likelihood classification")
     p.add_argument("--fit-steps", type=positive_int, default=500,
@@ -202,6 +205,9 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
 
     plan: dict[str, Any] = {"nll": args.task in ("nll", "transfer"),
                             "classify": args.task in ("classify", "transfer")}
+    if args.binarization is not None and plan["nll"]:
+        raise ValueError("--binarization applies to classification; the NLL table scores the "
+                         "protocol's binary test data")
     if plan["nll"]:
         if not args.shots:
             raise ValueError("--shots needs at least one number of shots")
@@ -219,6 +225,9 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
         methods = args.methods or tuple(applicable_methods(model))
         for m in methods:
             check_method(model, m)
+        if args.binarization == "none" and "likelihood" in methods:
+            raise ValueError("likelihood classification scores binary data; with "
+                             "--binarization none use min-kl, min-kl-reverse or cosine")
         for n in ways:
             if n > test_ds.num_classes:
                 raise ValueError(f"{n}-way classification needs {n} classes, but {args.protocol} "
@@ -308,6 +317,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, prov, fit = _load_model(args, device)
     test_ds = load_split(proto.name, "test", data_dir=args.data_dir)
+    if args.binarization is not None:
+        test_ds = dataclasses.replace(test_ds, binarization=args.binarization)
     plan = _plan(args, model, test_ds)
     train_ds = None
     if fit is not None:
@@ -322,7 +333,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     label = f"{args.label or model_label(model)} (ppl_fewshot)"
     result: dict[str, Any] = {
         "model": model.name, "label": label, "task": args.task, "protocol": proto.name,
-        "protocol_info": proto.to_dict(), "seed": args.seed, "device": str(device),
+        "protocol_info": proto.to_dict(), "test_binarization": test_ds.binarization,
+        "seed": args.seed, "device": str(device),
         "versions": versions(), **prov,
     }
     md = [f"Protocol `{proto.name}` ({proto.description}); model `{label}`; budget: "
@@ -348,7 +360,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         rows = _classify(model, args, plan, test_ds)
         result["classification"] = rows
         md.append(f"Few-shot classification on `{proto.name}`: {args.tasks} seeded tasks per "
-                  f"setting, {args.queries} query per class; accuracy % [95% Wilson interval].\n\n"
+                  f"setting, {args.queries} query per class, test binarization "
+                  f"`{test_ds.binarization}`; accuracy % [95% Wilson interval].\n\n"
                   + classification_markdown([(label, rows)]) + "\n")
         csv.append("kind,method,ways,shots,accuracy,ci_low,ci_high,estimator\n" + "".join(
             f"classify,{r['method']},{r['ways']},{r['shots']},{r['accuracy']},{r['ci95'][0]},"

@@ -235,6 +235,8 @@ _GLYPHS: dict = {}
     (["--sampler", "distinct", "--set-size", "30"], "distinct items"),
     (["--model", "vae"], "exactly one"),
     (["--protocol", "nope"], "unknown protocol"),
+    (["--binarization", "none"], "applies to classification"),
+    (["--task", "classify", "--binarization", "none"], "likelihood classification scores"),
 ])
 def test_evaluate_bad_arguments_one_line_nothing_written(extra, needle, capsys, tmp_path,
                                                           checkpoint) -> None:
@@ -269,6 +271,15 @@ def test_evaluate_tasks_and_report(capsys, tmp_path, checkpoint) -> None:
     assert {(r["method"], r["ways"], r["shots"]) for r in res["classification"]} == {
         (m, 5, k) for m in ("likelihood", "cosine") for k in (1, 2)}
     assert "5-way 2-shot" in (out / "classify.md").read_text()
+    assert res["test_binarization"] == "fixed"
+    code, _, err = run(["evaluate", "--checkpoint", str(ck), "--task", "classify",
+                        "--protocol", "glyphs", "--ways", "5", "--k-shots", "1", "--tasks", "6",
+                        "--methods", "cosine", "--binarization", "none", "--out",
+                        str(tmp_path / "grey")], capsys)
+    assert code == 0, err
+    grey = json.loads((tmp_path / "grey" / "classify.json").read_text())
+    assert grey["test_binarization"] == "none" and len(grey["classification"]) == 1
+    assert "test binarization `none`" in (tmp_path / "grey" / "classify.md").read_text()
     assert (out / "classify.csv").read_text().count("\n") >= 5
     pix = tmp_path / "pix"
     code, _, err = run(["evaluate", "--model", "pixel-beta-bernoulli", "--task", "transfer",

@@ -117,6 +117,30 @@ def test_time_limit_stops_with_a_checkpoint_that_resumes(tmp_path, monkeypatch) 
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
+def test_binarization_override_reaches_the_loss(tmp_path, monkeypatch) -> None:
+    """``binarization="none"`` feeds grey levels (training and validation); the default
+    keeps the data's own binarization (here fixed: 100/255 < 0.5 -> no ink)."""
+    grey = make_prototype_classes(4, 5, seed=3)
+    grey.images[grey.images == 255] = 100
+    data = (grey, grey.subset([0, 1]))
+    seen: list[set] = []
+    real = trainer_mod.ELBOLoss.forward
+
+    def spy(self, x, mask=None, normalizer=None):
+        seen.append(set(x.unique().tolist()))
+        return real(self, x, mask, normalizer)
+
+    monkeypatch.setattr(trainer_mod.ELBOLoss, "forward", spy)
+    train(cfg(steps=2, val_every=2, checkpoint_every=2), tmp_path / "a", data=data,
+          progress=False)
+    assert set().union(*seen) == {0.0}
+    seen.clear()
+    train(cfg(steps=2, val_every=2, checkpoint_every=2, binarization="none"), tmp_path / "b",
+          data=data, progress=False)
+    values = sorted(set().union(*seen))
+    assert values == [0.0, pytest.approx(100 / 255)] and len(seen) >= 3
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
     real_forward = trainer_mod.ELBOLoss.forward
     calls = {"n": 0}
@@ -154,6 +178,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
         {"lr": ()},
         {"objective": "x"},
         {"sampler": "x"},
+        {"binarization": "grey"},
     ],
 )
 def test_bad_config(kw) -> None:

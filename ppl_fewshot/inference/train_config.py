@@ -24,6 +24,12 @@ class TrainConfig:
         set_size: items per set (T), or an inclusive range ``(lo, hi)``.
         num_classes: classes per set (C_train), or a range.
         sampler: ``"with-replacement"`` (GMN's) or ``"distinct"``.
+        binarization: override the protocol's training binarization (``None``: keep it).
+            ``"none"`` feeds grey levels (ink probabilities) p: the Bernoulli
+            reconstruction term sum p log theta + (1 - p) log(1 - theta) is then the
+            expectation over dynamic binarizations x ~ Bernoulli(p) of log p(x | z), and the
+            guide reads p instead of one draw x; since any guide gives a bound, the
+            objective is a lower bound on E_x[log p(x)] with less noise than a single draw.
         lr: learning rates of equal-length phases, e.g. ``(1e-3, 3e-4, 1e-4)``.
         grad_clip: max gradient norm (0 = off).
         objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
@@ -50,6 +56,7 @@ class TrainConfig:
     set_size: int | tuple[int, int] = 10
     num_classes: int | tuple[int, int] = 1
     sampler: str = "with-replacement"
+    binarization: str | None = None
     lr: tuple[float, ...] = (1e-3,)
     grad_clip: float = 10.0
     objective: str = "elbo"
@@ -97,6 +104,9 @@ class TrainConfig:
             raise ValueError(f"unknown objective {self.objective!r}; use one of {OBJECTIVES}")
         if self.sampler not in ("with-replacement", "distinct"):
             raise ValueError(f"unknown sampler {self.sampler!r}; use with-replacement or distinct")
+        if self.binarization not in (None, "fixed", "dynamic", "none"):
+            raise ValueError(f"unknown binarization {self.binarization!r}; use fixed, dynamic "
+                             "or none")
         if not self.lr:
             raise ValueError("lr needs at least one value")
 

@@ -20,6 +20,7 @@ good checkpoint stays untouched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -164,6 +165,9 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
     ckpt_path = out / "checkpoint.pt"
     device = distributed.local_device(resolve_device(config.device), info)
     train_ds, val_ds = data if data is not None else load_training_data(config)
+    if config.binarization is not None:  # TrainConfig.binarization overrides the protocol's
+        train_ds, val_ds = (dataclasses.replace(d, binarization=config.binarization)
+                            for d in (train_ds, val_ds))
     seed_everything(config.seed)  # initial weights depend on the seed only (same on all ranks)
     model = build(config.model, **config.model_overrides)
     loss_fn = ELBOLoss(model, config.objective, config.num_particles).to(device)
