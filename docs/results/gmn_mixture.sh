@@ -78,13 +78,18 @@ c2 runs/gmn-mixture-ctrain1/checkpoint.pt "gmn-small, mixture prior, C_train 1, 
    $R/gmn-small-mixture-ctrain1-gmn28-C2-K1000-200ep
 c2 $M "gmn-small, mixture prior, 10k steps" $R/gmn-small-mixture-gmn28-C2-K1000-200ep
 python $R/paired_nll.py $R/gmn-small-mixture-gmn28-C2-K1000-200ep $R/gmn-small-mixture-ctrain1-gmn28-C2-K1000-200ep
-# TARGETS.md tables 1-3 for the mixture model (as run_all.sh does for gmn-small)
-L="gmn-small, mixture prior, 10k steps"
-tev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-        evaluate --checkpoint $M --label "$L" "$@"; }
-tev --task classify --protocol gmn28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
-    --classify-samples 10 --methods likelihood,cosine --out $R/gmn-small-mixture-gmn28-classify
-tev --task transfer --samples 1000 --episodes 200 --k-shots 1,5 --tasks 1000 \
-    --classify-samples 10 --methods likelihood,cosine --out $R/gmn-small-mixture-mnist28
-tev --task nll --protocol gmn28 --classes 1 --sampler with-replacement --samples 1000 \
-    --out $R/gmn-small-mixture-gmn28-C1-K1000
+# TARGETS.md tables 1-3 (as run_all.sh does for gmn-small) for the two mixture models
+tables() {  # tables CHECKPOINT TAG LABEL
+  local M=$1 T=$2 L=$3
+  tev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
+          evaluate --checkpoint "$M" --label "$L" "$@"; }
+  tev --task nll --protocol gmn28 --classes 1 --sampler with-replacement --samples 1000 \
+      --out $R/gmn-small-$T-gmn28-C1-K1000
+  tev --task transfer --samples 1000 --episodes 200 --k-shots 1,5 --tasks 1000 \
+      --classify-samples 10 --methods likelihood,cosine --out $R/gmn-small-$T-mnist28
+  tev --task classify --protocol gmn28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
+      --classify-samples 10 --methods likelihood,cosine --out $R/gmn-small-$T-gmn28-classify
+}
+tables $M mixture "gmn-small, mixture prior, 10k steps"
+tables models/gmn-small-mixture-ctrain1-omniglot.pt mixture-ctrain1 \
+  "gmn-small, mixture prior, C_train 1, 10k steps"

@@ -11,7 +11,8 @@
 # 88% of the budget at its rate, and `--time-limit` stops either, with a checkpoint, if it
 # runs over. Then, side by side, each model exported in float16 and evaluated from that file:
 #   ns:  classification on the 423 ns28 test classes (5/20-way, 1/5-shot, 1000 tasks; min-KL
-#        in both directions, cosine);
+#        in both directions, cosine), with the protocol's binarized test inputs and with grey
+#        levels (`--binarization none`; docs/findings.md section 14);
 #   gmn: the NLL table, C_test 1, on the seeded 100-episode gmn28 bank, K = 1000, and the
 #        sample judge (docs/results/sample_fidelity.py, temperatures 1 and 0.5; on the CPU).
 # $OUT receives results.tar.gz (commands, logs, metrics, summaries, evaluation folders),
@@ -106,10 +107,14 @@ for m in ns gmn; do
     --checkpoint "$WORK/$m/checkpoint.pt" --out "$WORK/$m.pt"
 done
 step_of() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$WORK/$1/summary.json"; }
-[ -f "$WORK/ns_classify/classify.json" ] || stage eval_ns 300 "$PY" -m ppl_fewshot.cli evaluate \
-  --checkpoint "$WORK/ns.pt" --task classify --protocol ns28 $NS_EVAL \
-  --methods min-kl,min-kl-reverse,cosine --device "$DEVICE" --out "$WORK/ns_classify" \
-  --label "ns paper size, encoder depth 3, $(step_of ns) steps on $DEVICE" &
+ns_eval() {  # ns_eval TAG LABEL_SUFFIX EXTRA...: classification from the exported file
+  [ -f "$WORK/$1/classify.json" ] || stage "eval_$1" 300 "$PY" -m ppl_fewshot.cli evaluate \
+    --checkpoint "$WORK/ns.pt" --task classify --protocol ns28 $NS_EVAL \
+    --methods min-kl,min-kl-reverse,cosine --device "$DEVICE" --out "$WORK/$1" \
+    --label "ns paper size, encoder depth 3, $(step_of ns) steps on $DEVICE$2" \
+    "${@:3}"
+}
+{ ns_eval ns_classify ""; ns_eval ns_classify_grey ", grey test inputs" --binarization none; } &
 [ -f "$WORK/gmn_nll/nll.json" ] || stage eval_gmn 300 "$PY" -m ppl_fewshot.cli evaluate \
   --checkpoint "$WORK/gmn.pt" --task nll --protocol gmn28 --classes 1 $GMN_EVAL \
   --khat-episodes 0 --device "$DEVICE" --out "$WORK/gmn_nll" \

@@ -23,6 +23,11 @@ CK=$run/checkpoint.pt
 # - log p(X_c), K=5) on 200 one-shot tasks
 ev --checkpoint $CK --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
    --methods min-kl,min-kl-reverse,cosine --out $R/ns-medium-ns28-classify
+# the same tasks with grey-level test inputs instead of one Bernoulli draw (findings section 14),
+# from the shipped float16 file
+ev --checkpoint models/ns-medium-omniglot.pt --task classify --protocol ns28 --ways 5,20 \
+   --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine --binarization none \
+   --label "ns-medium, grey test inputs" --out $R/ns-medium-ns28-classify-grey
 ev --checkpoint $CK --task classify --protocol ns28 --ways 5,20 --k-shots 1 --tasks 200 \
    --methods likelihood --classify-samples 5 --out $R/ns-medium-ns28-classify-likelihood
 # Omniglot -> MNIST: 10-way 1/5-shot and the NLL table on mnist28

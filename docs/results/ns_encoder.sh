@@ -19,6 +19,8 @@ R=docs/results
 train runs/ns-enc/depth3 --set c_dim=128 --set encoder_depth=3 --seed 0
 ev --checkpoint runs/ns-enc/depth3/checkpoint.pt --label "ns-medium, encoder depth 3" \
    --out $R/ns-medium-depth3-ns28-classify
+ev --checkpoint runs/ns-enc/depth3/checkpoint.pt --binarization none \
+   --label "ns-medium, encoder depth 3, grey test inputs" --out $R/ns-medium-depth3-ns28-classify-grey
 # Learning curves (20-way 1-shot, both KL directions) of the snapshots:
 # for s in runs/ns-enc/*/snaps/*.pt; do r=$(basename "$(dirname "$(dirname "$s")")")
 #   ppl-fewshot --threads 1 evaluate --checkpoint "$s" --task classify --protocol ns28 --ways 20 \
