@@ -69,8 +69,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", default=None, help="test protocol (default gmn28; transfer: "
                                                      "mnist28)")
     p.add_argument("--train-protocol", default=None,
-                   help="where --model baselines are fitted (default: --protocol, gmn28 for "
-                        "mnist28)")
+                   help="where --model baselines are fitted (default: --protocol, gmn28 for the "
+                        "test-only MNIST protocols)")
     p.add_argument("--classes", type=positive_int, default=1, help="C_test of the NLL table")
     p.add_argument("--shots", type=int_list, default=(0, 1, 2, 3, 4, 5, 10, 19))
     p.add_argument("--set-size", type=positive_int, default=20)
@@ -322,7 +322,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plan = _plan(args, model, test_ds)
     train_ds = None
     if fit is not None:
-        tp = args.train_protocol or ("gmn28" if proto.name == "mnist28" else proto.name)
+        tp = args.train_protocol or ("gmn28" if "train" not in proto.splits else proto.name)
         train_ds = load_split(tp, "train", data_dir=args.data_dir)
     # ---- every check passed: from here on we write
     out = Path(args.out)

@@ -34,6 +34,14 @@ ev --checkpoint $CK --task classify --protocol ns28 --ways 5,20 --k-shots 1 --ta
 ev --checkpoint $CK --task transfer --ways 10 --k-shots 1,5 --tasks 1000 \
    --methods min-kl,min-kl-reverse,cosine --samples ${K:-100} --episodes 100 \
    --out $R/ns-medium-mnist28
+# ... and on the official MNIST test digits (mnist28-t10k: grey levels, seeded Bernoulli draws),
+# binarized as the protocol says and as grey levels (findings section 14)
+for b in dynamic none; do
+  ev --checkpoint models/ns-medium-omniglot.pt --task classify --protocol mnist28-t10k --ways 10 \
+     --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine --binarization $b \
+     --label "ns-medium$( [ $b = none ] && echo ', grey test inputs')" \
+     --out $R/ns-medium-mnist28-t10k$( [ $b = none ] && echo -grey)
+done
 # the conditional NLL table on gmn28 (C_test = 1, TARGETS.md table 1 layout); a set-latent
 # model needs log p(X) of 10 prefixes per episode (81 items), ~10x GMN's work per sample, so
 # K=100 on a seeded bank of 100 episodes (the bank every model gets with --episodes 100)

@@ -10,6 +10,7 @@ the train or test :class:`ClassDataset`.
 | ``lake28`` | 964 / 659 | official zips, 105 -> 28 area | fixed, 0.5 | none |
 | ``ns28`` | 1200 / 423 (seeded, pooled) | official zips, area | dynamic | rot90 x flip (train) |
 | ``mnist28`` | - / 10 digits | GMN binarized MNIST test | fixed (as stored) | none |
+| ``mnist28-t10k`` | - / 10 digits | official t10k grey levels | dynamic | none |
 | ``glyphs`` | 80% / 20% of alphabets | synthetic Pyro glyphs | fixed | none |
 """
 
@@ -93,6 +94,12 @@ _PROTOCOLS: dict[str, Protocol] = {
                  num_train_classes=None, num_test_classes=10,
                  description="GMN binarized MNIST test digits, each class cut to the "
                              "smallest digit count by a seeded choice", splits=("test",)),
+        Protocol("mnist28-t10k", "mnist/t10k-images-idx3-ubyte.gz + t10k-labels",
+                 "test only: the 10 digits", binarization="dynamic",
+                 test_binarization="dynamic", num_train_classes=None, num_test_classes=10,
+                 description="official MNIST test digits (grey levels, seeded Bernoulli "
+                             "pixels), each class cut to the smallest digit count by a seeded "
+                             "choice", splits=("test",)),
         Protocol("glyphs", "ppl_fewshot.data.glyphs.make_glyphs (synthetic)",
                  "seeded 80% of alphabets train / 20% test", sampler="distinct",
                  description="synthetic stroke glyphs, 200 characters of 20 tokens"),
@@ -189,6 +196,13 @@ def load_split(protocol: str | Protocol, split: str, data_dir: str | os.PathLike
         from ppl_fewshot.data.gmn import class_dataset_from_labels, load_gmn_mnist
 
         images, labels = load_gmn_mnist("test", data_dir)
+        ds = class_dataset_from_labels(images, labels, seed=p.split_seed,
+                                       binarization=binarization)
+    elif p.name == "mnist28-t10k":
+        from ppl_fewshot.data.gmn import class_dataset_from_labels
+        from ppl_fewshot.data.mnist import load_mnist_idx
+
+        images, labels = load_mnist_idx("test", data_dir)
         ds = class_dataset_from_labels(images, labels, seed=p.split_seed,
                                        binarization=binarization)
     elif p.name == "glyphs":

@@ -31,7 +31,8 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_registry():
-    assert available_protocols() == ["glyphs", "gmn28", "lake28", "mnist28", "ns28"]
+    assert available_protocols() == ["glyphs", "gmn28", "lake28", "mnist28", "mnist28-t10k",
+                                     "ns28"]
     p = get_protocol("gmn28")
     assert isinstance(p, Protocol) and get_protocol(p) is p
     assert p.sampler == "with-replacement" and p.binarization == "fixed"
@@ -80,6 +81,16 @@ def test_mnist28_and_idx(data_dir):
     assert images.shape == (10000, 1, 28, 28) and images.dtype == torch.uint8
     assert torch.bincount(labels).tolist() == MNIST_TEST_COUNTS
     assert int(images.max()) == 255 and int(images.min()) == 0
+    t10k = load_split("mnist28-t10k", "test")  # the official digits, grey levels kept
+    assert t10k.images.shape == (10, 892, 1, 28, 28) and t10k.binarization == "dynamic"
+    assert len(t10k.images.unique()) > 200
+    for d in (0, 5, 9):  # every digit is an official test digit of that class
+        pool = images.flatten(1)[labels == d]
+        assert bool((t10k.images[d, :20].flatten(1)[:, None] == pool[None]).all(-1).any(-1).all())
+    g = torch.Generator().manual_seed(0)
+    drawn = t10k.to_float(t10k.images[:, :50], generator=g)
+    assert set(drawn.unique().tolist()) == {0.0, 1.0}
+    assert abs(drawn.mean().item() - t10k.images[:, :50].float().mean().item() / 255) < 2e-3
 
 
 def _write_idx(path, magic, dims, payload):
