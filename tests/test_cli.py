@@ -293,3 +293,15 @@ def test_every_zoo_checkpoint_has_a_card() -> None:
         assert "ppl-fewshot" in card["train_command"] and " train " in card["train_command"]
         assert card["protocol"]
         assert ck.stat().st_size < 8_000_000
+
+
+def test_train_binarization_flag_reaches_the_config() -> None:
+    from ppl_fewshot.cli import build_parser
+    from ppl_fewshot.cli_commands import _config_from_args
+
+    parse = build_parser().parse_args
+    assert _config_from_args(parse(["train", "ns-small"])).binarization is None
+    cfg = _config_from_args(parse(["train", "ns-small", "--binarization", "none"]))
+    assert cfg.binarization == "none" and TrainConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(SystemExit):
+        parse(["train", "ns-small", "--binarization", "grey"])
