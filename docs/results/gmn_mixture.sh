@@ -15,7 +15,7 @@
 # mixture model (659 episodes C_test 1, classification, MNIST transfer).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_mixture.sh
 # (~35-55 min per training on one thread, two side by side; ~9 min of evaluation, plus ~1 h
-# for the 659-episode table.)
+# for each 659-episode table and ~1.5 h for each model's tables 2-3.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -93,3 +93,4 @@ tables() {  # tables CHECKPOINT TAG LABEL
 tables $M mixture "gmn-small, mixture prior, 10k steps"
 tables models/gmn-small-mixture-ctrain1-omniglot.pt mixture-ctrain1 \
   "gmn-small, mixture prior, C_train 1, 10k steps"
+python $R/paired_nll.py $R/gmn-small-mixture-gmn28-C1-K1000 $R/gmn-small-mixture-ctrain1-gmn28-C1-K1000
