@@ -37,10 +37,10 @@ ev --checkpoint $CK --task transfer --ways 10 --k-shots 1,5 --tasks 1000 \
 # ... and on the official MNIST test digits (mnist28-t10k: grey levels, seeded Bernoulli draws),
 # binarized as the protocol says and as grey levels (findings section 14)
 for b in dynamic none; do
+  if [ $b = none ]; then sfx=-grey lab=", grey test inputs"; else sfx="" lab=""; fi
   ev --checkpoint models/ns-medium-omniglot.pt --task classify --protocol mnist28-t10k --ways 10 \
      --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine --binarization $b \
-     --label "ns-medium$( [ $b = none ] && echo ', grey test inputs')" \
-     --out $R/ns-medium-mnist28-t10k$( [ $b = none ] && echo -grey)
+     --label "ns-medium$lab" --out $R/ns-medium-mnist28-t10k$sfx
 done
 # the conditional NLL table on gmn28 (C_test = 1, TARGETS.md table 1 layout); a set-latent
 # model needs log p(X) of 10 prefixes per episode (81 items), ~10x GMN's work per sample, so

@@ -28,9 +28,10 @@ ev --checkpoint runs/ns-enc/depth3/checkpoint.pt --binarization none \
 # done   (each classify.json names its checkpoint's step under training_budget)
 # Omniglot -> MNIST on the official test digits, binarized and grey (findings section 14)
 for b in dynamic none; do
-  out=$R/ns-medium-depth3-mnist28-t10k$( [ $b = none ] && echo -grey)
+  if [ $b = none ]; then sfx=-grey lab=", grey test inputs"; else sfx="" lab=""; fi
+  out=$R/ns-medium-depth3-mnist28-t10k$sfx
   compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --task classify \
     --checkpoint runs/ns-enc/depth3/checkpoint.pt --protocol mnist28-t10k --ways 10 \
     --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine --binarization $b \
-    --label "ns-medium, encoder depth 3$( [ $b = none ] && echo ', grey test inputs')" --out "$out"
+    --label "ns-medium, encoder depth 3$lab" --out "$out"
 done

@@ -22,7 +22,8 @@ train runs/ns-grey/medium --set c_dim=128 --binarization none --seed 0 &
 train runs/ns-grey/depth3 --set c_dim=128 --set encoder_depth=3 --binarization none --seed 0 &
 wait
 for r in medium depth3; do
-  label="ns-medium$( [ $r = depth3 ] && echo ', encoder depth 3'), trained on grey levels"
+  if [ $r = medium ]; then label="ns-medium"; else label="ns-medium, encoder depth 3"; fi
+  label="$label, trained on grey levels"
   ev --checkpoint runs/ns-grey/$r/checkpoint.pt --label "$label" --out $R/ns-grey-$r-ns28-classify
   ev --checkpoint runs/ns-grey/$r/checkpoint.pt --label "$label, grey test inputs" \
      --binarization none --out $R/ns-grey-$r-ns28-classify-grey
