@@ -369,3 +369,15 @@ def test_evaluate_with_annealing_records_it_in_result_and_report(capsys, tmp_pat
                         "--no-plot"], capsys)
     assert code == 0, err
     assert "| 2, AIS 3 |" in (tmp_path / "r.md").read_text()
+
+
+def test_report_puts_every_mnist_protocol_under_transfer() -> None:
+    row = {"method": "min-kl", "ways": 10, "shots": 1, "accuracy": 56.3, "ci95": [55.4, 57.3]}
+    text = render_report([{"label": f"ns-{p} (ppl_fewshot)", "task": "classify", "protocol": p,
+                           "_file": "f", "classification": [row]}
+                          for p in ("mnist28-t10k", "ns28")])
+    start = text.index("## 4. Transfer to MNIST")
+    transfer = text[start:text.index("\n## ", start + 1)]
+    omniglot = text[text.index("## 2. Few-shot"):text.index("## 3. Transfer")]
+    assert "ns-mnist28-t10k" in transfer and "ns-mnist28-t10k" not in omniglot
+    assert "ns-ns28" in omniglot and "ns-ns28" not in transfer

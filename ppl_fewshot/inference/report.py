@@ -216,7 +216,8 @@ def classification_markdown(rows: list[tuple[str, list[dict[str, Any]]]],
 
 
 def _is_mnist(r: dict[str, Any]) -> bool:
-    return r.get("protocol") == "mnist28"
+    """MNIST test protocols (``mnist28``, ``mnist28-t10k``): the transfer sections."""
+    return str(r.get("protocol", "")).startswith("mnist28")
 
 
 def _row_label(r: dict[str, Any]) -> str:
