@@ -94,3 +94,4 @@ tables $M mixture "gmn-small, mixture prior, 10k steps"
 tables models/gmn-small-mixture-ctrain1-omniglot.pt mixture-ctrain1 \
   "gmn-small, mixture prior, C_train 1, 10k steps"
 python $R/paired_nll.py $R/gmn-small-mixture-gmn28-C1-K1000 $R/gmn-small-mixture-ctrain1-gmn28-C1-K1000
+python $R/paired_nll.py $R/gmn-small-mixture-mnist28 $R/gmn-small-mixture-ctrain1-mnist28
