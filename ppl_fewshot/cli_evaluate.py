@@ -322,7 +322,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plan = _plan(args, model, test_ds)
     train_ds = None
     if fit is not None:
-        tp = args.train_protocol or ("gmn28" if "train" not in proto.splits else proto.name)
+        tp = args.train_protocol or ("gmn28" if proto.transfer_only else proto.name)
         train_ds = load_split(tp, "train", data_dir=args.data_dir)
     # ---- every check passed: from here on we write
     out = Path(args.out)

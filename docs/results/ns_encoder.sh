@@ -27,11 +27,10 @@ ev --checkpoint runs/ns-enc/depth3/checkpoint.pt --binarization none \
 #     --k-shots 1 --tasks 1000 --methods min-kl,min-kl-reverse --out "runs/ns-enc/ev/$r-$(basename "$s" .pt)"
 # done   (each classify.json names its checkpoint's step under training_budget)
 # Omniglot -> MNIST on the official test digits, binarized and grey (findings section 14)
+# (ev's --protocol / --ways / --k-shots defaults are overridden by the later flags)
 for b in dynamic none; do
   if [ $b = none ]; then sfx=-grey lab=", grey test inputs"; else sfx="" lab=""; fi
-  out=$R/ns-medium-depth3-mnist28-t10k$sfx
-  compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --task classify \
-    --checkpoint runs/ns-enc/depth3/checkpoint.pt --protocol mnist28-t10k --ways 10 \
-    --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine --binarization $b \
-    --label "ns-medium, encoder depth 3$lab" --out "$out"
+  ev --checkpoint runs/ns-enc/depth3/checkpoint.pt --protocol mnist28-t10k --ways 10 \
+     --binarization $b --label "ns-medium, encoder depth 3$lab" \
+     --out $R/ns-medium-depth3-mnist28-t10k$sfx
 done

@@ -65,6 +65,11 @@ class Protocol:
     description: str = ""
     splits: tuple[str, ...] = ("train", "test")
 
+    @property
+    def transfer_only(self) -> bool:
+        """No training split: a transfer target (models come from another protocol)."""
+        return "train" not in self.splits
+
     def to_dict(self) -> dict:
         """Plain JSON-able fields, for result files and checkpoints."""
         return dataclasses.asdict(self)

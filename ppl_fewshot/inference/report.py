@@ -24,6 +24,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ppl_fewshot.data import get_protocol
+
 logger = logging.getLogger(__name__)
 
 SHOTS_COLUMNS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 19)
@@ -216,8 +218,12 @@ def classification_markdown(rows: list[tuple[str, list[dict[str, Any]]]],
 
 
 def _is_mnist(r: dict[str, Any]) -> bool:
-    """MNIST test protocols (``mnist28``, ``mnist28-t10k``): the transfer sections."""
-    return str(r.get("protocol", "")).startswith("mnist28")
+    """Results on a transfer-only protocol (``mnist28``, ``mnist28-t10k``) go to the MNIST
+    sections; unknown protocol names (synthetic data in tests) to the Omniglot ones."""
+    try:
+        return get_protocol(str(r.get("protocol"))).transfer_only
+    except KeyError:
+        return False
 
 
 def _row_label(r: dict[str, Any]) -> str:

@@ -38,6 +38,8 @@ def test_registry():
     assert p.sampler == "with-replacement" and p.binarization == "fixed"
     assert get_protocol("ns28").augmentation == ("rot90", "flip")
     assert get_protocol("ns28").binarization == "dynamic"
+    assert [n for n in available_protocols() if get_protocol(n).transfer_only] == [
+        "mnist28", "mnist28-t10k"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.name = "x"
     with pytest.raises(KeyError, match="gmn28.*lake28"):
