@@ -91,6 +91,11 @@ class NeuralStatistician(FewShotModel):
         num_heads: heads of attention pooling.
         encoder_depth: convolutions per resolution of the shared encoder (the paper: 3).
         min_scale: floor added to every Normal scale of the model and guide (> 0).
+        layer_norm: normalize every hidden layer of every network per item (``LayerNorm``,
+            ``GroupNorm(1, C)`` on feature maps). The paper uses batch normalization in all
+            layers; without any, the paper-size model (1000-unit layers, encoder depth 3)
+            diverges at Adam's 1e-3 within tens of steps (docs/findings.md section 15).
+            Per-item normalization never couples the sets of a batch.
         event_shape: shape of one item.
     """
 
@@ -108,6 +113,7 @@ class NeuralStatistician(FewShotModel):
         num_heads: int = 4,
         encoder_depth: int = 1,
         min_scale: float = 1e-4,
+        layer_norm: bool = False,
         event_shape: tuple[int, ...] = (1, 28, 28),
     ) -> None:
         super().__init__(tuple(event_shape))
@@ -120,20 +126,23 @@ class NeuralStatistician(FewShotModel):
         self.c_dim, self.z_dim, self.num_z_layers = c_dim, z_dim, num_z_layers
         self.sample_dropout, self.min_scale = float(sample_dropout), float(min_scale)
         L = num_z_layers
+        ln = bool(layer_norm)
         self.encoder = ConvEncoder(
-            hidden, channels, in_channels=self.event_shape[0], depth=encoder_depth
+            hidden, channels, in_channels=self.event_shape[0], depth=encoder_depth, layer_norm=ln
         )
-        self.statistic = SetEncoder(hidden, 2 * c_dim, hidden, pooling, num_heads)
+        self.statistic = SetEncoder(hidden, 2 * c_dim, hidden, pooling, num_heads, ln)
         # index l-1 holds the networks of layer z_l; the top layer has no z above it
         self.prior_nets = nn.ModuleList(
-            MLP(c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim)
+            MLP(c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim, ln)
             for l in range(1, L + 1)
         )
         self.posterior_nets = nn.ModuleList(
-            MLP(hidden + c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim)
+            MLP(hidden + c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim, ln)
             for l in range(1, L + 1)
         )
-        self.decoder = ConvDecoder(L * z_dim + c_dim, channels, out_channels=self.event_shape[0])
+        self.decoder = ConvDecoder(
+            L * z_dim + c_dim, channels, out_channels=self.event_shape[0], layer_norm=ln
+        )
         self.register_buffer("_zero", torch.zeros(()))
 
     # ------------------------------------------------------------------ names

@@ -19,15 +19,34 @@ def _flat_apply(module: nn.Module, x: Tensor, n_event: int) -> Tensor:
     return y.reshape(*lead, *y.shape[1:])
 
 
-class MLP(nn.Module):
-    """A multilayer perceptron ``in_dim -> hidden* -> out_dim`` with ELU activations."""
+def _norm(channels: int, layer_norm: bool, conv: bool = False) -> list[nn.Module]:
+    """The normalization after a hidden layer: none, or one that sees a single item.
 
-    def __init__(self, in_dim: int, hidden: list[int] | tuple[int, ...], out_dim: int) -> None:
+    ``LayerNorm`` over a vector, ``GroupNorm(1, C)`` over a feature map (the same
+    normalization over channels and pixels): each item is normalized by its own statistics,
+    so unlike batch normalization nothing couples the items or sets of a batch, and
+    training and evaluation compute the same function.
+    """
+    if not layer_norm:
+        return []
+    return [nn.GroupNorm(1, channels) if conv else nn.LayerNorm(channels)]
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron ``in_dim -> hidden* -> out_dim`` with ELU activations.
+
+    ``layer_norm`` puts a ``LayerNorm`` before each hidden activation (not on the output).
+    """
+
+    def __init__(
+        self, in_dim: int, hidden: list[int] | tuple[int, ...], out_dim: int,
+        layer_norm: bool = False,
+    ) -> None:
         super().__init__()
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(a, b), nn.ELU()]
+            layers += [nn.Linear(a, b), *_norm(b, layer_norm), nn.ELU()]
         layers.append(nn.Linear(dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
 
@@ -48,10 +67,13 @@ class ConvEncoder(nn.Module):
         channels: channels of the first convolution (doubled at each stride).
         in_channels: image channels.
         depth: convolutions per resolution (>= 1).
+        layer_norm: normalize each item's feature maps (``GroupNorm(1, C)``) and feature
+            vector (``LayerNorm``) before every activation.
     """
 
     def __init__(
-        self, out_dim: int = 256, channels: int = 32, in_channels: int = 1, depth: int = 1
+        self, out_dim: int = 256, channels: int = 32, in_channels: int = 1, depth: int = 1,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -60,11 +82,13 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for c in (channels, 2 * channels, 4 * channels):  # 28 -> 14 -> 7 -> 4
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.ELU()]
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), *_norm(c, layer_norm, True),
+                       nn.ELU()]
             for _ in range(depth - 1):
-                layers += [nn.Conv2d(c, c, 3, padding=1), nn.ELU()]
+                layers += [nn.Conv2d(c, c, 3, padding=1), *_norm(c, layer_norm, True), nn.ELU()]
             c_in = c
-        layers += [nn.Flatten(), nn.Linear(4 * channels * 4 * 4, out_dim), nn.ELU()]
+        layers += [nn.Flatten(), nn.Linear(4 * channels * 4 * 4, out_dim),
+                   *_norm(out_dim, layer_norm), nn.ELU()]
         self.net = nn.Sequential(*layers)
 
     def _forward(self, x: Tensor) -> Tensor:
@@ -84,20 +108,27 @@ class ConvDecoder(nn.Module):
         skip_channels: channels of an optional full-resolution input ``skip[..., S, 28, 28]``
             (e.g. a prototype image read from a memory), concatenated with the upsampled
             features and merged by one more convolution before the output layer; 0: none.
+        layer_norm: normalize each item's features before every hidden activation, as
+            :class:`ConvEncoder` does.
     """
 
     def __init__(
-        self, in_dim: int, channels: int = 32, out_channels: int = 1, skip_channels: int = 0
+        self, in_dim: int, channels: int = 32, out_channels: int = 1, skip_channels: int = 0,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         c = channels
         self.c = c
         self.skip_channels = skip_channels
-        self.fc = nn.Sequential(nn.Linear(in_dim, 4 * c * 7 * 7), nn.ELU())
-        self.net = nn.Sequential(
+        self.fc = nn.Sequential(
+            nn.Linear(in_dim, 4 * c * 7 * 7), *_norm(4 * c * 7 * 7, layer_norm), nn.ELU()
+        )
+        self.net = nn.Sequential(  # flat, so that checkpoints without norms keep their keys
             nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1),  # 14
+            *_norm(2 * c, layer_norm, True),
             nn.ELU(),
             nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1),  # 28
+            *_norm(c, layer_norm, True),
             nn.ELU(),
             nn.Conv2d(c, out_channels, 3, padding=1),
         )
@@ -108,9 +139,9 @@ class ConvDecoder(nn.Module):
         y = _cpu_channels_last(self.fc(h).reshape(-1, 4 * self.c, 7, 7))
         if skip is None:
             return self.net(y)
-        y = self.net[:4](y)
+        y = self.net[:-1](y)
         y = self.merge(torch.cat([y, _cpu_channels_last(skip)], 1))
-        return self.net[4](y)
+        return self.net[-1](y)
 
     def forward(self, h: Tensor, skip: Tensor | None = None) -> Tensor:
         """Logits ``[..., out_channels, 28, 28]``; pass ``skip[..., S, 28, 28]`` iff S > 0."""

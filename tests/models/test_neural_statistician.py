@@ -274,6 +274,36 @@ def test_encoder_depth_adds_same_width_convolutions() -> None:
         tiny(encoder_depth=0)
 
 
+def test_layer_norm_normalizes_each_item_alone() -> None:
+    def norms(m):
+        return [mod for mod in m.modules() if isinstance(mod, (torch.nn.LayerNorm, torch.nn.GroupNorm))]
+
+    plain, m = tiny(encoder_depth=2), tiny(encoder_depth=2, num_z_layers=2, layer_norm=True)
+    assert not norms(plain) and len(norms(m)) == 6 + 1 + 2 + 2 * 2 * 2 + 3  # enc, stat, z nets, dec
+    assert build("ns", **m.config()).config()["layer_norm"] is True
+    # without it the decoder keeps the parameter names of checkpoints made before the option
+    assert [k for k in plain.decoder.state_dict() if k.startswith("net.")] == [
+        f"net.{i}.{w}" for i in (0, 2, 4) for w in ("weight", "bias")
+    ]
+    x = binary(3, 5, 1, 28, 28, seed=11)
+    y = x.clone()
+    y[1:] = binary(2, 5, 1, 28, 28, seed=12)  # other sets of the batch change
+    q, qy = m.context_posterior(x), m.context_posterior(y)
+    assert torch.equal(m.prepare(x)["h"][0], m.prepare(y)["h"][0])
+    assert torch.equal(q.base_dist.loc[0], qy.base_dist.loc[0])
+    assert not torch.allclose(q.base_dist.loc[1], qy.base_dist.loc[1])
+    perm = torch.tensor([4, 0, 3, 1, 2])  # still permutation invariant (the norms' reductions
+    qp = m.context_posterior(x[:, perm])  # may round differently at another batch position)
+    assert torch.allclose(qp.base_dist.loc, q.base_dist.loc, atol=1e-6, rtol=0)
+    pyro.set_rng_seed(3)
+    lw_train = m.train().log_weights(x, None, 4)
+    pyro.set_rng_seed(3)
+    assert torch.equal(m.eval().log_weights(x, None, 4), lw_train)  # no batch statistics
+    loss = Trace_ELBO().differentiable_loss(m.model, m.guide, x)
+    loss.backward()
+    assert all(mod.weight.grad is not None for mod in norms(m))
+
+
 def test_state_dict_round_trip_and_sampling(tmp_path) -> None:
     m = tiny(num_z_layers=2).eval()
     path = tmp_path / "ns.pt"
