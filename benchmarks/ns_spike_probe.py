@@ -1,0 +1,93 @@
+"""Where the paper-size Neural Statistician's loss spikes come from: the ELBO's terms per step.
+
+Trains ``ns`` (paper size, encoder depth 3, scale floor 0.0067, sample dropout 0.1, or any
+``--set`` override) on ns28 with Adam at one learning rate, 16 sets of 5 per step, gradient
+norm clipped at 10 as the trainer does, and writes one JSON line every 5 steps and at every
+step whose loss exceeds 400 nats/item: the step's loss, the gradient norm before clipping,
+and, for a fresh draw after the update, the reconstruction term, KL(c) and KL(z) per item
+(one-sample estimates) with the extremes of the Normal parameters they come from
+(docs/findings.md section 15).
+
+    PPL_FEWSHOT_DATA=../shared/data python benchmarks/ns_spike_probe.py --steps 400 \\
+        --lr 1e-3 [--set layer_norm=true] --out spikes.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import pyro
+import torch
+from pyro import poutine
+
+from ppl_fewshot.data.episodes import EpisodeSampler
+from ppl_fewshot.data.protocols import load_split
+from ppl_fewshot.inference.objectives import ELBOLoss
+from ppl_fewshot.models import build
+
+
+def _normal(fn):
+    """The Normal inside a site's (masked, independent) distribution."""
+    while not hasattr(fn, "scale"):
+        fn = fn.base_dist
+    return fn
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="model setting override, repeatable")
+    p.add_argument("--out", required=True, help="JSON lines file")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    pyro.set_rng_seed(0)
+    settings = {"encoder_depth": 3, "min_scale": 0.0067, "sample_dropout": 0.1}
+    settings.update({k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)})
+    m = build("ns", **settings)
+    loss_fn = ELBOLoss(m)
+    opt = torch.optim.Adam(loss_fn.parameters(), lr=args.lr)
+    sampler = EpisodeSampler(load_split("ns28", "train"), 16, 5, seed=0)
+    t0 = time.perf_counter()
+    with open(args.out, "w") as out:
+        for step in range(args.steps):
+            ep = sampler.sample()
+            x, mask = ep.x, ep.mask
+            loss = loss_fn(x, mask)
+            opt.zero_grad()
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(loss_fn.parameters(), 10.0)
+            opt.step()
+            if step % 5 and loss.item() <= 400:
+                continue
+            with torch.no_grad():
+                ctx = m.prepare(x, mask)
+                gt = poutine.trace(m.guide).get_trace(x, mask, ctx)
+                mt = poutine.trace(poutine.replay(m.model, trace=gt)).get_trace(x, mask, ctx)
+                n = mask.sum().item()
+
+                def kl(site: str) -> float:
+                    v = gt.nodes[site]["value"]
+                    lq = gt.nodes[site]["fn"].log_prob(v)
+                    return (lq - mt.nodes[site]["fn"].log_prob(v)).sum().item() / n
+
+                pz, qz, qc = (_normal(t.nodes[k]["fn"]) for t, k in ((mt, "z"), (gt, "z"), (gt, "c")))
+                row = {
+                    "step": step, "loss": loss.item(), "grad_norm": gn.item(),
+                    "rec": -mt.nodes["x"]["fn"].log_prob(x).sum().item() / n,
+                    "kl_c": kl("c"), "kl_z": kl("z"),
+                    "pz_scale_min": pz.scale.min().item(), "pz_loc_absmax": pz.loc.abs().max().item(),
+                    "qz_loc_absmax": qz.loc.abs().max().item(),
+                    "qc_loc_absmax": qc.loc.abs().max().item(),
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                }
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+
+
+if __name__ == "__main__":
+    main()
