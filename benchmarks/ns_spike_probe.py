@@ -35,11 +35,37 @@ def _normal(fn):
     return fn
 
 
+@torch.no_grad()
+def elbo_terms(model, x: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """One draw of the guide: reconstruction, KL(c) and KL(z) per item (single-sample
+    estimates whose sum is ``Trace_ELBO``'s loss on the same draw) and the extremes of the
+    Normals behind them. A Neural Statistician with one ``z`` layer."""
+    ctx = model.prepare(x, mask)
+    gt = poutine.trace(model.guide).get_trace(x, mask, ctx)
+    mt = poutine.trace(poutine.replay(model.model, trace=gt)).get_trace(x, mask, ctx)
+    n = mask.sum().item()
+
+    def kl(site: str) -> float:
+        v = gt.nodes[site]["value"]
+        lq, lp = gt.nodes[site]["fn"].log_prob(v), mt.nodes[site]["fn"].log_prob(v)
+        return (lq - lp).sum().item() / n
+
+    pz, qz, qc = (_normal(t.nodes[k]["fn"]) for t, k in ((mt, "z"), (gt, "z"), (gt, "c")))
+    return {
+        "rec": -mt.nodes["x"]["fn"].log_prob(x).sum().item() / n, "kl_c": kl("c"), "kl_z": kl("z"),
+        "pz_scale_min": pz.scale.min().item(), "pz_loc_absmax": pz.loc.abs().max().item(),
+        "qz_loc_absmax": qz.loc.abs().max().item(), "qc_loc_absmax": qc.loc.abs().max().item(),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", default="ns", help="a Neural Statistician of the registry")
+    p.add_argument("--protocol", default="ns28")
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="model setting override, repeatable")
     p.add_argument("--out", required=True, help="JSON lines file")
@@ -48,10 +74,10 @@ def main() -> None:
     pyro.set_rng_seed(0)
     settings = {"encoder_depth": 3, "min_scale": 0.0067, "sample_dropout": 0.1}
     settings.update({k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)})
-    m = build("ns", **settings)
+    m = build(args.model, **settings)
     loss_fn = ELBOLoss(m)
     opt = torch.optim.Adam(loss_fn.parameters(), lr=args.lr)
-    sampler = EpisodeSampler(load_split("ns28", "train"), 16, 5, seed=0)
+    sampler = EpisodeSampler(load_split(args.protocol, "train"), args.batch_size, 5, seed=0)
     t0 = time.perf_counter()
     with open(args.out, "w") as out:
         for step in range(args.steps):
@@ -64,27 +90,8 @@ def main() -> None:
             opt.step()
             if step % 5 and loss.item() <= 400:
                 continue
-            with torch.no_grad():
-                ctx = m.prepare(x, mask)
-                gt = poutine.trace(m.guide).get_trace(x, mask, ctx)
-                mt = poutine.trace(poutine.replay(m.model, trace=gt)).get_trace(x, mask, ctx)
-                n = mask.sum().item()
-
-                def kl(site: str) -> float:
-                    v = gt.nodes[site]["value"]
-                    lq = gt.nodes[site]["fn"].log_prob(v)
-                    return (lq - mt.nodes[site]["fn"].log_prob(v)).sum().item() / n
-
-                pz, qz, qc = (_normal(t.nodes[k]["fn"]) for t, k in ((mt, "z"), (gt, "z"), (gt, "c")))
-                row = {
-                    "step": step, "loss": loss.item(), "grad_norm": gn.item(),
-                    "rec": -mt.nodes["x"]["fn"].log_prob(x).sum().item() / n,
-                    "kl_c": kl("c"), "kl_z": kl("z"),
-                    "pz_scale_min": pz.scale.min().item(), "pz_loc_absmax": pz.loc.abs().max().item(),
-                    "qz_loc_absmax": qz.loc.abs().max().item(),
-                    "qc_loc_absmax": qc.loc.abs().max().item(),
-                    "wall_s": round(time.perf_counter() - t0, 1),
-                }
+            row = {"step": step, "loss": loss.item(), "grad_norm": gn.item(),
+                   **elbo_terms(m, x, mask), "wall_s": round(time.perf_counter() - t0, 1)}
             out.write(json.dumps(row) + "\n")
             out.flush()
 

@@ -12,8 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyro
 import pytest
 import torch
+from pyro.infer import Trace_ELBO
 
 from ppl_fewshot.inference.objectives import ELBOLoss
 from ppl_fewshot.models import build
@@ -136,3 +138,29 @@ def test_eval_throughput_writes_json(tmp_path, name):
         assert v["table_seconds_659_episodes"] == pytest.approx(659 / v["episodes_per_s"])
         # untrained 28x28 Bernoulli model: the NLL per item is positive and finite
         assert 0 < v["mean_nll_nats_last_call"] < 1e4
+
+
+def test_ns_spike_probe_terms_add_up_to_the_elbo(tmp_path):
+    probe = _load("ns_spike_probe")
+    torch.manual_seed(0)
+    m = build("ns-small", **{**SMALL["ns-small"], "num_z_layers": 1})
+    x = (torch.rand(3, 4, 1, 28, 28) < 0.3).float()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[0, 2:] = False
+    pyro.set_rng_seed(4)
+    terms = probe.elbo_terms(m, x, mask)
+    pyro.set_rng_seed(4)  # the same draw of the guide
+    loss = Trace_ELBO().loss(m.model, m.guide, x, mask) / mask.sum().item()
+    assert terms["rec"] + terms["kl_c"] + terms["kl_z"] == pytest.approx(loss, rel=1e-5)
+    assert terms["rec"] > 0 and terms["pz_scale_min"] > 0
+    out = tmp_path / "probe.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PPL_FEWSHOT_DATA", None)
+    subprocess.run([sys.executable, str(BENCH / "ns_spike_probe.py"), "--model", "ns-small",
+                    "--protocol", "glyphs", "--batch-size", "2", "--steps", "6",
+                    "--set", "hidden=16", "--set", "channels=4", "--set", "c_dim=6",
+                    "--out", str(out)], cwd=ROOT, env=env, check=True, timeout=300,
+                   capture_output=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["step"] for r in rows if r["step"] % 5 == 0] == [0, 5]
+    assert all(r["loss"] > 0 and r["grad_norm"] > 0 and r["kl_z"] == r["kl_z"] for r in rows)

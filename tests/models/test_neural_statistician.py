@@ -276,7 +276,8 @@ def test_encoder_depth_adds_same_width_convolutions() -> None:
 
 def test_layer_norm_normalizes_each_item_alone() -> None:
     def norms(m):
-        return [mod for mod in m.modules() if isinstance(mod, (torch.nn.LayerNorm, torch.nn.GroupNorm))]
+        kinds = (torch.nn.LayerNorm, torch.nn.GroupNorm)
+        return [mod for mod in m.modules() if isinstance(mod, kinds)]
 
     plain, m = tiny(encoder_depth=2), tiny(encoder_depth=2, num_z_layers=2, layer_norm=True)
     assert not norms(plain) and len(norms(m)) == 6 + 1 + 2 + 2 * 2 * 2 + 3  # enc, stat, z nets, dec
