@@ -62,6 +62,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=0,
+                   help="steps of a linear learning-rate warm-up from 0 (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--model", default="ns", help="a Neural Statistician of the registry")
     p.add_argument("--protocol", default="ns28")
@@ -81,6 +83,9 @@ def main() -> None:
     t0 = time.perf_counter()
     with open(args.out, "w") as out:
         for step in range(args.steps):
+            if args.warmup:
+                for group in opt.param_groups:
+                    group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
             ep = sampler.sample()
             x, mask = ep.x, ep.mask
             loss = loss_fn(x, mask)
