@@ -158,6 +158,26 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) ->
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
 
 
+def test_loss_spikes_are_counted_in_the_summary(tmp_path, monkeypatch, caplog) -> None:
+    clean = train(cfg(steps=40, val_every=100), tmp_path / "clean", data=DATA, progress=False)
+    assert clean["loss_spikes"]["count"] == 0 and clean["loss_spikes"]["largest"] is None
+    real_forward = trainer_mod.ELBOLoss.forward
+    calls = {"n": 0}
+
+    def spiky(self, x, mask=None, normalizer=None):
+        calls["n"] += 1
+        loss = real_forward(self, x, mask, normalizer)
+        return loss * 1000 if calls["n"] == 30 else loss  # the 30th step (step 29) spikes
+
+    monkeypatch.setattr(trainer_mod.ELBOLoss, "forward", spiky)
+    with caplog.at_level("WARNING", logger=trainer_mod.__name__):
+        summary = train(cfg(steps=40, val_every=100), tmp_path / "r", data=DATA, progress=False)
+    spikes = summary["loss_spikes"]
+    assert (spikes["count"], spikes["at_step"]) == (1, 29) and spikes["largest"] > 1e4
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["loss_spikes"] == spikes
+    assert "1 step(s) had a loss over 10x the median" in caplog.text
+
+
 def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
     train(cfg(steps=5, checkpoint_every=5), tmp_path / "r", data=DATA, progress=False)
     blob = (tmp_path / "r" / "checkpoint.pt").read_bytes()

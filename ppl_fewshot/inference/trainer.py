@@ -11,7 +11,9 @@ Files written to ``out_dir`` (each atomically):
   ``extra["val_loss"]`` and step say which), for early stopping;
 - ``config.json`` -- the :class:`TrainConfig`;
 - ``metrics.jsonl`` -- one JSON object per logged step (train loss, lr, beta, validation);
-- ``summary.json`` -- budget and final losses, written at the end.
+- ``summary.json`` -- budget and final losses, written at the end, with ``loss_spikes``: the
+  steps whose loss exceeded 10 times the median of the 200 steps before (since this start or
+  resume), which a healthy run has none of and the end-of-run losses do not show.
 
 A NaN or Inf loss stops training with :class:`TrainingDiverged` naming the step; the last
 good checkpoint stays untouched.
@@ -19,11 +21,13 @@ good checkpoint stays untouched.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
 import logging
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -154,6 +158,27 @@ def _warm_start(model: FewShotModel, config: TrainConfig) -> None:
     logger.info("weights from %s (step %d)", config.init_from, state["step"])
 
 
+class _SpikeCounter:
+    """Counts steps whose loss exceeds ``factor`` times the median of the ``window`` before."""
+
+    def __init__(self, factor: float = 10.0, window: int = 200, warmup: int = 20) -> None:
+        self.factor, self.warmup = factor, warmup
+        self.recent: collections.deque[float] = collections.deque(maxlen=window)
+        self.count, self.largest, self.at_step = 0, None, None
+
+    def add(self, step: int, loss: float) -> None:
+        if len(self.recent) >= self.warmup and loss > self.factor * statistics.median(self.recent):
+            self.count += 1
+            if self.largest is None or loss > self.largest:
+                self.largest, self.at_step = loss, step
+        self.recent.append(loss)
+
+    def record(self) -> dict[str, Any]:
+        return {"count": self.count, "largest": self.largest, "at_step": self.at_step,
+                "rule": f"loss > {self.factor:g} x median of the previous "
+                        f"{self.recent.maxlen} steps"}
+
+
 def _step_seed(config: TrainConfig, step: int, info: distributed.DistInfo, *keys: int) -> int:
     """Seed of one step's episodes (keys=()) or Monte Carlo draws (keys=(1,)) on this rank."""
     ranks = (info.rank,) if info.enabled else ()
@@ -213,6 +238,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
     # transfer: no host-device sync inside the step (it would stall a GPU every step).
     pending: list[tuple[int, torch.Tensor]] = []
     running: list[float] = []
+    spikes = _SpikeCounter()
 
     def wall() -> float:
         return wall_before + time.perf_counter() - t0
@@ -229,6 +255,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
                         f"loss became {v} at step {s}; stopped. Last good checkpoint: "
                         f"{ckpt_path if ckpt_path.exists() else 'none'} (step {last_good})"
                     )
+                spikes.add(s, v)
             running.extend(values)
             pending = []
         return running[-1] if running else float("nan")
@@ -313,6 +340,12 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
         return {}
     if val is None or stopped:
         val = validation_loss(loss_fn, val_batches, device)
+    if spikes.count:
+        logger.warning(
+            "%d step(s) had a loss over %gx the median of the steps before (largest %.3g at "
+            "step %d): a learning rate too high for this model? (docs/findings.md section 15)",
+            spikes.count, spikes.factor, spikes.largest, spikes.at_step,
+        )
     summary = {
         "model": config.model,
         "model_config": model.config(),
@@ -326,6 +359,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
         "final_val_loss_nats_per_item": val,
         "best_val_loss_nats_per_item": best[0] if best[1] else None,
         "best_step": best[1] or None,
+        "loss_spikes": spikes.record(),
         "wall_time_s": round(wall(), 2),
         "device": str(device),
         "peak_device_memory_bytes": (
