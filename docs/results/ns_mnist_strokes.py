@@ -17,7 +17,7 @@ Prints, per transform, the ink statistics (mean grey level; the fraction of ink 
 four neighbours are ink, a stroke-width proxy) and the accuracies, and writes them as JSON.
 
 Usage: PPL_FEWSHOT_DATA=../shared/data python docs/results/ns_mnist_strokes.py \\
-           models/ns-medium-omniglot.pt --out docs/results/ns-medium-mnist-strokes.json
+           models/ns-medium-omniglot.pt --out docs/results/ns-medium-strokes/mnist.json
        ... --protocol ns28 --ways 20 --transforms none,dilate2,dilate3 --out ...
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +93,7 @@ def main() -> None:
                 row[f"{name}_{k}shot"] = round(100 * right.float().mean().item(), 1)
         result["transforms"][kind] = row
         print(kind, row, flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
 
