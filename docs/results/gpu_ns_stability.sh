@@ -50,33 +50,20 @@ fi
 STAGE_DIR=$WORK
 # shellcheck source=benchmarks/stage.sh
 . benchmarks/stage.sh
+# shellcheck source=docs/results/gpu_common.sh
+. docs/results/gpu_common.sh
 run() {  # run NAME LR MODEL...: train, export, evaluate (binarized and grey test inputs)
   local name=$1 lr=$2; shift 2
   [ -f "$WORK/$name/summary.json" ] || stage "train_$name" "$((BUDGET_S + 120))" \
     "$PY" -m ppl_fewshot.cli train "$@" $COMMON --device "$DEVICE" --lr "$lr" --seed 0 \
     --steps "$STEPS" --time-limit "$BUDGET_S" --val-every "$((STEPS / 5))" \
     --checkpoint-every "$((STEPS / 10))" --quiet --out "$WORK/$name"
-  [ -f "$WORK/$name.pt" ] || stage "export_$name" 120 "$PY" -m ppl_fewshot.cli export \
-    --dtype float16 --checkpoint "$WORK/$name/checkpoint.pt" --out "$WORK/$name.pt"
-  local steps
-  steps=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" \
-    "$WORK/$name/summary.json")
-  local tag label="ns $name, lr $lr, $steps steps on $DEVICE"
-  for tag in "" _grey; do
-    [ -f "$WORK/${name}_classify$tag/classify.json" ] && continue
-    # shellcheck disable=SC2046
-    stage "eval_$name$tag" 300 "$PY" -m ppl_fewshot.cli evaluate --checkpoint "$WORK/$name.pt" \
-      --task classify --protocol ns28 $NS_EVAL --methods min-kl,min-kl-reverse,cosine \
-      --device "$DEVICE" --out "$WORK/${name}_classify$tag" \
-      --label "$label${tag:+, grey test inputs}" $([ -n "$tag" ] && echo --binarization none)
-  done
+  export_fp16 "$name"
+  ns_classify "$name" "${name}_classify" "ns $name, lr $lr, $(steps_of "$name") steps on $DEVICE"
 }
 
 echo "== start $(date -u +%FT%TZ) device=$DEVICE steps=$STEPS budget=${BUDGET_S}s" | tee -a "$WORK/commands.txt"
-"$PY" -c "import torch, pyro, ppl_fewshot; print('torch', torch.__version__, 'pyro', pyro.__version__,
-      'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))" | tee -a "$WORK/commands.txt" || exit 1
-"$PY" -c "from ppl_fewshot.data.protocols import load_split as f; f('ns28', 'train'); f('ns28', 'test')" \
-  || exit 1
+gpu_setup "$WORK/commands.txt" || exit 1
 # shellcheck disable=SC2086
 run paper 3e-4,1e-4,3e-5 $PAPER &
 # shellcheck disable=SC2086

@@ -56,6 +56,8 @@ fi
 STAGE_DIR=$WORK
 # shellcheck source=benchmarks/stage.sh
 . benchmarks/stage.sh
+# shellcheck source=docs/results/gpu_common.sh
+. docs/results/gpu_common.sh
 train() {  # train NAME STEPS TIME_LIMIT ARGS...
   local name=$1 steps=$2 limit=$3; shift 3
   [ -f "$WORK/$name/summary.json" ] && return
@@ -80,11 +82,8 @@ EOF
 }
 
 echo "== start $(date -u +%FT%TZ) device=$DEVICE budget=${BUDGET_S}s" | tee -a "$LOG"
-"$PY" -c "import torch, pyro, ppl_fewshot; print('torch', torch.__version__, 'pyro', pyro.__version__,
-      'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))" | tee -a "$LOG" || exit 1
-# 0. decode the Omniglot zips once into the cache (not inside the probe's clock)
-"$PY" -c "from ppl_fewshot.data.protocols import load_split as f; f('ns28', 'train'); f('ns28', 'test')" \
-  || exit 1
+# 0. versions; the Omniglot zips decoded once into the cache (not inside the probe's clock)
+gpu_setup "$LOG" || exit 1
 # 1. probe: both side by side for PROBE_S seconds
 if [ ! -f "$WORK/probe_ns/summary.json" ] || [ ! -f "$WORK/probe_gmn/summary.json" ]; then
   rm -rf "$WORK/probe_ns" "$WORK/probe_gmn"
@@ -105,23 +104,13 @@ train gmn "$GMN_STEPS" "$BUDGET_S" $GMN_ARGS &
 wait
 echo "== trained $(date -u +%FT%TZ)" | tee -a "$LOG"
 # 3. export and evaluate, side by side
-for m in ns gmn; do
-  [ -f "$WORK/$m.pt" ] || stage "export_$m" 120 "$PY" -m ppl_fewshot.cli export --dtype float16 \
-    --checkpoint "$WORK/$m/checkpoint.pt" --out "$WORK/$m.pt"
-done
-step_of() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$WORK/$1/summary.json"; }
-ns_eval() {  # ns_eval TAG LABEL_SUFFIX EXTRA...: classification from the exported file
-  [ -f "$WORK/$1/classify.json" ] || stage "eval_$1" 300 "$PY" -m ppl_fewshot.cli evaluate \
-    --checkpoint "$WORK/ns.pt" --task classify --protocol ns28 $NS_EVAL \
-    --methods min-kl,min-kl-reverse,cosine --device "$DEVICE" --out "$WORK/$1" \
-    --label "ns paper size, encoder depth 3, $(step_of ns) steps on $DEVICE$2" \
-    "${@:3}"
-}
-{ ns_eval ns_classify ""; ns_eval ns_classify_grey ", grey test inputs" --binarization none; } &
+export_fp16 ns
+export_fp16 gmn
+ns_classify ns ns_classify "ns paper size, encoder depth 3, $(steps_of ns) steps on $DEVICE" &
 [ -f "$WORK/gmn_nll/nll.json" ] || stage eval_gmn 300 "$PY" -m ppl_fewshot.cli evaluate \
   --checkpoint "$WORK/gmn.pt" --task nll --protocol gmn28 --classes 1 $GMN_EVAL \
   --khat-episodes 0 --device "$DEVICE" --out "$WORK/gmn_nll" \
-  --label "gmn, mixture prior, C_train 1, $(step_of gmn) steps on $DEVICE" &
+  --label "gmn, mixture prior, C_train 1, $(steps_of gmn) steps on $DEVICE" &
 [ -f "$WORK/gmn_fidelity/fidelity.json" ] || stage fidelity_gmn 300 "$PY" \
   docs/results/sample_fidelity.py "$WORK/gmn_fidelity" "$WORK/gmn.pt" --temperatures 1,0.5 &
 wait
