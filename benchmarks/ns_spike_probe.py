@@ -9,7 +9,7 @@ and, for a fresh draw after the update, the reconstruction term, KL(c) and KL(z)
 (docs/findings.md section 15).
 
     PPL_FEWSHOT_DATA=../shared/data python benchmarks/ns_spike_probe.py --steps 400 \\
-        --lr 1e-3 [--set layer_norm=true] --out spikes.jsonl
+        --lr 1e-3 [--set norm=layer] --out spikes.jsonl
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pyro
 import torch
 from pyro import poutine
 
+from ppl_fewshot.cli import key_value
 from ppl_fewshot.data.episodes import EpisodeSampler
 from ppl_fewshot.data.protocols import load_split
 from ppl_fewshot.inference.objectives import ELBOLoss
@@ -75,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pyro.set_rng_seed(0)
     settings = {"encoder_depth": 3, "min_scale": 0.0067, "sample_dropout": 0.1}
-    settings.update({k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)})
+    settings.update(dict(key_value(s) for s in args.set))
     m = build(args.model, **settings)
     loss_fn = ELBOLoss(m)
     opt = torch.optim.Adam(loss_fn.parameters(), lr=args.lr)

@@ -8,7 +8,7 @@
 #   medium:   the ns-medium size of the CPU runs (c 128, 256-unit layers, channels 32-64-128),
 #             same learning rates: the control for model size;
 #   paper-ln: the paper-size model at the paper's 1e-3, 3e-4, 1e-4 with per-item
-#             normalization in every hidden layer (`--set layer_norm=true`; the paper uses
+#             normalization in every hidden layer (`--set norm=layer`; the paper uses
 #             batch normalization).
 # `--time-limit BUDGET_S` stops any of them, with a checkpoint, if it runs over. Then each
 # exported in float16 and evaluated from that file: classification on the 423 ns28 test
@@ -69,7 +69,7 @@ run paper 3e-4,1e-4,3e-5 $PAPER &
 # shellcheck disable=SC2086
 run medium 3e-4,1e-4,3e-5 $MEDIUM &
 # shellcheck disable=SC2086
-run paper-ln 1e-3,3e-4,1e-4 $PAPER --set layer_norm=true &
+run paper-ln 1e-3,3e-4,1e-4 $PAPER --set norm=layer &
 wait
 echo "== done $(date -u +%FT%TZ)" | tee -a "$WORK/commands.txt"
 cat "$WORK/stages.tsv"

@@ -91,12 +91,17 @@ class NeuralStatistician(FewShotModel):
         num_heads: heads of attention pooling.
         encoder_depth: convolutions per resolution of the shared encoder (the paper: 3).
         min_scale: floor added to every Normal scale of the model and guide (> 0).
-        layer_norm: normalize every hidden layer of every network per item (``LayerNorm``,
-            ``GroupNorm(1, C)`` on feature maps); never couples the sets of a batch. The
-            paper uses batch normalization in all layers; without any, the paper-size model
-            (1000-unit layers, encoder depth 3) diverges at Adam's 1e-3 and trains at 3e-4.
-            Measured: with this at 1e-3 it does not diverge but leaves ``c`` unused
-            (docs/findings.md section 15).
+        norm: normalization in every hidden layer of every network: ``"none"``;
+            ``"layer"`` (per item: ``LayerNorm``, ``GroupNorm(1, C)`` on feature maps; never
+            couples the sets of a batch); ``"batch"`` (batch normalization, as the paper uses
+            in all layers: training statistics pool every item of the batch, so the sets of
+            a training batch are coupled and padded items count; evaluation uses running
+            averages, so test sets are scored independently). Without any, the paper-size
+            model (1000-unit layers, encoder depth 3) diverges at Adam's 1e-3 and trains at
+            3e-4; with ``"layer"`` at 1e-3 it does not diverge but leaves ``c`` unused
+            (docs/findings.md sections 15 and 17).
+        layer_norm: ``True`` is ``norm="layer"`` (the setting's name before ``norm``; kept
+            so that older checkpoints and commands rebuild).
         event_shape: shape of one item.
     """
 
@@ -114,6 +119,7 @@ class NeuralStatistician(FewShotModel):
         num_heads: int = 4,
         encoder_depth: int = 1,
         min_scale: float = 1e-4,
+        norm: str = "none",
         layer_norm: bool = False,
         event_shape: tuple[int, ...] = (1, 28, 28),
     ) -> None:
@@ -127,22 +133,25 @@ class NeuralStatistician(FewShotModel):
         self.c_dim, self.z_dim, self.num_z_layers = c_dim, z_dim, num_z_layers
         self.sample_dropout, self.min_scale = float(sample_dropout), float(min_scale)
         L = num_z_layers
-        ln = bool(layer_norm)
+        if layer_norm:
+            if norm not in ("none", "layer"):
+                raise ValueError(f"layer_norm=True contradicts norm={norm!r}")
+            norm = "layer"
         self.encoder = ConvEncoder(
-            hidden, channels, in_channels=self.event_shape[0], depth=encoder_depth, layer_norm=ln
+            hidden, channels, in_channels=self.event_shape[0], depth=encoder_depth, norm=norm
         )
-        self.statistic = SetEncoder(hidden, 2 * c_dim, hidden, pooling, num_heads, ln)
+        self.statistic = SetEncoder(hidden, 2 * c_dim, hidden, pooling, num_heads, norm)
         # index l-1 holds the networks of layer z_l; the top layer has no z above it
         self.prior_nets = nn.ModuleList(
-            MLP(c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim, ln)
+            MLP(c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim, norm)
             for l in range(1, L + 1)
         )
         self.posterior_nets = nn.ModuleList(
-            MLP(hidden + c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim, ln)
+            MLP(hidden + c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim, norm)
             for l in range(1, L + 1)
         )
         self.decoder = ConvDecoder(
-            L * z_dim + c_dim, channels, out_channels=self.event_shape[0], layer_norm=ln
+            L * z_dim + c_dim, channels, out_channels=self.event_shape[0], norm=norm
         )
         self.register_buffer("_zero", torch.zeros(()))
 

@@ -19,34 +19,55 @@ def _flat_apply(module: nn.Module, x: Tensor, n_event: int) -> Tensor:
     return y.reshape(*lead, *y.shape[1:])
 
 
-def _norm(channels: int, layer_norm: bool, conv: bool = False) -> list[nn.Module]:
-    """The normalization after a hidden layer: none, or one that sees a single item.
+NORMS = ("none", "layer", "batch")
 
-    ``LayerNorm`` over a vector, ``GroupNorm(1, C)`` over a feature map (the same
-    normalization over channels and pixels): each item is normalized by its own statistics,
-    so unlike batch normalization nothing couples the items or sets of a batch, and
-    training and evaluation compute the same function.
+
+class FlatBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` over the last dim of ``x[..., C]``: every leading dim is the batch."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def _norm(channels: int, norm: str, conv: bool = False) -> list[nn.Module]:
+    """The normalization after a hidden layer: ``"none"``, ``"layer"`` or ``"batch"``.
+
+    ``"layer"``: ``LayerNorm`` over a vector, ``GroupNorm(1, C)`` over a feature map (the
+    same normalization over channels and pixels); each item is normalized by its own
+    statistics, so nothing couples the items or sets of a batch, and training and
+    evaluation compute the same function.
+
+    ``"batch"``: batch normalization [Ioffe & Szegedy 2015], as in the Neural Statistician
+    [Edwards & Storkey 2017]: in training, statistics over every item (and particle) of the
+    batch, so the sets of a training batch are coupled and padded items count too; in
+    evaluation (``model.eval()``), the running averages, so nothing couples the sets at
+    test time.
     """
-    if not layer_norm:
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
+    if norm == "none":
         return []
+    if norm == "batch":
+        return [nn.BatchNorm2d(channels) if conv else FlatBatchNorm1d(channels)]
     return [nn.GroupNorm(1, channels) if conv else nn.LayerNorm(channels)]
 
 
 class MLP(nn.Module):
     """A multilayer perceptron ``in_dim -> hidden* -> out_dim`` with ELU activations.
 
-    ``layer_norm`` puts a ``LayerNorm`` before each hidden activation (not on the output).
+    ``norm`` (``"none"``, ``"layer"``, ``"batch"``; see :func:`_norm`) goes before each
+    hidden activation (not on the output).
     """
 
     def __init__(
         self, in_dim: int, hidden: list[int] | tuple[int, ...], out_dim: int,
-        layer_norm: bool = False,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(a, b), *_norm(b, layer_norm), nn.ELU()]
+            layers += [nn.Linear(a, b), *_norm(b, norm), nn.ELU()]
         layers.append(nn.Linear(dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
 
@@ -67,13 +88,14 @@ class ConvEncoder(nn.Module):
         channels: channels of the first convolution (doubled at each stride).
         in_channels: image channels.
         depth: convolutions per resolution (>= 1).
-        layer_norm: normalize each item's feature maps (``GroupNorm(1, C)``) and feature
-            vector (``LayerNorm``) before every activation.
+        norm: normalization before every activation: ``"none"``, ``"layer"`` (per item:
+            ``GroupNorm(1, C)`` on feature maps, ``LayerNorm`` on the feature vector) or
+            ``"batch"`` (see :func:`_norm`).
     """
 
     def __init__(
         self, out_dim: int = 256, channels: int = 32, in_channels: int = 1, depth: int = 1,
-        layer_norm: bool = False,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -82,13 +104,13 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for c in (channels, 2 * channels, 4 * channels):  # 28 -> 14 -> 7 -> 4
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), *_norm(c, layer_norm, True),
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), *_norm(c, norm, True),
                        nn.ELU()]
             for _ in range(depth - 1):
-                layers += [nn.Conv2d(c, c, 3, padding=1), *_norm(c, layer_norm, True), nn.ELU()]
+                layers += [nn.Conv2d(c, c, 3, padding=1), *_norm(c, norm, True), nn.ELU()]
             c_in = c
         layers += [nn.Flatten(), nn.Linear(4 * channels * 4 * 4, out_dim),
-                   *_norm(out_dim, layer_norm), nn.ELU()]
+                   *_norm(out_dim, norm), nn.ELU()]
         self.net = nn.Sequential(*layers)
 
     def _forward(self, x: Tensor) -> Tensor:
@@ -108,27 +130,26 @@ class ConvDecoder(nn.Module):
         skip_channels: channels of an optional full-resolution input ``skip[..., S, 28, 28]``
             (e.g. a prototype image read from a memory), concatenated with the upsampled
             features and merged by one more convolution before the output layer; 0: none.
-        layer_norm: normalize each item's features before every hidden activation, as
-            :class:`ConvEncoder` does.
+        norm: normalization before every hidden activation, as in :class:`ConvEncoder`.
     """
 
     def __init__(
         self, in_dim: int, channels: int = 32, out_channels: int = 1, skip_channels: int = 0,
-        layer_norm: bool = False,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         c = channels
         self.c = c
         self.skip_channels = skip_channels
         self.fc = nn.Sequential(
-            nn.Linear(in_dim, 4 * c * 7 * 7), *_norm(4 * c * 7 * 7, layer_norm), nn.ELU()
+            nn.Linear(in_dim, 4 * c * 7 * 7), *_norm(4 * c * 7 * 7, norm), nn.ELU()
         )
         self.net = nn.Sequential(  # flat, so that checkpoints without norms keep their keys
             nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1),  # 14
-            *_norm(2 * c, layer_norm, True),
+            *_norm(2 * c, norm, True),
             nn.ELU(),
             nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1),  # 28
-            *_norm(c, layer_norm, True),
+            *_norm(c, norm, True),
             nn.ELU(),
             nn.Conv2d(c, out_channels, 3, padding=1),
         )

@@ -53,8 +53,9 @@ class SetEncoder(nn.Module):
         pooling: ``"mean"`` (DeepSets / Neural Statistician) or ``"attention"``
             (a learned query attends over the items, Set Transformer's PMA with one seed).
         num_heads: heads for attention pooling.
-        layer_norm: ``LayerNorm`` before the hidden activations of the item and
-            post-pooling networks (per item and per set: nothing couples the sets).
+        norm: normalization before the hidden activations of the item and post-pooling
+            networks: ``"none"``, ``"layer"`` (per item and per set: nothing couples the
+            sets) or ``"batch"`` (see :func:`ppl_fewshot.nn.conv._norm`).
     """
 
     def __init__(
@@ -64,7 +65,7 @@ class SetEncoder(nn.Module):
         hidden: int = 256,
         pooling: str = "mean",
         num_heads: int = 4,
-        layer_norm: bool = False,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "attention"):
@@ -73,8 +74,8 @@ class SetEncoder(nn.Module):
             raise ValueError("hidden must be divisible by num_heads")
         self.pooling = pooling
         self.num_heads = num_heads
-        self.phi = MLP(in_dim, [hidden], hidden, layer_norm)
-        self.rho = MLP(hidden + 1, [hidden], out_dim, layer_norm)
+        self.phi = MLP(in_dim, [hidden], hidden, norm)
+        self.rho = MLP(hidden + 1, [hidden], out_dim, norm)
         if pooling == "attention":
             self.query = nn.Parameter(torch.randn(hidden) / math.sqrt(hidden))
             self.key = nn.Linear(hidden, hidden)

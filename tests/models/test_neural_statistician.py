@@ -279,9 +279,15 @@ def test_layer_norm_normalizes_each_item_alone() -> None:
         kinds = (torch.nn.LayerNorm, torch.nn.GroupNorm)
         return [mod for mod in m.modules() if isinstance(mod, kinds)]
 
-    plain, m = tiny(encoder_depth=2), tiny(encoder_depth=2, num_z_layers=2, layer_norm=True)
+    plain, m = tiny(encoder_depth=2), tiny(encoder_depth=2, num_z_layers=2, norm="layer")
     assert not norms(plain) and len(norms(m)) == 6 + 1 + 2 + 2 * 2 * 2 + 3  # enc, stat, z nets, dec
-    assert build("ns", **m.config()).config()["layer_norm"] is True
+    assert build("ns", **m.config()).config()["norm"] == "layer"
+    old_name = tiny(encoder_depth=2, num_z_layers=2, layer_norm=True)  # the setting's old name
+    assert old_name.state_dict().keys() == m.state_dict().keys()
+    with pytest.raises(ValueError, match="contradicts"):
+        tiny(layer_norm=True, norm="batch")
+    with pytest.raises(ValueError, match="unknown norm"):
+        tiny(norm="group")
     # without it the decoder keeps the parameter names of checkpoints made before the option
     assert [k for k in plain.decoder.state_dict() if k.startswith("net.")] == [
         f"net.{i}.{w}" for i in (0, 2, 4) for w in ("weight", "bias")
@@ -303,6 +309,38 @@ def test_layer_norm_normalizes_each_item_alone() -> None:
     loss = Trace_ELBO().differentiable_loss(m.model, m.guide, x)
     loss.backward()
     assert all(mod.weight.grad is not None for mod in norms(m))
+
+
+def test_batch_norm_couples_training_batches_only(tmp_path) -> None:
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    m = tiny(encoder_depth=2, num_z_layers=2, norm="batch")
+    assert len([mod for mod in m.modules() if isinstance(mod, bn)]) == 6 + 1 + 2 + 2 * 2 * 2 + 3
+    x = binary(3, 5, 1, 28, 28, seed=11)
+    y = x.clone()
+    y[1:] = binary(2, 5, 1, 28, 28, seed=12)  # other sets of the batch change
+    before = m.encoder.net[1].running_mean.clone()
+    loc = lambda q: q.base_dist.loc  # noqa: E731
+    # training: batch statistics, so a set's posterior depends on the other sets
+    assert not torch.allclose(loc(m.train().context_posterior(x))[0],
+                              loc(m.context_posterior(y))[0])
+    assert not torch.equal(m.encoder.net[1].running_mean, before)  # running averages move
+    Trace_ELBO().differentiable_loss(m.model, m.guide, x).backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad and p.dim())
+    # evaluation: running averages, so test sets are scored independently, in any order
+    m.eval()
+    q = m.context_posterior(x)
+    assert torch.equal(loc(q)[0], loc(m.context_posterior(y))[0])
+    perm = torch.tensor([4, 0, 3, 1, 2])
+    assert torch.allclose(loc(m.context_posterior(x[:, perm])), loc(q), atol=1e-6, rtol=0)
+    pyro.set_rng_seed(3)
+    lw = m.log_weights(x, None, 4)
+    # the running averages travel with the checkpoint
+    torch.save(m.state_dict(), tmp_path / "bn.pt")
+    m2 = build("ns", **m.config())
+    m2.load_state_dict(torch.load(tmp_path / "bn.pt", weights_only=True))
+    m2.eval()
+    pyro.set_rng_seed(3)
+    assert torch.equal(m2.log_weights(x, None, 4), lw)
 
 
 def test_state_dict_round_trip_and_sampling(tmp_path) -> None:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Neural Statistician: does batch normalization, as the paper uses in every layer, change
+# min-KL classification? One change against ns-medium-depth3 (docs/results/ns_encoder.sh:
+# ns-medium with three convolutions per resolution; 20000 steps x 16 sets of 5; lr
+# 1e-3/3e-4/1e-4; seed 0):
+#   ns-medium-depth3-bn: `--set norm=batch`, batch normalization before every hidden
+#                        activation of every network (training: statistics of the batch;
+#                        evaluation: running averages, so test sets are scored independently).
+# then 20-way and 5-way classification on the 423 ns28 test classes (1000 tasks; min-KL both
+# directions, cosine), binarized and grey test inputs, and Omniglot -> MNIST. Checkpoints of
+# steps 2000, 4000, ... are copied to $run/snaps (learning curve: see ns_encoder.sh).
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_batchnorm.sh   (~2 h on one thread)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+R=docs/results
+# shellcheck source=docs/results/ns_common.sh
+. docs/results/ns_common.sh
+run=runs/ns-bn/depth3
+train $run --set c_dim=128 --set encoder_depth=3 --set norm=batch --seed 0
+ev --checkpoint $run/checkpoint.pt --label "ns-medium, encoder depth 3, batch norm" \
+   --out $R/ns-medium-depth3-bn-ns28-classify
+ev --checkpoint $run/checkpoint.pt --binarization none \
+   --label "ns-medium, encoder depth 3, batch norm, grey test inputs" \
+   --out $R/ns-medium-depth3-bn-ns28-classify-grey
+for b in dynamic none; do
+  if [ $b = none ]; then sfx=-grey lab=", grey test inputs"; else sfx="" lab=""; fi
+  ev --checkpoint $run/checkpoint.pt --protocol mnist28-t10k --ways 10 \
+     --binarization $b --label "ns-medium, encoder depth 3, batch norm$lab" \
+     --out $R/ns-medium-depth3-bn-mnist28-t10k$sfx
+done
