@@ -1,7 +1,7 @@
 # Shared by the Neural Statistician retraining scripts (ns_recipe.sh, ns_encoder.sh); sourced.
 # train RUN ARGS...: ns-medium (ns-small widened: channels 32, hidden 256, sample dropout 0.1;
 #   20000 steps x 16 sets of 5 on ns28; lr 1e-3/3e-4/1e-4) with ARGS added, resumed when RUN
-#   has a checkpoint; copies each checkpoint (steps 2000, 4000, ...) to RUN/snaps.
+#   has a checkpoint; copies each checkpoint (steps 2000, 4000, ...) to RUN/snaps (keep_snaps).
 # ev ARGS... --out DIR: 5- and 20-way, 1- and 5-shot classification on the ns28 test classes
 #   (1000 tasks; min-KL in both directions, cosine), skipped when DIR already holds results.
 train() {
@@ -13,8 +13,12 @@ train() {
     --set channels=32 --set hidden=256 --set sample_dropout=0.1 $@ \
     --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 2000 --quiet --out "$run" \
     $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null &
-  local pid=$! last="" m
-  while kill -0 "$pid" 2> /dev/null; do  # keep each checkpoint (steps 2000, 4000, ...)
+  keep_snaps "$run" $!
+}
+# keep_snaps RUN PID: while training PID runs, copy each new RUN/checkpoint.pt to RUN/snaps
+keep_snaps() {
+  local run=$1 pid=$2 last="" m
+  while kill -0 "$pid" 2> /dev/null; do
     if [ -f "$run/checkpoint.pt" ]; then m=$(stat -c %Y "$run/checkpoint.pt")
       if [ "$m" != "$last" ]; then sleep 5; cp "$run/checkpoint.pt" "$run/snaps/ck-$m.pt"; last=$m; fi
     fi; sleep 20
