@@ -98,8 +98,9 @@ class NeuralStatistician(FewShotModel):
             a training batch are coupled and padded items count; evaluation uses running
             averages, so test sets are scored independently). Without any, the paper-size
             model (1000-unit layers, encoder depth 3) diverges at Adam's 1e-3 and trains at
-            3e-4; with ``"layer"`` at 1e-3 it does not diverge but leaves ``c`` unused
-            (docs/findings.md sections 15 and 17).
+            3e-4; with ``"layer"`` at 1e-3 it does not diverge but leaves ``c`` unused;
+            with ``"batch"`` it trains at 1e-3 without spikes, but min-KL classification
+            is worse than without (docs/findings.md sections 15 and 17).
         layer_norm: ``True`` is ``norm="layer"`` (the setting's name before ``norm``; kept
             so that older checkpoints and commands rebuild).
         event_shape: shape of one item.
