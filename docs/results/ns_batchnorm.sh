@@ -12,19 +12,8 @@
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_batchnorm.sh   (~2 h on one thread)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-R=docs/results
 # shellcheck source=docs/results/ns_common.sh
 . docs/results/ns_common.sh
 run=runs/ns-bn/depth3
 train $run --set c_dim=128 --set encoder_depth=3 --set norm=batch --seed 0
-ev --checkpoint $run/checkpoint.pt --label "ns-medium, encoder depth 3, batch norm" \
-   --out $R/ns-medium-depth3-bn-ns28-classify
-ev --checkpoint $run/checkpoint.pt --binarization none \
-   --label "ns-medium, encoder depth 3, batch norm, grey test inputs" \
-   --out $R/ns-medium-depth3-bn-ns28-classify-grey
-for b in dynamic none; do
-  if [ $b = none ]; then sfx=-grey lab=", grey test inputs"; else sfx="" lab=""; fi
-  ev --checkpoint $run/checkpoint.pt --protocol mnist28-t10k --ways 10 \
-     --binarization $b --label "ns-medium, encoder depth 3, batch norm$lab" \
-     --out $R/ns-medium-depth3-bn-mnist28-t10k$sfx
-done
+ev_all $run/checkpoint.pt "ns-medium, encoder depth 3, batch norm" ns-medium-depth3-bn

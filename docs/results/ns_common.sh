@@ -28,3 +28,16 @@ keep_snaps() {
 ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
        evaluate --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
        --methods min-kl,min-kl-reverse,cosine "$@"; }
+# ev_all CKPT LABEL NAME: ev on ns28 and on Omniglot -> MNIST (mnist28-t10k, 10-way), each with
+#   the protocol's binarized test inputs and with grey levels (docs/findings.md section 14),
+#   into docs/results/NAME-ns28-classify[-grey] and docs/results/NAME-mnist28-t10k[-grey].
+ev_all() {
+  local ck=$1 label=$2 name=$3 b sfx lab
+  for b in dynamic none; do
+    if [ $b = none ]; then sfx=-grey lab=", grey test inputs"; else sfx="" lab=""; fi
+    ev --checkpoint "$ck" --binarization $b --label "$label$lab" \
+       --out "docs/results/$name-ns28-classify$sfx"
+    ev --checkpoint "$ck" --protocol mnist28-t10k --ways 10 --binarization $b --label "$label$lab" \
+       --out "docs/results/$name-mnist28-t10k$sfx"
+  done
+}

@@ -23,7 +23,5 @@ ppl-fewshot --threads 1 train ns --protocol ns28 --steps 20000 --batch-size 16 -
   --lr 1e-3 --val-every 1000 --checkpoint-every 1000 --time-limit "${TIME_S:-6000}" --quiet \
   --seed 0 --out "$run" $resume < /dev/null &
 keep_snaps "$run" $!
-out=docs/results/ns-paper-bn-ns28-classify
-compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" \
-  --task classify --protocol ns28 --ways 5,20 --k-shots 1 --tasks 1000 \
-  --methods min-kl,min-kl-reverse,cosine --label "ns (paper size), batch norm, lr 1e-3" --out "$out"
+ev --checkpoint "$run/checkpoint.pt" --k-shots 1 --label "ns (paper size), batch norm, lr 1e-3" \
+   --out docs/results/ns-paper-bn-ns28-classify
