@@ -98,6 +98,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--binarization", choices=("fixed", "dynamic", "none"), default=None,
                    help="classification: override the test split's binarization ('none': "
                         "grey-level inputs; min-KL and cosine only)")
+    p.add_argument("--norm-stats", choices=("running", "task"), default="running",
+                   help="classification, batch-norm models: 'running' averages (default) or "
+                        "each task's own statistics ('task', transductive)")
     p.add_argument("--classify-samples", type=positive_int, default=50,
                    help="importance samples K of likelihood classification")
     p.add_argument("--fit-steps", type=positive_int, default=500,
@@ -237,6 +240,12 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
                 raise ValueError(f"{k}-shot tasks with {args.queries} query per class need "
                                  f"{k + args.queries} drawings per class; {args.protocol} has "
                                  f"{test_ds.images_per_class}")
+        if args.norm_stats == "task":
+            from ppl_fewshot.nn import batch_norm_layers
+
+            if not batch_norm_layers(model):
+                raise ValueError(f"--norm-stats task needs a model with batch normalization; "
+                                 f"{model.name!r} has none")
         plan.update(ways=ways, methods=methods)
     return plan
 
@@ -297,7 +306,8 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
             for m in plan["methods"]:
                 t0 = time.perf_counter()
                 r = classify(model, tasks, m, num_particles=args.classify_samples, exact=exact,
-                             seed=args.seed, progress=sys.stderr.isatty())
+                             seed=args.seed, progress=sys.stderr.isatty(),
+                             norm_stats=args.norm_stats)
                 rows.append({**r, "eval_wall_time_s": round(time.perf_counter() - t0, 2)})
     return rows
 
@@ -361,7 +371,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result["classification"] = rows
         md.append(f"Few-shot classification on `{proto.name}`: {args.tasks} seeded tasks per "
                   f"setting, {args.queries} query per class, test binarization "
-                  f"`{test_ds.binarization}`; accuracy % [95% Wilson interval].\n\n"
+                  f"`{test_ds.binarization}`" + (
+                      "; batch norm with each task's own statistics (transductive)"
+                      if args.norm_stats == "task" else "") +
+                  "; accuracy % [95% Wilson interval].\n\n"
                   + classification_markdown([(label, rows)]) + "\n")
         csv.append("kind,method,ways,shots,accuracy,ci_low,ci_high,estimator\n" + "".join(
             f"classify,{r['method']},{r['ways']},{r['shots']},{r['accuracy']},{r['ci95'][0]},"

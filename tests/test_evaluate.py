@@ -7,6 +7,7 @@ posterior, so importance sampling is exact) on perfectly separable classes.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -20,6 +21,7 @@ from ppl_fewshot.cli import main
 from ppl_fewshot.data import ClassDataset, Episode, load_bank
 from ppl_fewshot.inference import ELBOLoss, TrainConfig, nll_table, train
 from ppl_fewshot.inference.classify import (
+    accuracy,
     classify,
     likelihood_scores,
     make_tasks,
@@ -191,6 +193,51 @@ def test_context_free_vae_is_at_chance_and_cosine_runs() -> None:
         classify(vae, tasks, "telepathy")
 
 
+def test_task_norm_stats_normalize_each_task_by_its_own_items() -> None:
+    """``norm_stats="task"``: a task's support sets are normalized together, its queries
+    together (by hand: a copy in training mode), no other task counts, and the running
+    averages are left as they were."""
+    import copy
+
+    from ppl_fewshot.nn import batch_statistics
+
+    ds = make_prototype_classes(12, 6)
+    torch.manual_seed(0)
+    ns = models.build("ns", c_dim=3, z_dim=2, hidden=16, channels=2, norm="batch")
+    with torch.no_grad():  # move the running averages away from their initial values
+        ns.train().context_posterior(ds.to_float(ds.images[:4]))
+    ns.eval()
+    tasks = make_tasks(ds, 5, 3, 2, 1, seed=0)
+    state = copy.deepcopy(ns.state_dict())
+    task = classify(ns, tasks, "min-kl-reverse", norm_stats="task")
+    assert task["norm_stats"] == "task" and "transductive" in task["estimator"]
+    assert all(torch.equal(v, ns.state_dict()[k]) for k, v in state.items())
+    hand = copy.deepcopy(ns).train()
+    rows = []
+    with torch.no_grad():
+        for i in range(tasks.num_tasks):
+            qs = hand.context_posterior(tasks.support[i])  # the 3 support sets of task i
+            qx = hand.context_posterior(tasks.query[i].unsqueeze(1))  # its 3 queries
+            rows.append(-torch.stack([torch.distributions.kl_divergence(
+                torch.distributions.Normal(qs.base_dist.loc[w], qs.base_dist.scale[w]),
+                torch.distributions.Normal(qx.base_dist.loc, qx.base_dist.scale)).sum(-1)
+                for w in range(3)], -1))
+            one = dataclasses.replace(tasks, support=tasks.support[i : i + 1],
+                                      query=tasks.query[i : i + 1])
+            with batch_statistics(ns) as n:
+                assert n == sum(k.endswith("running_mean") for k in state)
+                assert torch.allclose(min_kl_scores(ns, one, reverse=True)[0], rows[-1],
+                                      atol=1e-4, rtol=1e-4)
+    hand_scores = torch.stack(rows)
+    assert task["correct"] == accuracy(predict(hand_scores), tasks.labels)["correct"]
+    running = min_kl_scores(ns, tasks, reverse=True)
+    assert not torch.allclose(running, hand_scores, atol=1e-3)  # the statistics matter
+    with pytest.raises(ValueError, match="norm_stats"):
+        classify(ns, tasks, "min-kl", norm_stats="batch")
+    with pytest.raises(ValueError, match="needs batch normalization"):
+        classify(models.build("ns-small"), tasks, "min-kl", norm_stats="task")
+
+
 # ------------------------------------------------------------------------------ CLI
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
@@ -237,6 +284,7 @@ _GLYPHS: dict = {}
     (["--protocol", "nope"], "unknown protocol"),
     (["--binarization", "none"], "applies to classification"),
     (["--task", "classify", "--binarization", "none"], "likelihood classification scores"),
+    (["--task", "classify", "--norm-stats", "task"], "batch normalization"),
 ])
 def test_evaluate_bad_arguments_one_line_nothing_written(extra, needle, capsys, tmp_path,
                                                           checkpoint) -> None:

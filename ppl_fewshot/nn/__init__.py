@@ -5,7 +5,14 @@ Every module here broadcasts over extra leading dimensions: an input
 that vectorized particles work without Python loops.
 """
 
-from ppl_fewshot.nn.conv import MLP, ConvDecoder, ConvEncoder
+from ppl_fewshot.nn.conv import (
+    MLP,
+    ConvDecoder,
+    ConvEncoder,
+    batch_norm_layers,
+    batch_statistics,
+)
 from ppl_fewshot.nn.sets import SetEncoder, masked_mean, sorted_sum
 
-__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "SetEncoder", "masked_mean", "sorted_sum"]
+__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "SetEncoder", "batch_norm_layers",
+           "batch_statistics", "masked_mean", "sorted_sum"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -50,6 +53,37 @@ def _norm(channels: int, norm: str, conv: bool = False) -> list[nn.Module]:
     if norm == "batch":
         return [nn.BatchNorm2d(channels) if conv else FlatBatchNorm1d(channels)]
     return [nn.GroupNorm(1, channels) if conv else nn.LayerNorm(channels)]
+
+
+def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The batch-normalization layers of ``module`` (empty unless built with ``norm="batch"``)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def batch_statistics(module: nn.Module) -> Iterator[int]:
+    """Within the block, every batch-norm layer of ``module`` normalizes with the statistics
+    of the batch it is given, in training and in evaluation mode alike, and leaves its
+    running averages untouched (they are restored on exit, also after an exception).
+
+    This is *transductive* batch normalization: an evaluation that feeds a few-shot task's
+    support sets in one call and its queries in another normalizes each by that task's own
+    statistics, as code that evaluates a batch-norm network in training mode does without
+    saying so. Measuring both shows how much of an accuracy comes from it
+    (``ppl-fewshot evaluate --norm-stats task``).
+
+    Yields:
+        the number of batch-norm layers switched (0: the block changes nothing).
+    """
+    layers = batch_norm_layers(module)
+    saved = [(m.running_mean, m.running_var) for m in layers]
+    try:
+        for m in layers:  # no buffers: _BatchNorm.forward uses the batch's statistics
+            m.running_mean, m.running_var = None, None
+        yield len(layers)
+    finally:
+        for m, (mean, var) in zip(layers, saved):
+            m.running_mean, m.running_var = mean, var
 
 
 class MLP(nn.Module):
