@@ -9,6 +9,9 @@
 # then 20-way and 5-way classification on the 423 ns28 test classes (1000 tasks; min-KL both
 # directions, cosine), binarized and grey test inputs, and Omniglot -> MNIST. Checkpoints of
 # steps 2000, 4000, ... are copied to $run/snaps (learning curve: see ns_encoder.sh).
+# Then the same ns28 classification with each task's own batch statistics (--norm-stats task:
+# a task's support sets normalized together, its queries together; transductive), as code that
+# evaluates a batch-norm network in training mode would score it (findings 18).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_batchnorm.sh   (~2 h on one thread)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,3 +20,6 @@ cd "$(dirname "$0")/../.."
 run=runs/ns-bn/depth3
 train $run --set c_dim=128 --set encoder_depth=3 --set norm=batch --seed 0
 ev_all $run/checkpoint.pt "ns-medium, encoder depth 3, batch norm" ns-medium-depth3-bn
+ev --checkpoint $run/checkpoint.pt --norm-stats task \
+   --label "ns-medium, encoder depth 3, batch norm, each task's batch statistics" \
+   --out docs/results/ns-medium-depth3-bn-taskstats-ns28-classify

@@ -14,6 +14,10 @@ queries. A query ``x`` is given the class ``c`` with the highest score ``s(x, c)
   ([1], section 5.2); ``"min-kl-reverse"``: ``s = -KL(q(c | X_c) || q(c | {x}))``, the
   other direction (the paper's text does not pin it down, so both are measured).
 
+Models with batch normalization score with its running averages (test sets independent);
+``norm_stats="task"`` normalizes each task by its own items instead (transductive), to
+measure what an evaluation in training mode would report.
+
 Ties are broken uniformly at random (seeded), so a score that cannot tell the classes
 apart (a context-free model under ``"likelihood"``) gives chance accuracy, not the
 accuracy of always answering class 0. Accuracy comes with a 95% Wilson interval over
@@ -46,6 +50,7 @@ from ppl_fewshot.nn import batch_norm_layers, batch_statistics
 logger = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("likelihood", "cosine", "min-kl", "min-kl-reverse")
+NORM_STATS: tuple[str, ...] = ("running", "task")  # batch-norm statistics at test time
 
 
 @dataclass
@@ -322,9 +327,6 @@ def accuracy(pred: Tensor, labels: Tensor) -> dict[str, Any]:
             "se_tasks": round(100 * se, 3), "correct": k, "decisions": n}
 
 
-NORM_STATS: tuple[str, ...] = ("running", "task")
-
-
 def _one_task(tasks: FewShotTasks, i: int) -> FewShotTasks:
     return FewShotTasks(tasks.support[i : i + 1], tasks.query[i : i + 1],
                         tasks.labels[i : i + 1], tasks.classes[i : i + 1])
@@ -359,14 +361,12 @@ def classify(
     """Classify every query of ``tasks`` with ``method`` and return the accuracy record.
 
     Args:
-        norm_stats: for models with batch normalization (``norm="batch"``): ``"running"``
-            (default) scores every set with the running averages of training, so test sets
-            are scored independently; ``"task"`` scores the tasks one at a time with
-            batch statistics (:func:`ppl_fewshot.nn.batch_statistics`): a task's support
-            sets are normalized together by their own statistics, and so are its queries.
-            That is transductive (the answer for one query depends on the other items of
-            its task), as evaluating a batch-norm network in training mode is; it is
-            measured to tell how much an accuracy owes to it, not as the default.
+        norm_stats: batch-norm models only: ``"running"`` (default) uses the running
+            averages of training; ``"task"`` scores the tasks one at a time with batch
+            statistics (:func:`ppl_fewshot.nn.batch_statistics`): a task's support sets are
+            normalized together, and so are its queries. Transductive (one query's answer
+            depends on the other items of its task), as a batch-norm network evaluated in
+            training mode is; measured to tell how much an accuracy owes to it.
 
     Returns ``{"method", "ways", "shots", "tasks", "queries_per_task", "estimator",
     "norm_stats", "accuracy", "ci95", "se_tasks", "correct", "decisions"}`` (percentages).

@@ -70,7 +70,9 @@ def batch_statistics(module: nn.Module) -> Iterator[int]:
     support sets in one call and its queries in another normalizes each by that task's own
     statistics, as code that evaluates a batch-norm network in training mode does without
     saying so. Measuring both shows how much of an accuracy comes from it
-    (``ppl-fewshot evaluate --norm-stats task``).
+    (``ppl-fewshot evaluate --norm-stats task``); see Bronskill et al., "TaskNorm:
+    Rethinking batch normalization for meta-learning", ICML 2020, on transductive batch
+    norm in few-shot evaluation.
 
     Yields:
         the number of batch-norm layers switched (0: the block changes nothing).
