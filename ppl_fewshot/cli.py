@@ -75,6 +75,20 @@ def float_list(text: str) -> tuple[float, ...]:
     return vals
 
 
+def augmentation_list(text: str) -> tuple[str, ...]:
+    """``"rot90,flip,dilate"`` -> the names, checked; ``"none"`` -> ``()``."""
+    from ppl_fewshot.data.protocols import AUGMENTATIONS
+
+    if text == "none":
+        return ()
+    names = tuple(t for t in text.split(",") if t)
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use 'none' or a comma-separated list of {', '.join(AUGMENTATIONS)}")
+    return names
+
+
 def key_value(text: str) -> tuple[str, Any]:
     """``key=value``, the value parsed as JSON when possible (``z_dim=16``, ``pooling=mean``)."""
     if "=" not in text:

@@ -9,7 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ppl_fewshot.cli import float_list, int_or_range, key_value, nonneg_int, positive_int
+from ppl_fewshot.cli import (
+    augmentation_list,
+    float_list,
+    int_or_range,
+    key_value,
+    nonneg_int,
+    positive_int,
+)
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
@@ -139,6 +146,7 @@ def _config_from_args(args: argparse.Namespace):
         num_classes=args.classes,
         sampler=args.sampler,
         binarization=args.binarization,
+        augmentation=args.augmentation,
         lr=args.lr,
         grad_clip=args.grad_clip,
         objective=args.objective,
@@ -266,6 +274,11 @@ def register_all(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="override the protocol's training binarization; 'none' trains on grey levels "
         "(the expected ELBO over dynamic binarizations, the guide reading grey levels)",
+    )
+    p.add_argument(
+        "--augmentation", type=augmentation_list, default=None, metavar="LIST",
+        help="override the protocol's training augmentations: 'none' or a list of rot90, "
+        "flip, dilate (each makes new classes), e.g. rot90,flip,dilate on ns28",
     )
     p.add_argument("--lr", type=float_list, default=(1e-3,), help="phases, e.g. 1e-3,3e-4,1e-4")
     p.add_argument("--grad-clip", type=float, default=10.0)

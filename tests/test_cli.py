@@ -305,3 +305,19 @@ def test_train_binarization_flag_reaches_the_config() -> None:
     assert cfg.binarization == "none" and TrainConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(SystemExit):
         parse(["train", "ns-small", "--binarization", "grey"])
+
+
+def test_train_augmentation_flag_reaches_the_config(capsys) -> None:
+    from ppl_fewshot.cli import build_parser
+    from ppl_fewshot.cli_commands import _config_from_args
+
+    parse = build_parser().parse_args
+    assert _config_from_args(parse(["train", "ns-small"])).augmentation is None
+    cfg = _config_from_args(parse(["train", "ns-small", "--augmentation", "rot90,flip,dilate"]))
+    assert cfg.augmentation == ("rot90", "flip", "dilate")
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    assert _config_from_args(parse(["train", "ns-small", "--augmentation", "none"])
+                             ).augmentation == ()
+    with pytest.raises(SystemExit):
+        parse(["train", "ns-small", "--augmentation", "rot90,blur"])
+    assert "blur" in capsys.readouterr().err

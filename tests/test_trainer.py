@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pyro
@@ -141,6 +142,28 @@ def test_binarization_override_reaches_the_loss(tmp_path, monkeypatch) -> None:
     assert values == [0.0, pytest.approx(100 / 255)] and len(seen) >= 3
 
 
+def test_augmentation_override_reaches_the_loader(monkeypatch) -> None:
+    """``augmentation`` replaces the protocol's training augmentations (same name, the
+    rest of the protocol unchanged); ``None`` keeps them."""
+    seen = []
+
+    def fake_load_split(protocol, split, data_dir=None):
+        seen.append(protocol)
+        return make_prototype_classes(12, 4, seed=0)
+
+    monkeypatch.setattr(trainer_mod, "load_split", fake_load_split)
+    trainer_mod.load_training_data(cfg(protocol="ns28", val_classes=2))
+    trainer_mod.load_training_data(cfg(protocol="ns28", val_classes=2,
+                                       augmentation=("rot90", "flip", "dilate")))
+    trainer_mod.load_training_data(cfg(protocol="ns28", val_classes=2, augmentation=()))
+    assert [p.augmentation for p in seen] == [("rot90", "flip"), ("rot90", "flip", "dilate"),
+                                              ()]
+    assert {p.name for p in seen} == {"ns28"}
+    assert seen[1] == dataclasses.replace(seen[0], augmentation=("rot90", "flip", "dilate"))
+    c = cfg(augmentation=("dilate",))
+    assert TrainConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
     real_forward = trainer_mod.ELBOLoss.forward
     calls = {"n": 0}
@@ -199,6 +222,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
         {"objective": "x"},
         {"sampler": "x"},
         {"binarization": "grey"},
+        {"augmentation": ("rot90", "blur")},
     ],
 )
 def test_bad_config(kw) -> None:

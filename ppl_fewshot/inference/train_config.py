@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ppl_fewshot.data.protocols import AUGMENTATIONS
 from ppl_fewshot.inference.objectives import OBJECTIVES
 
 __all__ = ["TrainConfig"]
@@ -30,6 +31,9 @@ class TrainConfig:
             expectation over dynamic binarizations x ~ Bernoulli(p) of log p(x | z), and the
             guide reads p instead of one draw x; since any guide gives a bound, the
             objective is a lower bound on E_x[log p(x)] with less noise than a single draw.
+        augmentation: override the protocol's training augmentations (``None``: keep them),
+            e.g. ``("rot90", "flip", "dilate")`` for ns28 with dilation
+            (:func:`ppl_fewshot.data.augment_classes`); ``()`` for none.
         lr: learning rates of equal-length phases, e.g. ``(1e-3, 3e-4, 1e-4)``.
         grad_clip: max gradient norm (0 = off).
         objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
@@ -57,6 +61,7 @@ class TrainConfig:
     num_classes: int | tuple[int, int] = 1
     sampler: str = "with-replacement"
     binarization: str | None = None
+    augmentation: tuple[str, ...] | None = None
     lr: tuple[float, ...] = (1e-3,)
     grad_clip: float = 10.0
     objective: str = "elbo"
@@ -107,6 +112,10 @@ class TrainConfig:
         if self.binarization not in (None, "fixed", "dynamic", "none"):
             raise ValueError(f"unknown binarization {self.binarization!r}; use fixed, dynamic "
                              "or none")
+        if self.augmentation is not None:
+            unknown = sorted(set(self.augmentation) - set(AUGMENTATIONS))
+            if unknown:
+                raise ValueError(f"unknown augmentation {unknown}; use some of {AUGMENTATIONS}")
         if not self.lr:
             raise ValueError("lr needs at least one value")
 
@@ -116,7 +125,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
-        for key in ("set_size", "num_classes", "lr"):
+        for key in ("set_size", "num_classes", "lr", "augmentation"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from ppl_fewshot.data import (
     EpisodeSampler,
     derive_seed,
+    get_protocol,
     load_split,
     make_loader,
     split_validation,
@@ -66,7 +67,10 @@ class TrainingDiverged(RuntimeError):
 
 def load_training_data(config: TrainConfig) -> tuple[ClassDataset, ClassDataset]:
     """The protocol's training classes, split into (train, validation) classes."""
-    ds = load_split(config.protocol, "train", data_dir=config.data_dir)
+    protocol = get_protocol(config.protocol)
+    if config.augmentation is not None:  # TrainConfig.augmentation overrides the protocol's
+        protocol = dataclasses.replace(protocol, augmentation=tuple(config.augmentation))
+    ds = load_split(protocol, "train", data_dir=config.data_dir)
     if config.train_classes:
         ds = ds.subset(list(range(min(config.train_classes, ds.num_classes))))
     if config.val_classes:

@@ -26,6 +26,7 @@ from ppl_fewshot.data import (
     read_idx,
     split_validation,
 )
+from ppl_fewshot.data.protocols import dilate
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -158,7 +159,39 @@ def test_augment_classes_dihedral():
     assert torch.equal(aug.images[4], torch.flip(img[0], dims=(-1,)))
     assert augment_classes(ds, ("rot90",)).num_classes == 4
     with pytest.raises(ValueError, match="unknown augmentation"):
-        augment_classes(ds, ("dilate",))
+        augment_classes(ds, ("blur",))
+
+
+def test_dilate_by_hand():
+    """A 2 x 2 maximum filter: each pixel takes the most ink of itself and its right,
+    lower and lower-right neighbours, grey levels included; the image keeps its size."""
+    img = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    img[0, 1, 2] = 255
+    img[0, 3, 0] = 100
+    want = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    want[0, 0:2, 1:3] = 255
+    want[0, 2:4, 0] = 100
+    assert torch.equal(dilate(img), want)
+    line = torch.zeros(5, 5, dtype=torch.uint8)
+    line[:, 2] = 255  # a vertical stroke one pixel wide becomes two pixels wide
+    assert torch.equal((dilate(line) == 255).sum(1), torch.full((5,), 2))
+
+
+def test_augment_classes_dilate():
+    img = torch.zeros(2, 3, 1, 5, 5, dtype=torch.uint8)
+    img[:, :, 0, 0, 1] = 255
+    img[1, :, 0, 2, 2] = 200
+    ds = ClassDataset(images=img, class_names=["x", "y"])
+    aug = augment_classes(ds, ("rot90", "flip", "dilate"))
+    assert aug.num_classes == 32
+    assert aug.class_names[:3] == ["x/rot0", "x/rot0/dilate", "x/rot90"]
+    assert aug.class_names[31] == "y/rot270/flip/dilate"
+    plain = augment_classes(ds, ("rot90", "flip"))
+    # every dilated class is its own plain class, every drawing dilated: no mixed widths
+    assert torch.equal(aug.images[0::2], plain.images)
+    assert torch.equal(aug.images[1::2], dilate(plain.images))
+    only = augment_classes(ds, ("dilate",))
+    assert only.class_names == ["x/rot0", "x/rot0/dilate", "y/rot0", "y/rot0/dilate"]
 
 
 def test_split_validation():
