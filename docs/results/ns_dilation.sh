@@ -11,7 +11,11 @@
 # directions, cosine) and Omniglot -> MNIST, binarized and grey test inputs (ev_all), all on
 # undilated test drawings. Checkpoints of steps 2000, 4000, ... are copied to $run/snaps
 # (learning curve: see ns_encoder.sh).
-# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_dilation.sh   (~1.5 h on one thread)
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_dilation.sh   (~2.3 h on one thread
+# beside another job). The run of 2026-12-04 was stopped for time after the snapshot of step
+# 14000 (lr 1e-4 phase); that snapshot was evaluated by hand with
+#   ev_all SNAP "ns-medium, encoder depth 3, dilation augmentation, step 14000 of 20000" \
+#          ns-medium-depth3-dilate-s14k                            (docs/findings.md section 20)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=docs/results/ns_common.sh
