@@ -43,9 +43,8 @@ def exchangeability_spread(
     B, T = x.shape[:2]
     totals = []
     for _ in range(num_permutations):
-        perm = torch.randperm(T, generator=generator).to(x.device)
-        if same_order:
-            perm = torch.arange(T, device=x.device)
+        perm = (torch.arange(T) if same_order else torch.randperm(T, generator=generator)
+                ).to(x.device)
         xp, mp = x[:, perm], mask[:, perm]
         ll = model.conditional_log_likelihoods(xp, mp, num_particles)
         totals.append((ll * mp).sum(-1))
