@@ -75,18 +75,24 @@ def float_list(text: str) -> tuple[float, ...]:
     return vals
 
 
+def name_list(text: str, known: tuple[str, ...], what: str, keyword: str) -> tuple[str, ...]:
+    """``"a,b"`` -> ``("a", "b")``, each checked against ``known``; ``keyword`` alone (e.g.
+    ``"none"``, ``"auto"``) -> ``()``, which the caller reads as its default."""
+    if text == keyword:
+        return ()
+    vals = tuple(t for t in text.split(",") if t)
+    bad = [v for v in vals if v not in known]
+    if bad or not vals:
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {bad or text!r}; available: "
+                                          f"{', '.join(known)} or {keyword}")
+    return vals
+
+
 def augmentation_list(text: str) -> tuple[str, ...]:
-    """``"rot90,flip,dilate"`` -> the names, checked; ``"none"`` -> ``()``."""
+    """``"rot90,flip,dilate"`` -> the names, checked; ``"none"`` -> ``()`` (no augmentation)."""
     from ppl_fewshot.data.protocols import AUGMENTATIONS
 
-    if text == "none":
-        return ()
-    names = tuple(t for t in text.split(",") if t)
-    unknown = [n for n in names if n not in AUGMENTATIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use 'none' or a comma-separated list of {', '.join(AUGMENTATIONS)}")
-    return names
+    return name_list(text, AUGMENTATIONS, "augmentation", "none")
 
 
 def key_value(text: str) -> tuple[str, Any]:

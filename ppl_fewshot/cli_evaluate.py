@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ppl_fewshot.cli import int_list, nonneg_int, positive_int
+from ppl_fewshot.cli import int_list, name_list, nonneg_int, positive_int
 from ppl_fewshot.cli_commands import sha256_file
 
 TASKS = ("nll", "classify", "transfer")
@@ -49,14 +49,7 @@ def _positive_list(text: str) -> tuple[int, ...]:
 def _methods(text: str) -> tuple[str, ...]:
     from ppl_fewshot.inference.classify import METHODS
 
-    if text == "auto":
-        return ()
-    vals = tuple(t for t in text.split(",") if t)
-    bad = [v for v in vals if v not in METHODS]
-    if bad or not vals:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {bad or text!r}; available: "
-                                         f"{', '.join(METHODS)} or auto")
-    return vals
+    return name_list(text, METHODS, "method", "auto")  # "auto": () = every applicable one
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
