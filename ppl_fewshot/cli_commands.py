@@ -216,7 +216,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         context = load_image_folder(args.context).unsqueeze(0)  # one set
     else:
-        from ppl_fewshot.cli_evaluate import test_bank
+        from ppl_fewshot.inference.eval_data import test_bank
 
         bank, _ = test_bank(
             args.protocol, 1, max(args.shots, 1), args.rows, "distinct", args.seed, args.data_dir

@@ -39,6 +39,14 @@ def _task(text: str) -> str:
     return text
 
 
+def _split(text: str) -> str:
+    from ppl_fewshot.inference.eval_data import SPLITS
+
+    if text not in SPLITS:
+        raise argparse.ArgumentTypeError(f"unknown split {text!r}; use one of {', '.join(SPLITS)}")
+    return text
+
+
 def _positive_list(text: str) -> tuple[int, ...]:
     vals = tuple(positive_int(t) for t in text.split(",") if t)
     if not vals:
@@ -61,6 +69,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", type=_task, default="nll", help="nll, classify or transfer")
     p.add_argument("--protocol", default=None, help="test protocol (default gmn28; transfer: "
                                                      "mnist28)")
+    p.add_argument("--split", type=_split, default="test",
+                   help="which classes the episodes and tasks come from: the protocol's test "
+                        "classes (default), or, for a checkpoint, the classes it trained on "
+                        "('train') or the training classes it held out for validation ('val'), "
+                        "as its training run split them: generalization gaps, not results")
     p.add_argument("--train-protocol", default=None,
                    help="where --model baselines are fitted (default: --protocol, gmn28 for the "
                         "test-only MNIST protocols)")
@@ -109,22 +122,6 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--no-plot", action="store_true", help="skip the NLL-vs-shots figure")
     p.set_defaults(func=cmd_report)
-
-
-def test_bank(protocol: str, classes: int, set_size: int, episodes: int, sampler: str,
-              seed: int, data_dir: str | None, dataset=None):
-    """The fixed, seeded bank of test episodes, cached on disk so every model sees the same."""
-    from ppl_fewshot.data import cache_dir, episode_bank, load_bank, load_split, save_bank
-
-    path = (cache_dir() / "banks" /
-            f"{protocol}-test-C{classes}-T{set_size}-E{episodes}-{sampler}-s{seed}.pt")
-    if path.exists():
-        return load_bank(path), path
-    ds = dataset if dataset is not None else load_split(protocol, "test", data_dir=data_dir)
-    bank = episode_bank(ds, episodes, set_size, classes, sampler=sampler, seed=seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_bank(bank, path)
-    return bank, path
 
 
 # ----------------------------------------------------------------------- the model
@@ -209,7 +206,8 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
             raise ValueError("--shots needs at least one number of shots")
         plan["set_size"] = max(args.set_size, max(args.shots) + 1)
         if args.classes > test_ds.num_classes:
-            raise ValueError(f"--classes {args.classes} exceeds the {test_ds.num_classes} test "
+            raise ValueError(f"--classes {args.classes} exceeds the {test_ds.num_classes} "
+                             f"{args.split} "
                              f"classes of {args.protocol}")
         if args.sampler == "distinct" and plan["set_size"] > args.classes * \
                 test_ds.images_per_class:
@@ -227,7 +225,7 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
         for n in ways:
             if n > test_ds.num_classes:
                 raise ValueError(f"{n}-way classification needs {n} classes, but {args.protocol} "
-                                 f"has {test_ds.num_classes} test classes")
+                                 f"has {test_ds.num_classes} {args.split} classes")
         for k in args.k_shots:
             if k + args.queries > test_ds.images_per_class:
                 raise ValueError(f"{k}-shot tasks with {args.queries} query per class need "
@@ -245,9 +243,11 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
 
 def _nll(model, args, plan, test_ds) -> dict[str, Any]:
     from ppl_fewshot.inference import nll_table
+    from ppl_fewshot.inference.eval_data import test_bank
 
     bank, bank_path = test_bank(args.protocol, args.classes, plan["set_size"], args.episodes,
-                                args.sampler, args.seed, args.data_dir, dataset=test_ds)
+                                args.sampler, args.seed, args.data_dir, dataset=test_ds,
+                                split=args.split)
     from ppl_fewshot.models.annealing import AIS
 
     exact = getattr(model, "exact_log_evidence", None) is not None and model.name in FREE_MODELS
@@ -308,6 +308,7 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from ppl_fewshot.data import get_protocol, load_split
+    from ppl_fewshot.inference.eval_data import eval_split
     from ppl_fewshot.inference.report import (
         classification_markdown,
         nll_markdown,
@@ -315,11 +316,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from ppl_fewshot.utils import atomic_write_text, resolve_device, versions
 
-    args.protocol = args.protocol or ("mnist28" if args.task == "transfer" else "gmn28")
-    proto = get_protocol(args.protocol)
     device = resolve_device(args.device)
     model, prov, fit = _load_model(args, device)
-    test_ds = load_split(proto.name, "test", data_dir=args.data_dir)
+    if args.split != "test":
+        if args.task == "transfer":
+            raise ValueError("--task transfer scores the MNIST test digits; --split train/val "
+                             "take the checkpoint's own training protocol (use --task nll or "
+                             "classify)")
+        args.protocol = args.protocol or prov.get("train_config", {}).get("protocol")
+    args.protocol = args.protocol or ("mnist28" if args.task == "transfer" else "gmn28")
+    proto = get_protocol(args.protocol)
+    test_ds = eval_split(args.split, proto.name, prov.get("train_config"), args.data_dir)
     if args.binarization is not None:
         test_ds = dataclasses.replace(test_ds, binarization=args.binarization)
     plan = _plan(args, model, test_ds)
@@ -334,8 +341,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         prov = _fit_free_model(model, args, train_ds, out)
     model.eval()
     label = f"{args.label or model_label(model)} (ppl_fewshot)"
+    if args.split != "test":
+        label += f", {args.split} classes"
     result: dict[str, Any] = {
         "model": model.name, "label": label, "task": args.task, "protocol": proto.name,
+        "split": args.split, "split_classes": test_ds.num_classes,
         "protocol_info": proto.to_dict(), "test_binarization": test_ds.binarization,
         "seed": args.seed, "device": str(device),
         "versions": versions(), **prov,

@@ -71,7 +71,7 @@ def test_nll_table_equals_exact_predictive_on_conjugate_model(fitted_beta_bernou
 def test_episode_bank_is_fixed_across_runs_and_models(capsys, tmp_path, monkeypatch,
                                                        checkpoint) -> None:
     monkeypatch.setenv("PPL_FEWSHOT_CACHE", str(tmp_path / "cache"))
-    from ppl_fewshot.cli_evaluate import test_bank
+    from ppl_fewshot.inference.eval_data import test_bank
 
     a, pa = test_bank("glyphs", 1, 6, 4, "distinct", 3, None)
     b, pb = test_bank("glyphs", 1, 6, 4, "distinct", 3, None)  # from the cache
@@ -254,6 +254,7 @@ def checkpoint(tmp_path_factory):
 def _glyphs_once(monkeypatch):
     """The synthetic ``glyphs`` protocol is regenerated on every load: memoize it here."""
     import ppl_fewshot.data as data
+    import ppl_fewshot.inference.eval_data as eval_data
 
     real = data.load_split
 
@@ -264,6 +265,7 @@ def _glyphs_once(monkeypatch):
         return _GLYPHS[key] if protocol == "glyphs" else real(protocol, split, data_dir)
 
     monkeypatch.setattr(data, "load_split", cached)
+    monkeypatch.setattr(eval_data, "load_split", cached)
 
 
 _GLYPHS: dict = {}
@@ -429,3 +431,55 @@ def test_report_puts_every_mnist_protocol_under_transfer() -> None:
     omniglot = text[text.index("## 2. Few-shot"):text.index("## 3. Transfer")]
     assert "ns-mnist28-t10k" in transfer and "ns-mnist28-t10k" not in omniglot
     assert "ns-ns28" in omniglot and "ns-ns28" not in transfer
+
+
+def test_evaluate_on_the_training_and_validation_classes_of_a_checkpoint(
+        capsys, tmp_path, monkeypatch) -> None:
+    import ppl_fewshot.data as data
+    import ppl_fewshot.inference.trainer as trainer
+    from ppl_fewshot.inference.eval_data import eval_split
+
+    monkeypatch.setattr(trainer, "load_split", data.load_split)  # the memoized glyphs
+    cfg = TrainConfig(model="vae-small", protocol="glyphs", steps=1, batch_size=2, set_size=2,
+                      val_classes=7, val_batches=1, checkpoint_every=1, seed=3, device="cpu")
+    train(cfg, tmp_path / "run", data=None, progress=False)
+    ck = str(tmp_path / "run" / "checkpoint.pt")
+    full = data.load_split("glyphs", "train")
+    tr, va = (eval_split(s, "glyphs", cfg.to_json(), None) for s in ("train", "val"))
+    # exactly the trainer's split: disjoint, together every training class, 7 held out
+    assert va.num_classes == 7 and tr.num_classes == full.num_classes - 7
+    assert sorted(tr.class_names + va.class_names) == sorted(full.class_names)
+    assert tr.name == "glyphs/train" and va.name == "glyphs/val"
+    assert eval_split("test", "glyphs", None, None).class_names == \
+        data.load_split("glyphs", "test").class_names
+    out = tmp_path / "val"
+    code, _, err = run(["evaluate", "--checkpoint", ck, "--split", "val", "--episodes", "3",
+                        "--set-size", "3", "--shots", "0,2", "--samples", "2", "--out",
+                        str(out)], capsys)
+    assert code == 0, err
+    res = json.loads((out / "nll.json").read_text())
+    assert res["protocol"] == "glyphs" and res["split"] == "val" and res["split_classes"] == 7
+    assert res["label"] == "vae-small (ppl_fewshot), val classes" and "-val-" in res["bank"]
+    bank = load_bank(res["bank"])  # every item is a drawing of a held-out class
+    pool = va.to_float(va.images).flatten(0, 1).flatten(1)
+    items = bank.x.flatten(0, 1).flatten(1)
+    assert bool(((items[:, None] == pool[None]).all(-1)).any(1).all())
+    code, _, err = run(["report", "--results", str(out), "--out", str(tmp_path / "r.md"),
+                        "--no-plot"], capsys)
+    text = (tmp_path / "r.md").read_text()
+    assert code == 0 and "val classes [glyphs, 1 steps]" in text[text.index("## 5."):]
+    assert "val classes" not in text[:text.index("## 5.")]
+    for extra, needle in ((["--split", "val", "--task", "transfer"], "MNIST test digits"),
+                          (["--split", "train", "--protocol", "gmn28"], "training protocol"),
+                          (["--split", "elsewhere"], "unknown split")):
+        try:
+            code = main(["evaluate", "--checkpoint", ck, *extra, "--out", str(tmp_path / "x")])
+        except SystemExit as e:
+            code = e.code
+        assert code == 2 and needle in one_line_error(capsys.readouterr().err)
+    code, _, err = run(["evaluate", "--model", "pixel-beta-bernoulli", "--split", "train",
+                        "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--checkpoint written by train" in one_line_error(err)
+    with pytest.raises(ValueError, match="val_classes=0"):
+        eval_split("val", "glyphs", {**cfg.to_json(), "val_classes": 0}, None)
+    assert not (tmp_path / "x").exists()

@@ -43,6 +43,7 @@ from ppl_fewshot.data.protocols import (
     available_protocols,
     get_protocol,
     load_split,
+    original_classes,
     split_validation,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "load_one_shot_runs",
     "load_split",
     "make_loader",
+    "original_classes",
     "read_idx",
     "read_omniglot_zip",
     "resolve_data_dir",

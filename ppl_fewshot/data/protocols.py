@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -177,6 +178,22 @@ def augment_classes(ds: ClassDataset, augmentation: tuple[str, ...]) -> ClassDat
     alphabets = None if ds.alphabets is None else [a for a in ds.alphabets for _ in suffixes]
     return ClassDataset(images=images, class_names=names, binarization=ds.binarization,
                         name=ds.name, alphabets=alphabets)
+
+
+_VARIANT = re.compile(r"/rot(0|90|180|270)(/flip)?(/dilate)?$")
+
+
+def original_classes(ds: ClassDataset) -> ClassDataset:
+    """The classes of ``ds`` that :func:`augment_classes` left as drawn (``/rot0``: not
+    turned, mirrored or dilated); ``ds`` itself when its classes are not augmented copies.
+
+    Test classes are never augmented, so scoring a model on the classes it trained on
+    (``ppl-fewshot evaluate --split train``) compares like with like on these.
+    """
+    if not ds.class_names or not all(_VARIANT.search(n) for n in ds.class_names):
+        return ds
+    keep = [i for i, n in enumerate(ds.class_names) if n.endswith("/rot0")]
+    return ds.subset(keep)
 
 
 def _seeded_perm(n: int, seed: int) -> torch.Tensor:

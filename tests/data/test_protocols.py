@@ -23,6 +23,7 @@ from ppl_fewshot.data import (
     load_gmn_mnist,
     load_mnist_idx,
     load_split,
+    original_classes,
     read_idx,
     split_validation,
 )
@@ -192,6 +193,18 @@ def test_augment_classes_dilate():
     assert torch.equal(aug.images[1::2], dilate(plain.images))
     only = augment_classes(ds, ("dilate",))
     assert only.class_names == ["x/rot0", "x/rot0/dilate", "y/rot0", "y/rot0/dilate"]
+
+
+def test_original_classes_undo_class_augmentation():
+    img = torch.randint(0, 256, (3, 2, 1, 5, 5), dtype=torch.uint8)
+    ds = ClassDataset(images=img, class_names=["a", "b/rot0", "c"], alphabets=["A", "B", "C"])
+    assert original_classes(ds) is ds  # not augmented (a name may still end in /rot0)
+    for aug in (("rot90", "flip", "dilate"), ("flip",), ("dilate",)):
+        back = original_classes(augment_classes(ds, aug))
+        assert back.class_names == ["a/rot0", "b/rot0/rot0", "c/rot0"]
+        assert torch.equal(back.images, img) and back.alphabets == ["A", "B", "C"]
+    sub = augment_classes(ds, ("rot90",)).subset([1, 4, 6])  # a split of augmented classes
+    assert original_classes(sub).class_names == ["b/rot0/rot0"]
 
 
 def test_split_validation():

@@ -1,0 +1,93 @@
+"""Where an evaluation's episodes and tasks come from: the split, and the cached bank.
+
+:func:`eval_split` gives the protocol's test classes or, for a checkpoint, the classes it
+trained on or held out for validation; :func:`test_bank` the fixed, seeded episode bank
+drawn from them, cached on disk so that every model is scored on the very same episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+from ppl_fewshot.data import (
+    ClassDataset,
+    Episode,
+    cache_dir,
+    episode_bank,
+    load_bank,
+    load_split,
+    original_classes,
+    save_bank,
+)
+
+SPLITS = ("test", "train", "val")  # ``evaluate --split``: where the evaluation's classes come from
+
+
+def test_bank(protocol: str, classes: int, set_size: int, episodes: int, sampler: str,
+              seed: int, data_dir: str | None, dataset: ClassDataset | None = None,
+              split: str = "test") -> tuple[Episode, Any]:
+    """The fixed, seeded bank of test episodes, cached on disk so every model sees the same.
+
+    ``split`` other than ``"test"`` (see :func:`eval_split`) needs ``dataset``; its bank is
+    cached under a digest of the dataset's class names, since which training classes a
+    checkpoint held out depends on its training run.
+    """
+    if split == "test":
+        tag = "test"
+    elif dataset is None:
+        raise ValueError(f"a bank of the {split!r} split needs its dataset")
+    else:
+        digest = hashlib.sha256("\n".join(dataset.class_names).encode()).hexdigest()[:12]
+        tag = f"{split}-{digest}"
+    path = (cache_dir() / "banks" /
+            f"{protocol}-{tag}-C{classes}-T{set_size}-E{episodes}-{sampler}-s{seed}.pt")
+    if path.exists():
+        return load_bank(path), path
+    ds = dataset if dataset is not None else load_split(protocol, "test", data_dir=data_dir)
+    bank = episode_bank(ds, episodes, set_size, classes, sampler=sampler, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_bank(bank, path)
+    return bank, path
+
+
+def eval_split(split: str, protocol: str, train_config: dict[str, Any] | None,
+               data_dir: str | None) -> ClassDataset:
+    """The classes an evaluation draws from, as a ``ClassDataset``.
+
+    ``"test"``: the protocol's test classes. ``"train"`` / ``"val"``: the classes a
+    checkpoint's training run trained on / held out for validation, rebuilt from its
+    ``train_config`` exactly as the trainer split them (same protocol, augmentation,
+    ``train_classes``, ``val_classes`` and seed; :func:`~ppl_fewshot.inference.trainer.
+    load_training_data`), keeping of augmented classes (``ns28``'s rotations and flips)
+    only the ones as drawn (:func:`~ppl_fewshot.data.original_classes`), like the test
+    classes. Scored beside ``"test"``, they separate what a model memorized from what it
+    generalizes to new characters of known alphabets and to new alphabets.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+    if split == "test":
+        return load_split(protocol, "test", data_dir=data_dir)
+    from ppl_fewshot.inference import TrainConfig
+    from ppl_fewshot.inference.trainer import load_training_data
+
+    if not train_config or "steps" not in train_config:
+        raise ValueError(f"--split {split} needs a --checkpoint written by train (its training "
+                         "configuration says which classes it trained on)")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig.from_json({**{k: v for k, v in train_config.items() if k in fields},
+                                 "data_dir": data_dir})
+    if cfg.protocol != protocol:
+        raise ValueError(f"--split {split} scores the checkpoint's training protocol "
+                         f"{cfg.protocol!r}, not {protocol!r}")
+    if split == "val" and not cfg.val_classes:
+        raise ValueError("--split val: this checkpoint was trained without held-out "
+                         "validation classes (val_classes=0)")
+    train, val = load_training_data(cfg)
+    ds = original_classes(train if split == "train" else val)
+    ds.name = f"{protocol}/{split}"
+    return ds
+
+
+__all__ = ["SPLITS", "eval_split", "test_bank"]
