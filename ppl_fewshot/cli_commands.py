@@ -149,6 +149,7 @@ def _config_from_args(args: argparse.Namespace):
         augmentation=args.augmentation,
         lr=args.lr,
         grad_clip=args.grad_clip,
+        weight_decay=args.weight_decay,
         objective=args.objective,
         num_particles=args.particles,
         kl_anneal_steps=args.kl_anneal,
@@ -282,6 +283,8 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lr", type=float_list, default=(1e-3,), help="phases, e.g. 1e-3,3e-4,1e-4")
     p.add_argument("--grad-clip", type=float, default=10.0)
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="decoupled weight decay (AdamW), e.g. 0.1; 0: plain Adam")
     p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
     p.add_argument("--particles", type=positive_int, default=1)
     p.add_argument("--kl-anneal", type=nonneg_int, default=0, help="steps of linear KL warm-up")

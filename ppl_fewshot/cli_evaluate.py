@@ -326,7 +326,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.protocol = args.protocol or prov.get("train_config", {}).get("protocol")
     args.protocol = args.protocol or ("mnist28" if args.task == "transfer" else "gmn28")
     proto = get_protocol(args.protocol)
-    test_ds = eval_split(args.split, proto.name, prov.get("train_config"), args.data_dir)
+    test_ds = eval_split(args.split, proto.name,  # a free baseline: fitted on all of train
+                         prov.get("train_config") if fit is None else None, args.data_dir)
     if args.binarization is not None:
         test_ds = dataclasses.replace(test_ds, binarization=args.binarization)
     plan = _plan(args, model, test_ds)

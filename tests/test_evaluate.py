@@ -477,9 +477,17 @@ def test_evaluate_on_the_training_and_validation_classes_of_a_checkpoint(
         except SystemExit as e:
             code = e.code
         assert code == 2 and needle in one_line_error(capsys.readouterr().err)
+    code, _, err = run(["evaluate", "--model", "pixel-beta-bernoulli", "--split", "val",
+                        "--protocol", "glyphs", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "none is held out" in one_line_error(err)
+    with pytest.raises(ValueError, match="written by train"):
+        eval_split("train", "glyphs", {"protocol": "glyphs"}, None)
+    pix = tmp_path / "pix"  # a free baseline's training classes: all of the protocol's
     code, _, err = run(["evaluate", "--model", "pixel-beta-bernoulli", "--split", "train",
-                        "--out", str(tmp_path / "x")], capsys)
-    assert code == 2 and "--checkpoint written by train" in one_line_error(err)
+                        "--protocol", "glyphs", "--fit-steps", "2", "--episodes", "2",
+                        "--set-size", "3", "--shots", "0,2", "--out", str(pix)], capsys)
+    assert code == 0, err
+    assert json.loads((pix / "nll.json").read_text())["split_classes"] == full.num_classes
     with pytest.raises(ValueError, match="val_classes=0"):
         eval_split("val", "glyphs", {**cfg.to_json(), "val_classes": 0}, None)
     assert not (tmp_path / "x").exists()

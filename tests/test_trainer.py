@@ -312,3 +312,29 @@ def test_argument_checks_only_in_the_first_validate_steps(tmp_path, monkeypatch)
     with pyro.validation_enabled(False):  # a user's global choice is never overridden
         train(cfg(steps=4, validate_steps=3), tmp_path / "s", data=DATA, progress=False)
     assert seen == [False] * 4
+
+
+def test_weight_decay_is_decoupled_adamw(tmp_path) -> None:
+    """After one step from the same weights and batch, AdamW differs from Adam by exactly
+    ``-lr * weight_decay * w0`` (the gradient step is the same); 0 keeps plain Adam."""
+    from ppl_fewshot.models import build
+    from ppl_fewshot.utils import seed_everything
+
+    lr, wd = 1e-2, 3.0
+    runs = {}
+    for decay in (0.0, wd):
+        train(cfg(steps=1, lr=(lr,), grad_clip=0.0, weight_decay=decay, checkpoint_every=1),
+              tmp_path / str(decay), data=DATA, progress=False)
+        state = load_checkpoint(tmp_path / str(decay) / "checkpoint.pt")
+        runs[decay] = state["state_dict"]
+        assert len(state["optimizer"]["param_groups"]) == 1
+        assert state["optimizer"]["param_groups"][0]["weight_decay"] == decay
+    seed_everything(0)  # the trainer's initial weights: the seed only
+    w0 = build("vae-small").state_dict()
+    moved = 0
+    for k, v in runs[wd].items():
+        assert torch.allclose(v - runs[0.0][k], -lr * wd * w0[k], atol=1e-6), k
+        moved += int(bool((w0[k] != 0).any()))
+    assert moved > 0
+    with pytest.raises(ValueError, match="weight_decay"):
+        cfg(weight_decay=-1.0)

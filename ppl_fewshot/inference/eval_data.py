@@ -57,7 +57,8 @@ def eval_split(split: str, protocol: str, train_config: dict[str, Any] | None,
     """The classes an evaluation draws from, as a ``ClassDataset``.
 
     ``"test"``: the protocol's test classes. ``"train"`` / ``"val"``: the classes a
-    checkpoint's training run trained on / held out for validation, rebuilt from its
+    checkpoint's training run trained on / held out for validation (``train_config=None``:
+    a baseline fitted on all of the protocol's training classes), rebuilt from its
     ``train_config`` exactly as the trainer split them (same protocol, augmentation,
     ``train_classes``, ``val_classes`` and seed; :func:`~ppl_fewshot.inference.trainer.
     load_training_data`), keeping of augmented classes (``ns28``'s rotations and flips)
@@ -72,7 +73,14 @@ def eval_split(split: str, protocol: str, train_config: dict[str, Any] | None,
     from ppl_fewshot.inference import TrainConfig
     from ppl_fewshot.inference.trainer import load_training_data
 
-    if not train_config or "steps" not in train_config:
+    if train_config is None:  # a baseline fitted on every training class of the protocol
+        if split == "val":
+            raise ValueError("--split val: this model is fitted on every training class of "
+                             f"{protocol}; none is held out")
+        ds = original_classes(load_split(protocol, "train", data_dir=data_dir))
+        ds.name = f"{protocol}/train"
+        return ds
+    if "steps" not in train_config:
         raise ValueError(f"--split {split} needs a --checkpoint written by train (its training "
                          "configuration says which classes it trained on)")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -36,6 +36,8 @@ class TrainConfig:
             (:func:`ppl_fewshot.data.augment_classes`); ``()`` for none.
         lr: learning rates of equal-length phases, e.g. ``(1e-3, 3e-4, 1e-4)``.
         grad_clip: max gradient norm (0 = off).
+        weight_decay: decoupled weight decay [Loshchilov & Hutter 2019] (``torch.optim.AdamW``;
+            each step multiplies every weight by ``1 - lr * weight_decay``); 0 = plain Adam.
         objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
         kl_anneal_steps: KL weight rises linearly from 0 to 1 over this many steps.
         val_classes: training classes held out for validation; ``val_every`` steps apart,
@@ -64,6 +66,7 @@ class TrainConfig:
     augmentation: tuple[str, ...] | None = None
     lr: tuple[float, ...] = (1e-3,)
     grad_clip: float = 10.0
+    weight_decay: float = 0.0
     objective: str = "elbo"
     num_particles: int = 1
     kl_anneal_steps: int = 0
@@ -102,8 +105,8 @@ class TrainConfig:
             "log_every",
         ):
             pos(name, getattr(self, name))
-        for name in ("grad_clip", "kl_anneal_steps", "val_classes", "train_classes", "num_workers",
-                     "validate_steps"):
+        for name in ("grad_clip", "weight_decay", "kl_anneal_steps", "val_classes",
+                     "train_classes", "num_workers", "validate_steps"):
             pos(name, getattr(self, name), zero_ok=True)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; use one of {OBJECTIVES}")

@@ -200,7 +200,9 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
     seed_everything(config.seed)  # initial weights depend on the seed only (same on all ranks)
     model = build(config.model, **config.model_overrides)
     loss_fn = ELBOLoss(model, config.objective, config.num_particles).to(device)
-    optimizer = torch.optim.Adam(loss_fn.parameters(), lr=config.lr_at(0))
+    optimizer = (torch.optim.AdamW(loss_fn.parameters(), lr=config.lr_at(0),
+                                   weight_decay=config.weight_decay) if config.weight_decay
+                 else torch.optim.Adam(loss_fn.parameters(), lr=config.lr_at(0)))
     start, wall_before = 0, 0.0
     if resume:
         state = load_checkpoint(ckpt_path, map_location=device)
