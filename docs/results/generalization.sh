@@ -29,3 +29,25 @@ ev --checkpoint models/gmn-small-omniglot.pt --task nll --classes 1 --episodes 1
 [ -f $R/generalization-gap/gmn-small.json ] || python $R/generalization_gap.py \
   $R/generalization-gap/gmn-small.json $R/pixel-train-gmn28-with-replacement-100ep/pixel-beta-bernoulli.pt \
   $R/gmn-small-{train,val}-gmn28-C1-K1000-100ep $R/gmn-small-gmn28-C1-K1000-100ep
+# Class augmentation against memorization (section 22): gmn-small as models/gmn-small-omniglot.pt
+# (C_train 2, 10k steps) and as models/gmn-small-mixture-ctrain1-omniglot.pt (mixture prior,
+# C_train 1), each retrained with every training class also turned by 90/180/270 degrees and
+# mirrored as new classes (--augmentation rot90,flip; 7712 classes), scored on the same banks.
+train_aug() { local run=$1; shift
+  [ -f "$run/summary.json" ] || ppl-fewshot --threads 1 train gmn-small --protocol gmn28 \
+    --steps 10000 --batch-size 10 --set-size 20 --lr 1e-3,3e-4,1e-4 --val-every 1000 \
+    --checkpoint-every 500 --seed 0 --augmentation rot90,flip --quiet --out "$run" "$@" \
+    $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null; }
+train_aug runs/gmn-small-rotflip --classes 2
+train_aug runs/gmn-mixture-ctrain1-rotflip --classes 1 --set prior=mixture
+ev_aug() { local run=$1 out=$R/$2 label=$3
+  ev --checkpoint $run/checkpoint.pt --task nll --classes 1 --episodes 100 --samples 1000 \
+     --khat-episodes 0 --label "$label" --out $out-gmn28-C1-K1000-100ep
+  ev --checkpoint $run/checkpoint.pt --split train --task nll --classes 1 --episodes 100 \
+     --samples 1000 --khat-episodes 0 --label "$label" --out $out-train-gmn28-C1-K1000-100ep
+  [ -f $R/generalization-gap/$2.json ] || python $R/generalization_gap.py \
+    $R/generalization-gap/$2.json $R/pixel-train-gmn28-with-replacement-100ep/pixel-beta-bernoulli.pt \
+    $out-train-gmn28-C1-K1000-100ep $out-gmn28-C1-K1000-100ep; }
+ev_aug runs/gmn-small-rotflip gmn-small-rotflip "gmn-small, rot90/flip classes"
+ev_aug runs/gmn-mixture-ctrain1-rotflip gmn-small-mixture-ctrain1-rotflip \
+  "gmn-small mixture prior C_train 1, rot90/flip classes"
