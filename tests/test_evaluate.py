@@ -29,7 +29,7 @@ from ppl_fewshot.inference.classify import (
     predict,
     wilson_interval,
 )
-from ppl_fewshot.inference.report import PUBLISHED, collect_results, render_report
+from ppl_fewshot.inference.report import PUBLISHED, collect_results, nll_curves, render_report
 from tests.conftest import make_prototype_classes, one_line_error, run
 
 
@@ -469,6 +469,7 @@ def test_evaluate_on_the_training_and_validation_classes_of_a_checkpoint(
     text = (tmp_path / "r.md").read_text()
     assert code == 0 and "val classes [glyphs, 1 steps]" in text[text.index("## 5."):]
     assert "val classes" not in text[:text.index("## 5.")]
+    assert nll_curves([{**res, "_file": "f"}]) == {}  # the NLL figure shows test rows only
     for extra, needle in ((["--split", "val", "--task", "transfer"], "MNIST test digits"),
                           (["--split", "train", "--protocol", "gmn28"], "training protocol"),
                           (["--split", "elsewhere"], "unknown split")):

@@ -236,10 +236,13 @@ def _row_label(r: dict[str, Any]) -> str:
 def nll_curves(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``{label: {"shots", "nll", "se"}}`` of every NLL table, for ``plot_nll_curves``.
 
-    Includes the published GMN (C_train=2, C_test=1) Omniglot row for reference.
+    Includes the published GMN (C_train=2, C_test=1) Omniglot row for reference; results on
+    training or validation classes (``evaluate --split``) are left out.
     """
     curves: dict[str, dict[str, Any]] = {}
     for r in results:
+        if r.get("split", "test") != "test":
+            continue
         for t in nll_tables(r):
             key = (f"{_row_label(r)} C={t.get('c_test')} {t.get('episode_sampler', '')}")
             curves[key] = {"shots": t["shots"], "nll": t["nll"], "se": t["se"]}
