@@ -69,3 +69,10 @@ ev_gap runs/gmn-mixture-ctrain1-rotflip gmn-small-mixture-ctrain1-rotflip \
   "gmn-small mixture prior C_train 1, rot90/flip classes"
 ev_gap runs/gmn-small-wd0.3 gmn-small-wd0.3 "gmn-small, weight decay 0.3"
 ev_gap runs/gmn-small-rotflip-cont gmn-small-rotflip-cont "gmn-small, rot90/flip classes, +10k steps"
+# the zoo's models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt: the augmented mixture model +10k
+train_gmn runs/gmn-mixture-ctrain1-rotflip-cont --classes 1 --lr 3e-4,1e-4 --seed 1 --set prior=mixture \
+  --augmentation rot90,flip --init-from runs/gmn-mixture-ctrain1-rotflip/checkpoint.pt
+ev --checkpoint runs/gmn-mixture-ctrain1-rotflip-cont/checkpoint.pt --task nll --classes 1 \
+   --episodes 100 --samples 1000 --khat-episodes 0 \
+   --label "gmn-small mixture prior C_train 1, rot90/flip classes, +10k steps" \
+   --out $R/gmn-small-mixture-ctrain1-rotflip-cont-gmn28-C1-K1000-100ep
