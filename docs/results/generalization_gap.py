@@ -17,23 +17,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 
 import torch
+from paired_nll import load  # docs/results/paired_nll.py: the nll_episodes.csv reader
 
 from ppl_fewshot.inference import model_from_checkpoint, nll_table
 from ppl_fewshot.inference.eval_data import eval_split, test_bank
 
 
 def per_episode(folder: Path) -> tuple[dict, torch.Tensor]:
-    """The result JSON and its per-episode NLLs ``[E, len(shots)]``."""
-    res = json.loads((folder / "nll.json").read_text())
-    with open(folder / "nll_episodes.csv", newline="") as fh:
-        rows = [[float(v) for v in r[1:]] for r in list(csv.reader(fh))[1:]]
-    return res, torch.tensor(rows)
+    """The result JSON and its per-episode NLLs ``[E, len(shots)]`` (paired_nll.py's reader)."""
+    cols = load(str(folder))
+    return json.loads((folder / "nll.json").read_text()), torch.tensor(list(cols.values())).T
 
 
 def bank_of(res: dict):

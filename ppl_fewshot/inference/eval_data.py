@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from ppl_fewshot.data import (
@@ -27,7 +28,7 @@ SPLITS = ("test", "train", "val")  # ``evaluate --split``: where the evaluation'
 
 def test_bank(protocol: str, classes: int, set_size: int, episodes: int, sampler: str,
               seed: int, data_dir: str | None, dataset: ClassDataset | None = None,
-              split: str = "test") -> tuple[Episode, Any]:
+              split: str = "test") -> tuple[Episode, Path]:
     """The fixed, seeded bank of test episodes, cached on disk so every model sees the same.
 
     ``split`` other than ``"test"`` (see :func:`eval_split`) needs ``dataset``; its bank is

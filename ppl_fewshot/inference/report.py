@@ -226,6 +226,11 @@ def _is_mnist(r: dict[str, Any]) -> bool:
         return False
 
 
+def _on_test(r: dict[str, Any]) -> bool:
+    """Scored on the test classes (``evaluate --split test``, every result before --split)."""
+    return r.get("split", "test") == "test"
+
+
 def _row_label(r: dict[str, Any]) -> str:
     """``label [protocol, N steps]``: the training budget travels with every row."""
     steps = (r.get("training_budget") or {}).get("steps")
@@ -241,7 +246,7 @@ def nll_curves(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """
     curves: dict[str, dict[str, Any]] = {}
     for r in results:
-        if r.get("split", "test") != "test":
+        if not _on_test(r):
             continue
         for t in nll_tables(r):
             key = (f"{_row_label(r)} C={t.get('c_test')} {t.get('episode_sampler', '')}")
@@ -268,8 +273,8 @@ def _provenance(r: dict[str, Any]) -> str:
 
 def render_report(results: list[dict[str, Any]], plot: str | None = None) -> str:
     """One markdown page: published numbers and ours, table by table, with provenance."""
-    other = [r for r in results if r.get("split", "test") != "test"]
-    tested = [r for r in results if r.get("split", "test") == "test"]
+    other = [r for r in results if not _on_test(r)]
+    tested = [r for r in results if _on_test(r)]
     omni = [r for r in tested if not _is_mnist(r)]
     mnist = [r for r in tested if _is_mnist(r)]
     out = ["# Results: ppl_fewshot beside the published numbers", "",
