@@ -23,10 +23,12 @@ def known_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input or a broken environment: reported in one line."""
     from ppl_fewshot.data import DataError, DataNotFoundError
     from ppl_fewshot.inference import CheckpointError, TrainingDiverged
+    from ppl_fewshot.utils import RunInProgressError
 
     return (
         CheckpointError,
         TrainingDiverged,
+        RunInProgressError,
         DataNotFoundError,
         DataError,
         KeyError,

@@ -6,14 +6,15 @@ numpy and the standard library) and holds no state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -111,3 +112,60 @@ def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], object]) -
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+class RunInProgressError(RuntimeError):
+    """Another live process holds the folder's lock (it is training into it)."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (created if missing) for the ``with`` block.
+
+    The lock is ``flock`` on ``folder/.lock``, which records the holder's pid. The kernel
+    drops it when the holder exits, crashed or not, so a stale file never blocks. A second
+    holder is refused at once with :class:`RunInProgressError`, which is what keeps two
+    trainers (a run and a premature ``--resume`` of it) from writing into one folder. Where
+    ``fcntl`` does not exist (Windows) the block runs unlocked. Folders this call created
+    and the block left empty (it failed before writing) are removed again on exit.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # leaf first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _flocked(fcntl, folder):
+            yield
+    finally:
+        if created and {p.name for p in folder.iterdir()} <= {".lock"}:
+            (folder / ".lock").unlink(missing_ok=True)
+            for p in created:
+                if any(p.iterdir()):
+                    break
+                p.rmdir()
+
+
+@contextlib.contextmanager
+def _flocked(fcntl: Any, folder: Path) -> Iterator[None]:
+    with open(folder / ".lock", "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise RunInProgressError(
+                f"{folder} is in use by another process (pid {holder}); wait for it to "
+                "finish or stop it first"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -321,3 +321,23 @@ def test_train_augmentation_flag_reaches_the_config(capsys) -> None:
     with pytest.raises(SystemExit):
         parse(["train", "ns-small", "--augmentation", "rot90,blur"])
     assert "blur" in capsys.readouterr().err
+
+
+def test_train_into_a_folder_another_process_trains_is_one_line(tmp_path, capsys) -> None:
+    """A second `train --resume` while another process holds the run is refused."""
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ppl_fewshot.utils import folder_lock\n"
+         f"with folder_lock({str(run_dir)!r}):\n    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (run_dir / "checkpoint.pt").write_bytes(b"")  # not read: the lock comes first
+        code, _, err = run(["train", "vae-small", "--protocol", "synthetic", "--steps", "2",
+                            "--out", str(run_dir), "--resume"], capsys)
+        assert code == 2
+        assert f"pid {holder.pid}" in one_line_error(err) and "in use" in err
+    finally:
+        holder.communicate("")
+    assert holder.returncode == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pyro
 import pytest
@@ -66,6 +67,42 @@ def test_refuses_to_overwrite_and_to_resume_nothing(tmp_path) -> None:
         train(cfg(steps=5, checkpoint_every=5), tmp_path / "r", data=DATA, progress=False)
     with pytest.raises(CheckpointError, match="nothing to resume"):
         train(cfg(), tmp_path / "empty", resume=True, data=DATA, progress=False)
+
+
+def test_one_trainer_per_folder(tmp_path) -> None:
+    """A second trainer (here: a --resume while the run holds its lock) is refused."""
+    from ppl_fewshot.utils import RunInProgressError, folder_lock
+
+    run = tmp_path / "r"
+    train(cfg(steps=5, checkpoint_every=5), run, data=DATA, progress=False)
+    before = (run / "metrics.jsonl").read_text()
+    with folder_lock(run):  # what the first trainer holds while it runs
+        assert (run / ".lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(RunInProgressError, match=f"pid {os.getpid()}"):
+            train(cfg(steps=5, checkpoint_every=5), run, resume=True, data=DATA,
+                  progress=False)
+        with pytest.raises(RunInProgressError):
+            train(cfg(steps=5), run, data=DATA, progress=False)
+    assert (run / "metrics.jsonl").read_text() == before  # nothing written by the refused
+    summary = train(cfg(steps=5, checkpoint_every=5), run, resume=True, data=DATA,
+                    progress=False)  # the lock went with the block
+    assert summary["steps"] == 5
+
+
+def test_folder_lock_removes_a_folder_it_created_and_left_empty(tmp_path) -> None:
+    from ppl_fewshot.utils import folder_lock
+
+    with pytest.raises(KeyError):
+        with folder_lock(tmp_path / "new" / "run"):
+            raise KeyError("failed before writing anything")
+    assert not (tmp_path / "new").exists()
+    with folder_lock(tmp_path / "kept"):
+        (tmp_path / "kept" / "f.txt").write_text("x")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [".lock", "f.txt"]
+    (tmp_path / "old").mkdir()
+    with folder_lock(tmp_path / "old"):
+        pass
+    assert (tmp_path / "old").is_dir()  # it existed before: left alone
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import statistics
 import sys
 import time
@@ -56,7 +57,13 @@ from ppl_fewshot.inference.checkpoint import (
 from ppl_fewshot.inference.objectives import ELBOLoss
 from ppl_fewshot.inference.train_config import TrainConfig
 from ppl_fewshot.models import FewShotModel, build
-from ppl_fewshot.utils import atomic_write_text, resolve_device, seed_everything, versions
+from ppl_fewshot.utils import (
+    atomic_write_text,
+    folder_lock,
+    resolve_device,
+    seed_everything,
+    versions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,20 +141,28 @@ def train(
 
     Returns:
         The summary dictionary (also written to ``summary.json``).
+
+    Raises:
+        RunInProgressError: another live process is training into ``out_dir`` (it holds
+            ``out_dir/.lock``); a second trainer would interleave checkpoints and metrics.
     """
     out = Path(out_dir)
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{out} already holds a run; pass --resume or choose another --out")
     if resume and not ckpt_path.exists():
         raise CheckpointError(f"nothing to resume: {ckpt_path} does not exist")
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
-    info = distributed.setup(resolve_device(config.device))
-    try:
-        return _train(config, out, resume, progress, data, info, time_limit)
-    finally:
-        distributed.teardown(info)
+    # One trainer per folder: rank 0 (the only writer) holds out/.lock for the whole run.
+    main = os.environ.get("RANK", "0") == "0"
+    with folder_lock(out) if main else contextlib.nullcontext():
+        if ckpt_path.exists() and not resume:
+            raise FileExistsError(
+                f"{out} already holds a run; pass --resume or choose another --out")
+        info = distributed.setup(resolve_device(config.device))
+        try:
+            return _train(config, out, resume, progress, data, info, time_limit)
+        finally:
+            distributed.teardown(info)
 
 
 def _warm_start(model: FewShotModel, config: TrainConfig) -> None:
