@@ -149,15 +149,14 @@ def _load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any], 
     """``(model, provenance, fit)``: from ``--checkpoint``, or a free baseline to fit later."""
     from ppl_fewshot import models
     from ppl_fewshot.inference import model_from_checkpoint
+    from ppl_fewshot.inference.checkpoint import training_budget
 
     if (args.checkpoint is None) == (args.model is None):
         raise ValueError("give exactly one of --checkpoint CK or --model NAME "
                          f"(checkpoint-free models: {', '.join(FREE_MODELS)})")
     if args.checkpoint is not None:
         model, state = model_from_checkpoint(args.checkpoint, device=device)
-        extra = state["extra"]
-        budget = {"steps": state["step"], "wall_time_s": extra.get("wall_time_s"),
-                  "device": extra.get("device"), **extra}
+        budget = training_budget(state)
         return model, {"checkpoint": str(args.checkpoint),
                        "checkpoint_sha256": sha256_file(args.checkpoint),
                        "training_budget": budget, "train_config": state["train_config"]}, None
@@ -396,11 +395,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _budget_text(b: dict[str, Any]) -> str:
-    if not b:
-        return "unknown"
-    wall = b.get("wall_time_s")
-    wall = f"{float(wall):.0f} s" if isinstance(wall, (int, float)) else "?"
-    return f"{b.get('steps', '?')} steps, {wall}, {b.get('device') or '?'}"
+    from ppl_fewshot.inference.report import budget_text
+
+    return budget_text(b) if b else "unknown"
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -331,6 +331,50 @@ def test_init_from_starts_at_the_given_weights_with_a_new_schedule(tmp_path) -> 
         train(bad, tmp_path / "d", data=DATA, progress=False)
 
 
+def test_a_continued_run_carries_the_budget_of_the_runs_before_it(tmp_path) -> None:
+    """Three chained runs (5 + 3 + 2 steps): the last checkpoint's budget adds up to 10."""
+    from ppl_fewshot.inference.checkpoint import earlier_runs, training_budget
+    from ppl_fewshot.inference.report import budget_text
+
+    train(cfg(steps=5, checkpoint_every=5), tmp_path / "a", data=DATA, progress=False)
+    train(cfg(steps=3, checkpoint_every=3, init_from=str(tmp_path / "a" / "checkpoint.pt")),
+          tmp_path / "b", data=DATA, progress=False)
+    c = train(cfg(steps=2, checkpoint_every=2, init_from=str(tmp_path / "b" / "checkpoint.pt")),
+              tmp_path / "c", data=DATA, progress=False)
+    state = load_checkpoint(tmp_path / "c" / "checkpoint.pt")
+    a = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert [r["steps"] for r in c["earlier_runs"]] == [5, 3]
+    assert [r["checkpoint"] for r in state["extra"]["earlier_runs"]] == [
+        str(tmp_path / "a" / "checkpoint.pt"), str(tmp_path / "b" / "checkpoint.pt")]
+    budget = training_budget(state)
+    walls = [a["extra"]["wall_time_s"], b["extra"]["wall_time_s"], state["extra"]["wall_time_s"]]
+    assert budget["steps"] == 2 and budget["steps_in_all"] == 10
+    assert budget["wall_time_s_in_all"] == pytest.approx(sum(walls), abs=0.01)
+    assert "after 2 earlier run(s): 10 steps" in budget_text(budget)
+    assert "earlier_runs" not in load_checkpoint(tmp_path / "a" / "checkpoint.pt")["extra"]
+    # a checkpoint from before the record, with the files of its chain still there
+    old_style = dict(state, extra={k: v for k, v in state["extra"].items() if k != "earlier_runs"})
+    assert [r["steps"] for r in earlier_runs(old_style)] == [5, 3]
+    from ppl_fewshot.inference.checkpoint import export_checkpoint, save_checkpoint
+
+    model, _ = model_from_checkpoint(tmp_path / "c" / "checkpoint.pt")
+    save_checkpoint(tmp_path / "old.pt", model, None, 2, state["train_config"], old_style["extra"])
+    exported = export_checkpoint(tmp_path / "old.pt", tmp_path / "zoo.pt")
+    assert training_budget(exported)["steps_in_all"] == 10
+    # recorded at training time: the budget survives the earlier files (a zoo export)
+    for run in ("a", "b"):
+        for f in (tmp_path / run).iterdir():
+            f.unlink()
+    assert training_budget(load_checkpoint(tmp_path / "c" / "checkpoint.pt"))["steps_in_all"] == 10
+    # a checkpoint from before the record: the init_from chain is followed while files exist
+    del state["extra"]["earlier_runs"]
+    assert earlier_runs(state) == [{"checkpoint": str(tmp_path / "b" / "checkpoint.pt"),
+                                    "steps": None, "wall_time_s": None, "device": None}]
+    broken = training_budget(state)
+    assert broken["steps_in_all"] is None and "unknown length" in budget_text(broken)
+
+
 def test_argument_checks_only_in_the_first_validate_steps(tmp_path, monkeypatch) -> None:
     real_forward = trainer_mod.ELBOLoss.forward
     seen: list[bool] = []

@@ -83,9 +83,13 @@ def export_checkpoint(
     ``dtype=torch.float16`` stores floating-point weights at half precision (half the
     file); :func:`model_from_checkpoint` loads them back into the model's float32
     parameters, so only the rounding of the weights differs (the export records it in
-    ``extra["export_dtype"]``).
+    ``extra["export_dtype"]``). The budget of the runs a continued run started from
+    (:func:`earlier_runs`) is written into the copy, so it survives without their files.
     """
     state = load_checkpoint(src)
+    runs = earlier_runs(state)  # the zoo file travels without the runs it continued
+    if runs:
+        state["extra"] = {**state["extra"], "earlier_runs": runs}
     if dtype is not None:
         state["state_dict"] = {k: v.to(dtype) if v.is_floating_point() else v
                                for k, v in state["state_dict"].items()}
@@ -95,6 +99,56 @@ def export_checkpoint(
     state["optimizer"] = None
     atomic_write_bytes(dst, lambda fh: torch.save(state, fh))
     return load_checkpoint(dst)
+
+
+def earlier_runs(state: dict[str, Any], _depth: int = 0) -> list[dict[str, Any]]:
+    """The training runs whose weights the run of ``state`` started from, oldest first.
+
+    A run started with ``--init-from`` records them in ``extra["earlier_runs"]``; for a
+    checkpoint from before that record (or a ``{"train_config": ...}`` alone), the chain of
+    ``train_config["init_from"]`` is followed through the files that still exist, and an
+    entry with ``steps`` None marks where it breaks. Each entry is ``{"checkpoint", "steps",
+    "wall_time_s", "device"}``: what a budget of "N steps" leaves out for a continued run.
+    """
+    extra = state.get("extra") or {}
+    if "earlier_runs" in extra:
+        return [dict(r) for r in extra["earlier_runs"]]
+    src = (state.get("train_config") or {}).get("init_from")
+    if not src:
+        return []
+    entry: dict[str, Any] = {"checkpoint": str(src), "steps": None, "wall_time_s": None,
+                             "device": None}
+    try:
+        if _depth >= 50:  # a chain this long is a cycle
+            raise CheckpointError(f"init_from chain through {src} does not end")
+        prev = load_checkpoint(src)
+    except (OSError, CheckpointError) as e:
+        logger.info("budget before %s unknown: %s", src, e)
+        return [entry]
+    pe = prev.get("extra") or {}
+    entry.update(steps=int(prev["step"]), wall_time_s=pe.get("wall_time_s"),
+                 device=pe.get("device"))
+    return earlier_runs(prev, _depth + 1) + [entry]
+
+
+def training_budget(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's budget: its run's ``steps`` / ``wall_time_s`` / ``device``, and for a
+    continued run ``earlier_runs`` with ``steps_in_all`` / ``wall_time_s_in_all`` (None when an
+    earlier run's length is unknown)."""
+    extra = state.get("extra") or {}
+    budget = {"steps": state["step"], "wall_time_s": extra.get("wall_time_s"),
+              "device": extra.get("device"), **extra}
+    runs = earlier_runs(state)
+    budget.pop("earlier_runs", None)
+    if runs:
+        steps = [r["steps"] for r in runs]
+        walls = [r["wall_time_s"] for r in runs] + [budget["wall_time_s"]]
+        budget["earlier_runs"] = runs
+        budget["steps_in_all"] = (None if None in steps
+                                  else int(state["step"]) + sum(int(n) for n in steps))
+        budget["wall_time_s_in_all"] = (None if None in walls
+                                        else round(sum(float(w) for w in walls), 2))
+    return budget
 
 
 def model_from_checkpoint(

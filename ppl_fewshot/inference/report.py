@@ -232,10 +232,30 @@ def _on_test(r: dict[str, Any]) -> bool:
 
 
 def _row_label(r: dict[str, Any]) -> str:
-    """``label [protocol, N steps]``: the training budget travels with every row."""
-    steps = (r.get("training_budget") or {}).get("steps")
+    """``label [protocol, N steps]``: the training budget travels with every row (a continued
+    run's steps counted with those of the runs it started from)."""
+    b = r.get("training_budget") or {}
+    steps = b.get("steps_in_all") or b.get("steps")
     budget = f", {steps} steps" if steps else ""
+    if b.get("earlier_runs") and not b.get("steps_in_all"):
+        budget += " after earlier runs"
     return f"{r['label']} [{r.get('protocol')}{budget}]"
+
+
+def budget_text(b: dict[str, Any]) -> str:
+    """``N steps / W s / device``, and for a continued run what it adds up to with the runs it
+    started from (``checkpoint.training_budget``)."""
+    def secs(w: Any) -> str:
+        return f"{float(w):.0f} s" if isinstance(w, (int, float)) else "?"
+
+    text = f"{b.get('steps', '?')} steps / {secs(b.get('wall_time_s'))} / {b.get('device') or '?'}"
+    runs = b.get("earlier_runs") or []
+    if runs:
+        total = b.get("steps_in_all")
+        text += (f" after {len(runs)} earlier run(s): {total} steps / "
+                 f"{secs(b.get('wall_time_s_in_all'))} in all" if total
+                 else f" after {len(runs)} earlier run(s) of unknown length")
+    return text
 
 
 def nll_curves(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -260,14 +280,12 @@ def nll_curves(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def _provenance(r: dict[str, Any]) -> str:
     b = r.get("training_budget") or {}
-    wall = b.get("wall_time_s")
-    wall = f"{float(wall):.0f} s" if isinstance(wall, (int, float)) else "?"
     sha = r.get("checkpoint_sha256") or "none"
     ests = sorted({t.get("estimator", "") for t in nll_tables(r)}
                   | {c.get("estimator", "") for c in r.get("classification", [])})
     return (f"- **{r['label']}**, task `{r['task']}`, protocol `{r.get('protocol')}`: "
             f"checkpoint `{r.get('checkpoint')}` (sha256 `{sha[:16]}`), budget "
-            f"{b.get('steps', '?')} steps / {wall} / {b.get('device') or '?'}; estimators: "
+            f"{budget_text(b)}; estimators: "
             f"{'; '.join(e for e in ests if e)}; file `{r['_file']}`")
 
 

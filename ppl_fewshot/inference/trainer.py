@@ -50,6 +50,7 @@ from ppl_fewshot.data.base import ClassDataset
 from ppl_fewshot.inference import distributed
 from ppl_fewshot.inference.checkpoint import (
     CheckpointError,
+    earlier_runs,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
@@ -219,6 +220,10 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
                                    weight_decay=config.weight_decay) if config.weight_decay
                  else torch.optim.Adam(loss_fn.parameters(), lr=config.lr_at(0)))
     start, wall_before = 0, 0.0
+    # the runs whose weights this one continues: every checkpoint carries them, so that
+    # "N steps" of a continued run is never read as its whole budget
+    runs = earlier_runs({"train_config": config.to_json()})
+    before = {"earlier_runs": runs} if runs else {}
     if resume:
         state = load_checkpoint(ckpt_path, map_location=device)
         if TrainConfig.from_json(state["train_config"]) != config:
@@ -227,6 +232,8 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         wall_before = float(state["extra"].get("wall_time_s", 0.0))
+        if "earlier_runs" in state["extra"]:  # as recorded when the run started
+            before = {"earlier_runs": state["extra"]["earlier_runs"]}
         logger.info("resuming %s at step %d", out, start)
     elif config.init_from:
         _warm_start(model, config)
@@ -336,7 +343,8 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
                     best = (val, done)
                     save_checkpoint(out / "best.pt", model, None, done, config.to_json(),
                                     {"wall_time_s": wall(), "val_loss": val,
-                                     "device": str(device), "world_size": info.world_size})
+                                     "device": str(device), "world_size": info.world_size,
+                                     **before})
             _append_jsonl(metrics_path, rec)
             bar.set_postfix(loss=f"{rec['loss']:.2f}")
         if at_log and time_limit is not None and done < config.steps:
@@ -350,7 +358,8 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
                 optimizer,
                 done,
                 config.to_json(),
-                {"wall_time_s": wall(), "device": str(device), "world_size": info.world_size},
+                {"wall_time_s": wall(), "device": str(device), "world_size": info.world_size,
+                 **before},
             )
             last_good = done
         if stopped:
@@ -383,6 +392,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
         "loss_spikes": spikes.record(),
         "wall_time_s": round(wall(), 2),
         "device": str(device),
+        **before,
         "peak_device_memory_bytes": (
             torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         ),
