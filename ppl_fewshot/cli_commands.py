@@ -236,12 +236,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from ppl_fewshot.inference.checkpoint import export_checkpoint
+    from ppl_fewshot.inference.checkpoint import export_checkpoint, training_budget
+    from ppl_fewshot.inference.report import budget_text
 
     dtype = {"float32": None, "float16": torch.float16}[args.dtype]
     state = export_checkpoint(args.checkpoint, args.out, dtype=dtype)
     digest = sha256_file(args.out)
-    print(f"{args.out}: {state['model_name']} at step {state['step']}, sha256 {digest}")
+    print(f"{args.out}: {state['model_name']}, {budget_text(training_budget(state))}, "
+          f"sha256 {digest}")
     return 0
 
 

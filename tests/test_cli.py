@@ -341,3 +341,19 @@ def test_train_into_a_folder_another_process_trains_is_one_line(tmp_path, capsys
     finally:
         holder.communicate("")
     assert holder.returncode == 0
+
+
+def test_export_says_the_budget_in_all(checkpoint, tmp_path, capsys) -> None:
+    """`export` of a run continued from `checkpoint` reports both runs' steps."""
+    import dataclasses
+
+    from ppl_fewshot.inference import load_checkpoint
+
+    first = TrainConfig.from_json(load_checkpoint(checkpoint)["train_config"])
+    data = (make_prototype_classes(6, 10), make_prototype_classes(2, 10, seed=3))
+    cont = dataclasses.replace(first, steps=2, checkpoint_every=2, init_from=str(checkpoint))
+    train(cont, tmp_path / "cont", data=data, progress=False)
+    code, out, err = run(["export", "--checkpoint", str(tmp_path / "cont" / "checkpoint.pt"),
+                          "--out", str(tmp_path / "zoo.pt")], capsys)
+    assert code == 0, err
+    assert "2 steps" in out and "after 1 earlier run(s): 5 steps" in out
