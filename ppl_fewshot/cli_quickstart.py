@@ -21,7 +21,7 @@ from pathlib import Path
 from ppl_fewshot.cli import nonneg_int, positive_int
 from ppl_fewshot.cli_commands import sample_options, sampling_arguments
 
-ZOO_DEFAULT = "models/gmn-small-mixture-omniglot.pt"
+ZOO_DEFAULT = "models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt"
 
 
 def zoo_checkpoint(name: str = ZOO_DEFAULT) -> Path | None:

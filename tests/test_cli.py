@@ -284,12 +284,15 @@ def test_every_zoo_checkpoint_has_a_card() -> None:
     from pathlib import Path
 
     from ppl_fewshot.inference import load_checkpoint
+    from ppl_fewshot.inference.checkpoint import training_budget
 
     zoo = Path(__file__).resolve().parents[1] / "models"
     for ck in zoo.glob("*.pt"):
         card = json.loads(ck.with_suffix(".json").read_text())
         state = load_checkpoint(ck)
         assert card["model"] == state["model_name"] and card["steps"] == state["step"]
+        # a continued run's card says its budget in all, as the file itself records it
+        assert card.get("steps_in_all") == training_budget(state).get("steps_in_all")
         assert "ppl-fewshot" in card["train_command"] and " train " in card["train_command"]
         assert card["protocol"]
         assert ck.stat().st_size < 8_000_000
