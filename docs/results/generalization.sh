@@ -69,7 +69,7 @@ ev_gap runs/gmn-mixture-ctrain1-rotflip gmn-small-mixture-ctrain1-rotflip \
   "gmn-small mixture prior C_train 1, rot90/flip classes"
 ev_gap runs/gmn-small-wd0.3 gmn-small-wd0.3 "gmn-small, weight decay 0.3"
 ev_gap runs/gmn-small-rotflip-cont gmn-small-rotflip-cont "gmn-small, rot90/flip classes, +10k steps"
-# the zoo's models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt: the augmented mixture model +10k
+# the augmented mixture model +10k (20k steps; more_steps.sh continues it to the zoo's 40k file)
 train_gmn runs/gmn-mixture-ctrain1-rotflip-cont --classes 1 --lr 3e-4,1e-4 --seed 1 --set prior=mixture \
   --augmentation rot90,flip --init-from runs/gmn-mixture-ctrain1-rotflip/checkpoint.pt
 ev --checkpoint runs/gmn-mixture-ctrain1-rotflip-cont/checkpoint.pt --task nll --classes 1 \
