@@ -3,9 +3,10 @@
 #   ns-medium (models/ns-medium-omniglot.pt, 20k steps) continued three times by 10k steps (Adam 3e-4
 #     then 1e-4, seeds 1, 2, 3), each scored by 20-way / 5-way min-KL and cosine classification
 #     on the same 1000 seeded ns28 test tasks as docs/results/ns-medium-ns28-classify;
-#   the augmented mixture GMN (models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt, 20k steps,
-#     trained by generalization.sh as runs/gmn-mixture-ctrain1-rotflip-cont) continued the same
-#     way, each scored on the shared 100-episode gmn28 bank (C_test 1, with-replacement, K 1000).
+#   the augmented mixture GMN (runs/gmn-mixture-ctrain1-rotflip-cont, 20k steps, trained by
+#     generalization.sh) continued twice the same way (seeds 2, 3), each scored on the shared
+#     100-episode gmn28 bank (C_test 1, with-replacement, K 1000); the 40k model is the zoo's
+#     models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt (ppl-fewshot export, see its card).
 # One CPU thread per job; each continuation is ~45-60 min of one thread beside one other job.
 # Every step is skipped when its output exists; an interrupted training resumes (a training
 # still running holds its folder's lock, so running this twice at once cannot fork a run).
