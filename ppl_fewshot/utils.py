@@ -14,7 +14,7 @@ import random
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import torch
@@ -132,14 +132,26 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on POSIX
-        yield
-        return
+        fcntl = None
     folder = Path(folder)
     created = [p for p in (folder, *folder.parents) if not p.exists()]  # leaf first
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with _flocked(fcntl, folder):
-            yield
+        with open(folder / ".lock", "a+", encoding="utf-8") as fh:
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                raise RunInProgressError(
+                    f"{folder} is in use by another process (pid {fh.read().strip() or '?'}); "
+                    "wait for it to finish or stop it first"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+            yield  # closing the file releases the lock
     finally:
         if created and {p.name for p in folder.iterdir()} <= {".lock"}:
             (folder / ".lock").unlink(missing_ok=True)
@@ -147,25 +159,3 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
                 if any(p.iterdir()):
                     break
                 p.rmdir()
-
-
-@contextlib.contextmanager
-def _flocked(fcntl: Any, folder: Path) -> Iterator[None]:
-    with open(folder / ".lock", "a+", encoding="utf-8") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            raise RunInProgressError(
-                f"{folder} is in use by another process (pid {holder}); wait for it to "
-                "finish or stop it first"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -125,21 +125,24 @@ def earlier_runs(state: dict[str, Any], _depth: int = 0) -> list[dict[str, Any]]
     except (OSError, CheckpointError) as e:
         logger.info("budget before %s unknown: %s", src, e)
         return [entry]
-    pe = prev.get("extra") or {}
-    entry.update(steps=int(prev["step"]), wall_time_s=pe.get("wall_time_s"),
-                 device=pe.get("device"))
-    return earlier_runs(prev, _depth + 1) + [entry]
+    return earlier_runs(prev, _depth + 1) + [run_entry(src, prev)]
+
+
+def run_entry(path: str | Path, state: dict[str, Any]) -> dict[str, Any]:
+    """One entry of :func:`earlier_runs`: the run whose checkpoint ``state`` (at ``path``) is."""
+    extra = state.get("extra") or {}
+    return {"checkpoint": str(path), "steps": int(state["step"]),
+            "wall_time_s": extra.get("wall_time_s"), "device": extra.get("device")}
 
 
 def training_budget(state: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's budget: its run's ``steps`` / ``wall_time_s`` / ``device``, and for a
     continued run ``earlier_runs`` with ``steps_in_all`` / ``wall_time_s_in_all`` (None when an
     earlier run's length is unknown)."""
-    extra = state.get("extra") or {}
+    extra = {k: v for k, v in (state.get("extra") or {}).items() if k != "earlier_runs"}
     budget = {"steps": state["step"], "wall_time_s": extra.get("wall_time_s"),
               "device": extra.get("device"), **extra}
     runs = earlier_runs(state)
-    budget.pop("earlier_runs", None)
     if runs:
         steps = [r["steps"] for r in runs]
         walls = [r["wall_time_s"] for r in runs] + [budget["wall_time_s"]]

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import statistics
 import sys
 import time
@@ -53,6 +52,7 @@ from ppl_fewshot.inference.checkpoint import (
     earlier_runs,
     load_checkpoint,
     model_from_checkpoint,
+    run_entry,
     save_checkpoint,
 )
 from ppl_fewshot.inference.objectives import ELBOLoss
@@ -153,21 +153,21 @@ def train(
         raise CheckpointError(f"nothing to resume: {ckpt_path} does not exist")
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
-    # One trainer per folder: rank 0 (the only writer) holds out/.lock for the whole run.
-    main = os.environ.get("RANK", "0") == "0"
-    with folder_lock(out) if main else contextlib.nullcontext():
-        if ckpt_path.exists() and not resume:
-            raise FileExistsError(
-                f"{out} already holds a run; pass --resume or choose another --out")
-        info = distributed.setup(resolve_device(config.device))
-        try:
+    info = distributed.setup(resolve_device(config.device))
+    try:
+        # One trainer per folder: the main rank (the only writer) holds out/.lock throughout.
+        with folder_lock(out) if info.is_main else contextlib.nullcontext():
+            if ckpt_path.exists() and not resume:
+                raise FileExistsError(
+                    f"{out} already holds a run; pass --resume or choose another --out")
             return _train(config, out, resume, progress, data, info, time_limit)
-        finally:
-            distributed.teardown(info)
+    finally:
+        distributed.teardown(info)
 
 
-def _warm_start(model: FewShotModel, config: TrainConfig) -> None:
-    """Load the weights of ``config.init_from`` into ``model`` (same name and settings)."""
+def _warm_start(model: FewShotModel, config: TrainConfig) -> dict[str, Any]:
+    """Load the weights of ``config.init_from`` into ``model`` (same name and settings);
+    return that checkpoint."""
     src, state = model_from_checkpoint(config.init_from)
     if src.name != model.name or src.config() != model.config():
         raise CheckpointError(
@@ -176,6 +176,7 @@ def _warm_start(model: FewShotModel, config: TrainConfig) -> None:
         )
     model.load_state_dict(src.state_dict())
     logger.info("weights from %s (step %d)", config.init_from, state["step"])
+    return state
 
 
 class _SpikeCounter:
@@ -222,8 +223,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
     start, wall_before = 0, 0.0
     # the runs whose weights this one continues: every checkpoint carries them, so that
     # "N steps" of a continued run is never read as its whole budget
-    runs = earlier_runs({"train_config": config.to_json()})
-    before = {"earlier_runs": runs} if runs else {}
+    before: dict[str, Any] = {}
     if resume:
         state = load_checkpoint(ckpt_path, map_location=device)
         if TrainConfig.from_json(state["train_config"]) != config:
@@ -236,7 +236,10 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
             before = {"earlier_runs": state["extra"]["earlier_runs"]}
         logger.info("resuming %s at step %d", out, start)
     elif config.init_from:
-        _warm_start(model, config)
+        src = _warm_start(model, config)
+        before = {"earlier_runs": earlier_runs(src) + [run_entry(config.init_from, src)]}
+    if config.init_from and not before:  # resuming a run from before the record
+        before = {"earlier_runs": earlier_runs({"train_config": config.to_json()})}
     step_fn = distributed.wrap(loss_fn, info, device)
     main = info.is_main
     if main:
