@@ -87,6 +87,10 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                    "HMC-bridged distributions (annealed importance sampling; 0 = plain IS)")
     p.add_argument("--ais-leapfrog", type=positive_int, default=2,
                    help="leapfrog steps per HMC transition of --ais-steps")
+    p.add_argument("--inner-samples", type=positive_int, default=1,
+                   help="NLL table of a model with a per-set latent (the Neural Statistician) "
+                   "by nested importance sampling: M draws of every item's latents per draw of "
+                   "the set latent, K x M item evaluations (1 = plain importance sampling)")
     p.add_argument("--episodes", type=positive_int, default=659)
     p.add_argument("--khat-episodes", type=nonneg_int, default=50,
                    help="PSIS k-hat of the NLL estimates on the first N episodes (0: off)")
@@ -203,6 +207,12 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
     if plan["nll"]:
         if not args.shots:
             raise ValueError("--shots needs at least one number of shots")
+        if args.inner_samples > 1 and args.ais_steps:
+            raise ValueError("--inner-samples and --ais-steps are two estimators; choose one")
+        if args.inner_samples > 1 and not model.has_set_latent:
+            raise ValueError(f"--inner-samples nests the importance samples of a per-set "
+                             f"latent; {model.name!r} has none (its items have their own "
+                             "weights already)")
         plan["set_size"] = max(args.set_size, max(args.shots) + 1)
         if args.classes > test_ds.num_classes:
             raise ValueError(f"--classes {args.classes} exceeds the {test_ds.num_classes} "
@@ -251,25 +261,28 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
 
     exact = getattr(model, "exact_log_evidence", None) is not None and model.name in FREE_MODELS
     ais = AIS(steps=args.ais_steps, leapfrog=args.ais_leapfrog) if args.ais_steps else None
+    inner = 1 if exact else args.inner_samples
     est = ("exact chain rule log p(x_t | x_<t)" if exact else
+           f"nested importance sampling, K={args.samples} samples of the set latent from the "
+           f"guide x {inner} of each item's latents" if inner > 1 else
            f"importance sampling, K={args.samples} samples from the guide" + (
                f" annealed through {ais.steps} distributions ({ais.leapfrog} leapfrog steps "
                "per HMC transition)" if ais else ""))
     t0 = time.perf_counter()
     # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
     table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,
-                      progress=sys.stderr.isatty(), ais=ais)
+                      progress=sys.stderr.isatty(), ais=ais, inner=inner)
     if ais and not exact:
         table["ais"] = dataclasses.asdict(ais)
     out = {"c_test": args.classes, "episode_sampler": args.sampler,
            "set_size": plan["set_size"], "estimator": est, "bank": str(bank_path),
            "eval_wall_time_s": round(time.perf_counter() - t0, 2), **table}
     if not exact and args.khat_episodes:
-        out["psis"] = _psis(model, bank, args, ais)
+        out["psis"] = _psis(model, bank, args, ais, inner)
     return out
 
 
-def _psis(model, bank, args, ais=None) -> dict[str, Any]:
+def _psis(model, bank, args, ais=None, inner: int = 1) -> dict[str, Any]:
     """PSIS k-hat of the importance weights behind the table, on its first episodes."""
     import torch
 
@@ -279,11 +292,12 @@ def _psis(model, bank, args, ais=None) -> dict[str, Any]:
     dev = next(model.parameters(), torch.zeros(())).device
     rows = [conditional_importance_diagnostics(model, bank.x[i : i + 8].to(dev),
                                                bank.mask[i : i + 8].to(dev), args.shots,
-                                               args.samples, ais=ais)
+                                               args.samples, ais=ais, inner=inner)
             for i in range(0, n, 8)]
     khat = torch.cat([r["khat"] for r in rows], 0)
     ess = torch.cat([r["ess"] for r in rows], 0)
-    return {"episodes": n, "num_particles": args.samples, **summarize_khat(khat),
+    nested = {"inner_particles": inner} if inner != 1 else {}
+    return {"episodes": n, "num_particles": args.samples, **nested, **summarize_khat(khat),
             "ess_median": [round(float(c[~torch.isnan(c)].median()), 1) for c in ess.T]}
 
 

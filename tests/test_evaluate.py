@@ -372,6 +372,20 @@ def test_set_latent_model_through_the_cli(capsys, tmp_path) -> None:
     assert "PSIS k-hat" in (tmp_path / "o" / "transfer.md").read_text()
     assert [r["method"] for r in res["classification"]] == ["likelihood", "cosine", "min-kl",
                                                             "min-kl-reverse"]
+    # nested importance sampling: recorded in the result, the PSIS record and the report
+    code, _, err = run(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--task", "nll",
+                        "--protocol", "glyphs", "--episodes", "2", "--set-size", "4", "--shots",
+                        "0,3", "--samples", "3", "--inner-samples", "2", "--khat-episodes", "2",
+                        "--out", str(tmp_path / "n")], capsys)
+    assert code == 0, err
+    res = json.loads((tmp_path / "n" / "nll.json").read_text())
+    assert res["inner_particles"] == 2 and res["psis"]["inner_particles"] == 2
+    assert res["estimator"].startswith("nested importance sampling, K=3")
+    assert all(math.isfinite(v) for v in res["nll"])
+    code, _, err = run(["report", "--results", str(tmp_path / "n"), "--out",
+                        str(tmp_path / "r.md"), "--no-plot"], capsys)
+    assert code == 0, err
+    assert "| 3 x 2 nested |" in (tmp_path / "r.md").read_text()
 
 
 def test_report_errors_and_published_data(capsys, tmp_path) -> None:
@@ -419,6 +433,12 @@ def test_evaluate_with_annealing_records_it_in_result_and_report(capsys, tmp_pat
                         "--no-plot"], capsys)
     assert code == 0, err
     assert "| 2, AIS 3 |" in (tmp_path / "r.md").read_text()
+    for extra, words in ((["--inner-samples", "2"], "has none"),  # no per-set latent
+                         (["--inner-samples", "2", "--ais-steps", "2"], "choose one")):
+        code, _, err = run(["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs",
+                            "--episodes", "2", *extra, "--out", str(tmp_path / "bad")], capsys)
+        assert code == 2 and words in one_line_error(err)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_report_puts_every_mnist_protocol_under_transfer() -> None:

@@ -114,15 +114,17 @@ def importance_log_weights(
     num_particles: int = 1000,
     chunk: int | None = None,
     ais: AIS | None = None,
+    inner: int = 1,
 ) -> Tensor:
     """``model.log_weights`` for ``num_particles`` particles, ``[K, B]``, in chunks, no grad.
 
-    ``chunk`` particles per call (default :func:`~ppl_fewshot.models.base.auto_chunk`);
-    ``ais`` anneals them (:mod:`ppl_fewshot.models.annealing`).
+    ``chunk`` particles per call (default :func:`~ppl_fewshot.models.base.auto_chunk`,
+    divided by ``inner``); ``ais`` anneals them and ``inner`` nests them
+    (:mod:`ppl_fewshot.models.annealing`): the weights are then those of the set latent.
     """
     with torch.no_grad():
-        return particles_in_chunks(lambda k: model.log_weights(x, mask, k, ais=ais),
-                                   num_particles, chunk or auto_chunk(x))
+        return particles_in_chunks(lambda k: model.log_weights(x, mask, k, ais=ais, inner=inner),
+                                   num_particles, chunk or max(1, auto_chunk(x) // inner))
 
 
 def importance_diagnostics(
@@ -185,6 +187,7 @@ def conditional_importance_diagnostics(
     positions: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 19),
     num_particles: int = 1000,
     ais: AIS | None = None,
+    inner: int = 1,
 ) -> dict[str, Tensor]:
     """PSIS k-hat and ESS of the estimates behind an NLL table, ``log p(x_t | x_<t)``.
 
@@ -192,13 +195,17 @@ def conditional_importance_diagnostics(
     weights ``p(x_t, z_t | x_<t) / q(z_t | x_t, x_<t)`` of each asked position; for
     set-latent models the conditional is ``log p(x_<=t) - log p(x_<t)``, and the worse
     (larger k-hat, smaller ESS) of the two prefix estimates is reported. ``ais``
-    diagnoses the annealed weights instead.
+    diagnoses the annealed weights instead, ``inner`` the nested ones (one weight per draw
+    of the set latent).
 
     Returns ``{"khat": [B, P], "ess": [B, P]}`` (float64, padded items NaN).
     """
     mask = as_mask(x, mask)
     pos = check_positions(positions, x.shape[1])
     B, P = x.shape[0], len(pos)
+    if inner != 1 and not model.has_set_latent:
+        raise ValueError("inner draws (nested importance sampling) need a model with a "
+                         "per-set latent")
     with torch.no_grad():
         if not model.has_set_latent:  # the weights behind conditional_log_likelihoods
             lw = model.conditional_log_weights(x, mask, pos, num_particles, ais=ais)
@@ -210,7 +217,7 @@ def conditional_importance_diagnostics(
             et = torch.full((B, x.shape[1] + 1), float(num_particles), dtype=torch.float64)
             for n in prefix_lengths(before, upto):
                 lw = importance_log_weights(model, x[:, :n], mask[:, :n], num_particles,
-                                            ais=ais)
+                                            ais=ais, inner=inner)
                 kt[:, n], et[:, n] = pareto_khat(lw), effective_sample_size(lw).cpu()
             b, u = before.cpu(), upto.cpu()
             khat = torch.maximum(kt.gather(1, b), kt.gather(1, u))

@@ -6,8 +6,9 @@ drawn from C_test test classes,
     NLL(s) = - E_episodes[ log p(x_{s+1} | x_1, ..., x_s) ]     (nats, s = number of shots)
 
 estimated for each episode by importance sampling with K samples from the guide
-(:meth:`FewShotModel.conditional_log_likelihoods`), with the standard error taken from
-the spread over episodes.
+(:meth:`FewShotModel.conditional_log_likelihoods`; for models with a per-set latent
+optionally nested, ``inner`` draws of every item's latents per draw of the set latent),
+with the standard error taken from the spread over episodes.
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ def conditional_nll(
     progress: bool = False,
     positions: list[int] | tuple[int, ...] | None = None,
     ais: AIS | None = None,
+    inner: int = 1,
 ) -> Tensor:
     """``-log p(x_t | x_<t)`` for every episode and position: ``[E, T]`` in nats.
 
     With ``positions``, only those items are scored (each still conditioned on all the
     items before it): ``[E, len(positions)]``, and proportionally less work. ``ais``
-    anneals the importance samples (:mod:`ppl_fewshot.models.annealing`).
+    anneals the importance samples and ``inner`` nests them
+    (:mod:`ppl_fewshot.models.annealing`).
     """
     device = next(model.parameters(), torch.zeros(())).device
     model.eval()
@@ -69,7 +72,8 @@ def conditional_nll(
         m = bank.mask[start : start + batch_size].to(device)
         with torch.no_grad():
             ll = model.conditional_log_likelihoods(
-                x, m, num_particles=num_particles, chunk=chunk, positions=positions, ais=ais
+                x, m, num_particles=num_particles, chunk=chunk, positions=positions, ais=ais,
+                inner=inner,
             )
         rows.append(-ll.cpu())
     return torch.cat(rows, 0)
@@ -83,13 +87,16 @@ def nll_table(
     batch_size: int = 8,
     progress: bool = False,
     ais: AIS | None = None,
+    inner: int = 1,
 ) -> dict[str, Any]:
     """Mean and standard error of the conditional NLL at each number of shots
-    (``ais``: annealed importance samples, see :mod:`ppl_fewshot.models.annealing`).
+    (``ais``: annealed importance samples; ``inner``: nested ones, see
+    :mod:`ppl_fewshot.models.annealing`).
 
     Returns ``{"shots": [...], "nll": [...], "se": [...], "episodes": E, "num_particles": K,
     "per_episode": [[...] * len(shots)] * E}`` (the NLL of every episode and column, for
-    paired comparisons of two models or estimators on the same bank).
+    paired comparisons of two models or estimators on the same bank), with
+    ``"inner_particles"`` when ``inner > 1``.
     """
     T = bank.x.shape[1]
     bad = [s for s in shots if s >= T or s < 0]
@@ -97,9 +104,11 @@ def nll_table(
         raise ValueError(f"shots {bad} need episodes longer than T={T}")
     # s shots = the item at 0-based position s, conditioned on the s items before it
     cols = conditional_nll(model, bank, num_particles, batch_size, progress=progress,
-                           positions=list(shots), ais=ais)
+                           positions=list(shots), ais=ais, inner=inner)
     per_episode = [[round(float(v), 3) for v in row] for row in cols]
-    return {**summarize_columns(cols, shots, num_particles), "per_episode": per_episode}
+    nested = {"inner_particles": inner} if inner != 1 else {}
+    return {**summarize_columns(cols, shots, num_particles), **nested,
+            "per_episode": per_episode}
 
 
 def summarize_columns(cols: Tensor, shots: tuple[int, ...] | list[int],

@@ -146,12 +146,13 @@ class HierarchicalBernoulliPixels(SetLatentModel):
         chunk: int | None = None,
         positions: list[int] | tuple[int, ...] | None = None,
         ais: AIS | None = None,
+        inner: int = 1,
     ) -> Tensor:
         """Exact ``log p(x_t | x_<t)`` for every item, ``[B, T]`` (0 for padded items), or
         for the items ``positions`` only, ``[B, len(positions)]``.
 
-        ``num_particles``, ``chunk`` and ``ais`` are accepted for the base-class signature
-        and ignored: no sampling happens.
+        ``num_particles``, ``chunk``, ``ais`` and ``inner`` are accepted for the base-class
+        signature and ignored: no sampling happens.
         """
         m = as_mask(x, mask).to(x.dtype)
         mm = m.reshape(*m.shape, *(1,) * len(self.event_shape))
