@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ppl_fewshot.models.annealing import AIS
+from ppl_fewshot.models.annealing import AIS, check_inner
 from ppl_fewshot.models.base import (
     as_mask,
     auto_chunk,
@@ -203,9 +203,7 @@ def conditional_importance_diagnostics(
     mask = as_mask(x, mask)
     pos = check_positions(positions, x.shape[1])
     B, P = x.shape[0], len(pos)
-    if inner != 1 and not model.has_set_latent:
-        raise ValueError("inner draws (nested importance sampling) need a model with a "
-                         "per-set latent")
+    check_inner(model, inner)
     with torch.no_grad():
         if not model.has_set_latent:  # the weights behind conditional_log_likelihoods
             lw = model.conditional_log_weights(x, mask, pos, num_particles, ais=ais)

@@ -161,6 +161,17 @@ def _in_items(site: dict) -> bool:
     return "items" in {frame.name for frame in site["cond_indep_stack"]}
 
 
+def check_inner(model: FewShotModel, inner: int) -> None:
+    """Refuse ``inner`` draws per item that nested importance sampling cannot use: fewer than
+    one, or more than one for a model without a per-set latent (its items have their own
+    weights already)."""
+    if inner < 1:
+        raise ValueError(f"inner needs at least one draw per item, got {inner}")
+    if inner != 1 and not getattr(model, "has_set_latent", False):
+        raise ValueError("inner draws (nested importance sampling) need a model with a "
+                         f"per-set latent; {type(model).__name__} has none")
+
+
 def nested_log_weights(
     model: FewShotModel,
     x: Tensor,
@@ -178,11 +189,7 @@ def nested_log_weights(
     is plain importance sampling (other draws). Padded items weigh 1 (log-weight 0).
     """
     K, (B, T) = num_particles, x.shape[:2]
-    if not getattr(model, "has_set_latent", False):
-        raise ValueError("nested importance sampling needs a model with a per-set latent; "
-                         f"{type(model).__name__} scores its items with their own weights")
-    if inner < 1:
-        raise ValueError(f"inner needs at least one draw per item, got {inner}")
+    check_inner(model, inner)
     with pyro.plate("particles", K, dim=-3):
         outer = poutine.trace(model.guide).get_trace(x, mask, ctx)
     shared = poutine.Trace()

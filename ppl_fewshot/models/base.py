@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import Tensor
 
-from ppl_fewshot.models.annealing import AIS, annealed_log_weights, guide_draws, nested_log_weights
+from ppl_fewshot.models.annealing import (
+    AIS,
+    annealed_log_weights,
+    check_inner,
+    guide_draws,
+    nested_log_weights,
+)
 
 
 def as_mask(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -168,8 +174,7 @@ class FewShotModel(PyroModule):
         Particles are drawn ``chunk`` at a time (default: :func:`auto_chunk`, divided by
         ``inner``); ``ais`` anneals them and ``inner`` nests them (see :meth:`log_weights`).
         """
-        if inner < 1:
-            raise ValueError(f"inner needs at least one draw per item, got {inner}")
+        check_inner(self, inner)
         chunk = chunk or max(1, auto_chunk(x) // inner)
         with torch.no_grad():
             lw = particles_in_chunks(
@@ -201,9 +206,7 @@ class FewShotModel(PyroModule):
         mask = as_mask(x, mask)
         B, T = x.shape[:2]
         pos = list(range(T)) if positions is None else check_positions(positions, T)
-        if inner != 1 and not self.has_set_latent:
-            raise ValueError("inner draws (nested importance sampling) need a model with a "
-                             "per-set latent")
+        check_inner(self, inner)
         if not pos or B == 0:
             return x.new_zeros(B, len(pos))
         with torch.no_grad():
