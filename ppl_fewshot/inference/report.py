@@ -163,8 +163,8 @@ def nll_markdown(rows: list[tuple[str, dict[str, Any]]],
             k = "exact"
         elif t.get("ais"):
             k = f"{k}, AIS {t['ais']['steps']}"
-        elif t.get("inner_particles", 1) != 1:
-            k = f"{k} x {t['inner_particles']} nested"
+        else:
+            k = _k_label(t)
         lines.append(f"| {label} | {t.get('c_test', '')} | {t.get('episode_sampler', '')} | {k} | "
                      f"{t.get('episodes', '')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -190,15 +190,16 @@ def psis_markdown(rows: list[tuple[str, dict[str, Any]]]) -> str:
         by = {s: f"{m:.2f} [{f:.2f}]" for s, m, f in
               zip(t["shots"], ps["median"], ps["share_above_threshold"])}
         lines.append(f"| {label} | {t.get('c_test', '')} | {t.get('episode_sampler', '')} | "
-                     f"{_psis_k(ps)} | {ps['episodes']} | "
+                     f"{_k_label(ps)} | {ps['episodes']} | "
                      + " | ".join(by.get(s, "") for s in shots) + " |")
     return "\n".join(lines)
 
 
-def _psis_k(ps: dict[str, Any]) -> str:
-    """The K column of a PSIS row: ``K`` or ``K x M nested`` (the weights of the set latent)."""
-    inner = ps.get("inner_particles", 1)
-    return f"{ps['num_particles']}" + (f" x {inner} nested" if inner != 1 else "")
+def _k_label(record: dict[str, Any]) -> str:
+    """The K column of a table or PSIS record: ``K``, or ``K x M nested`` for nested
+    importance sampling (K draws of the set latent, M of each item's latents)."""
+    inner = record.get("inner_particles", 1)
+    return f"{record.get('num_particles', '')}" + (f" x {inner} nested" if inner != 1 else "")
 
 
 def classification_markdown(rows: list[tuple[str, list[dict[str, Any]]]],

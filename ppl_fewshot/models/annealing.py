@@ -98,6 +98,16 @@ class AIS:
         return ((s - s[0]) / (s[-1] - s[0])).tolist()
 
 
+def _weighed_sites(tr, observed: bool):
+    """``(site, log_prob)`` of every sample site that enters an importance weight: all of a
+    model trace (``observed=True``), the latent ones of a guide trace; no subsample sites."""
+    for site in tr.nodes.values():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if observed or not site["is_observed"]:
+            yield site, site["fn"].log_prob(site["value"])
+
+
 def trace_log_densities(
     model_tr, guide_tr, num_particles: int, B: int, T: int, per_item: bool
 ) -> tuple[Tensor, Tensor]:
@@ -108,12 +118,7 @@ def trace_log_densities(
     for tr, observed in ((model_tr, True), (guide_tr, False)):
         per_set = torch.zeros(num_particles, B)
         per_it = torch.zeros(num_particles, B, T)
-        for site in tr.nodes.values():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            if not observed and site["is_observed"]:
-                continue
-            lp = site["fn"].log_prob(site["value"])
+        for site, lp in _weighed_sites(tr, observed):
             while lp.dim() < 3:
                 lp = lp.unsqueeze(0)
             per_set, per_it = per_set.to(lp), per_it.to(lp)
@@ -185,8 +190,10 @@ def nested_log_weights(
 
     Per-set sites are the guide's latent sites outside the ``"items"`` plate; they are drawn
     once under ``pyro.plate("particles", K, dim=-3)`` and replayed while the guide redraws the
-    item sites ``inner`` times under ``pyro.plate("inner", inner, dim=-4)``. ``inner = 1``
-    is plain importance sampling (other draws). Padded items weigh 1 (log-weight 0).
+    item sites ``inner`` times under ``pyro.plate("inner", inner, dim=-4)`` (the first
+    pass's own item draws are dropped: one guide pass of K particles, 1/inner of the second,
+    and no model pass). ``inner = 1`` is plain importance sampling (other draws). Padded
+    items weigh 1 (log-weight 0).
     """
     K, (B, T) = num_particles, x.shape[:2]
     check_inner(model, inner)
@@ -202,12 +209,7 @@ def nested_log_weights(
     per_set = x.new_zeros(K, B)
     per_item = x.new_zeros(inner, K, B, T)
     for tr, sign in ((m, 1.0), (g, -1.0)):
-        for site in tr.nodes.values():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            if sign < 0 and site["is_observed"]:
-                continue
-            lp = site["fn"].log_prob(site["value"])
+        for site, lp in _weighed_sites(tr, observed=sign > 0):
             while lp.dim() < 4:
                 lp = lp.unsqueeze(0)
             if _in_items(site):
