@@ -88,9 +88,10 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ais-leapfrog", type=positive_int, default=2,
                    help="leapfrog steps per HMC transition of --ais-steps")
     p.add_argument("--inner-samples", type=positive_int, default=1,
-                   help="NLL table of a model with a per-set latent (the Neural Statistician) "
-                   "by nested importance sampling: M draws of every item's latents per draw of "
-                   "the set latent, K x M item evaluations (1 = plain importance sampling)")
+                   help="NLL table and likelihood classification of a model with a per-set "
+                   "latent (the Neural Statistician) by nested importance sampling: M draws of "
+                   "every item's latents per draw of the set latent, K x M item evaluations "
+                   "(1 = plain importance sampling)")
     p.add_argument("--episodes", type=positive_int, default=659)
     p.add_argument("--khat-episodes", type=nonneg_int, default=50,
                    help="PSIS k-hat of the NLL estimates on the first N episodes (0: off)")
@@ -209,10 +210,6 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
             raise ValueError("--shots needs at least one number of shots")
         if args.inner_samples > 1 and args.ais_steps:
             raise ValueError("--inner-samples and --ais-steps are two estimators; choose one")
-        if args.inner_samples > 1 and not model.has_set_latent:
-            raise ValueError(f"--inner-samples nests the importance samples of a per-set "
-                             f"latent; {model.name!r} has none (its items have their own "
-                             "weights already)")
         plan["set_size"] = max(args.set_size, max(args.shots) + 1)
         if args.classes > test_ds.num_classes:
             raise ValueError(f"--classes {args.classes} exceeds the {test_ds.num_classes} "
@@ -228,6 +225,9 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
         methods = args.methods or tuple(applicable_methods(model))
         for m in methods:
             check_method(model, m)
+        if args.inner_samples > 1 and not plan["nll"] and "likelihood" not in methods:
+            raise ValueError("--inner-samples nests the importance samples of the likelihood "
+                             f"classifier; the methods {', '.join(methods)} use none")
         if args.binarization == "none" and "likelihood" in methods:
             raise ValueError("likelihood classification scores binary data; with "
                              "--binarization none use min-kl, min-kl-reverse or cosine")
@@ -247,6 +247,10 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
                 raise ValueError(f"--norm-stats task needs a model with batch normalization; "
                                  f"{model.name!r} has none")
         plan.update(ways=ways, methods=methods)
+    if args.inner_samples > 1 and not model.has_set_latent:
+        raise ValueError(f"--inner-samples nests the importance samples of a per-set "
+                         f"latent; {model.name!r} has none (its items have their own "
+                         "weights already)")
     return plan
 
 
@@ -313,7 +317,8 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
                 t0 = time.perf_counter()
                 r = classify(model, tasks, m, num_particles=args.classify_samples, exact=exact,
                              seed=args.seed, progress=sys.stderr.isatty(),
-                             norm_stats=args.norm_stats)
+                             norm_stats=args.norm_stats,
+                             inner=args.inner_samples if m == "likelihood" else 1)
                 rows.append({**r, "eval_wall_time_s": round(time.perf_counter() - t0, 2)})
     return rows
 

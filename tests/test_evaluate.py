@@ -386,6 +386,21 @@ def test_set_latent_model_through_the_cli(capsys, tmp_path) -> None:
                         str(tmp_path / "r.md"), "--no-plot"], capsys)
     assert code == 0, err
     assert "| 3 x 2 nested |" in (tmp_path / "r.md").read_text()
+    # ... and in the likelihood classifier (the other methods draw no importance samples)
+    code, _, err = run(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--task",
+                        "classify", "--protocol", "glyphs", "--ways", "3", "--k-shots", "1",
+                        "--tasks", "3", "--classify-samples", "2", "--inner-samples", "3",
+                        "--methods", "likelihood,cosine", "--out", str(tmp_path / "c")], capsys)
+    assert code == 0, err
+    rows = json.loads((tmp_path / "c" / "classify.json").read_text())["classification"]
+    assert "x 3 of each item's latents" in rows[0]["estimator"]
+    assert rows[1]["estimator"].startswith("cosine")
+    code, _, err = run(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--task",
+                        "classify", "--protocol", "glyphs", "--ways", "3", "--k-shots", "1",
+                        "--tasks", "3", "--inner-samples", "3", "--methods", "cosine",
+                        "--out", str(tmp_path / "bad")], capsys)
+    assert code == 2 and "use none" in one_line_error(err)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_report_errors_and_published_data(capsys, tmp_path) -> None:

@@ -5,9 +5,10 @@ drawings of each: the first ``shots`` are the class's support set ``X_c``, the r
 queries. A query ``x`` is given the class ``c`` with the highest score ``s(x, c)``:
 
 * ``"likelihood"``: ``s = log p(x | X_c)``, importance-sampled with K samples from the
-  guide (:meth:`FewShotModel.log_predictive`), or exact for conjugate models that have
-  ``exact_log_predictive`` when ``exact=True``. With a uniform prior over the classes
-  this is the Bayes decision rule of the model.
+  guide (:meth:`FewShotModel.log_predictive`; for models with a per-set latent optionally
+  nested, ``inner`` draws of each item's latents per draw of the set latent), or exact for
+  conjugate models that have ``exact_log_predictive`` when ``exact=True``. With a uniform
+  prior over the classes this is the Bayes decision rule of the model.
 * ``"cosine"``: ``s = cos(f(x), mean_k f(x_ck))`` with ``f`` the guide features
   (``model.features(x)``, each item encoded on its own, no context).
 * ``"min-kl"``: ``s = -KL(q(c | {x}) || q(c | X_c))`` for models with a per-set latent
@@ -36,90 +37,21 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ppl_fewshot.data.base import ClassDataset
+from ppl_fewshot.inference.tasks import FewShotTasks, make_tasks
 from ppl_fewshot.models import FewShotModel
+from ppl_fewshot.models.annealing import check_inner
 from ppl_fewshot.nn import batch_norm_layers, batch_statistics
 
 logger = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("likelihood", "cosine", "min-kl", "min-kl-reverse")
 NORM_STATS: tuple[str, ...] = ("running", "task")  # batch-norm statistics at test time
-
-
-@dataclass
-class FewShotTasks:
-    """A fixed batch of N-way K-shot tasks.
-
-    Attributes:
-        support: ``[N_tasks, ways, shots, *event]`` floats in [0, 1].
-        query: ``[N_tasks, ways * queries_per_class, *event]``.
-        labels: ``[N_tasks, ways * queries_per_class]`` true class in ``0..ways-1``.
-        classes: ``[N_tasks, ways]`` the dataset class index behind each way.
-    """
-
-    support: Tensor
-    query: Tensor
-    labels: Tensor
-    classes: Tensor
-
-    @property
-    def num_tasks(self) -> int:
-        return int(self.support.shape[0])
-
-    @property
-    def ways(self) -> int:
-        return int(self.support.shape[1])
-
-    @property
-    def shots(self) -> int:
-        return int(self.support.shape[2])
-
-
-def make_tasks(
-    dataset: ClassDataset,
-    num_tasks: int,
-    ways: int,
-    shots: int,
-    queries_per_class: int = 1,
-    seed: int = 0,
-) -> FewShotTasks:
-    """Draw ``num_tasks`` seeded N-way K-shot tasks from ``dataset``.
-
-    Classes within a task are distinct, and so are the drawings within a class (support
-    and queries never share a drawing). The same arguments give the same tasks.
-
-    Raises:
-        ValueError: ``ways`` exceeds the classes of ``dataset``, or ``shots +
-            queries_per_class`` exceeds its drawings per class, or a count is < 1.
-    """
-    for what, v in (("num_tasks", num_tasks), ("ways", ways), ("shots", shots),
-                    ("queries_per_class", queries_per_class)):
-        if int(v) < 1:
-            raise ValueError(f"{what} must be >= 1, got {v}")
-    n, m = dataset.num_classes, dataset.images_per_class
-    if ways > n:
-        name = dataset.name or "the dataset"
-        raise ValueError(f"{ways}-way tasks need {ways} classes, but {name} has only {n}")
-    per = shots + queries_per_class
-    if per > m:
-        raise ValueError(f"{shots}-shot tasks with {queries_per_class} query per class need {per} "
-                         f"distinct drawings per class, but the dataset has {m}")
-    g = torch.Generator().manual_seed(int(seed))
-    classes = torch.rand(num_tasks, n, generator=g).argsort(-1)[:, :ways]  # [N, ways]
-    drawings = torch.rand(num_tasks, ways, m, generator=g).argsort(-1)[..., :per]
-    raw = dataset.images[classes.unsqueeze(-1), drawings]  # [N, ways, per, *event]
-    x = dataset.to_float(raw, generator=g)
-    support = x[:, :, :shots].contiguous()
-    query = x[:, :, shots:].reshape(num_tasks, ways * queries_per_class, *x.shape[3:])
-    labels = torch.arange(ways).repeat_interleave(queries_per_class).expand(num_tasks, -1)
-    return FewShotTasks(support, query.contiguous(), labels.contiguous(), classes)
 
 
 def _as_event(model: FewShotModel, x: Tensor, lead: int) -> Tensor:
@@ -164,6 +96,7 @@ def likelihood_scores(
     exact: bool = False,
     max_items: int = 1 << 13,
     progress: bool = False,
+    inner: int = 1,
 ) -> Tensor:
     """``log p(x_q | X_c)`` for every task, query and class: ``[N_tasks, Q, ways]``.
 
@@ -175,8 +108,10 @@ def likelihood_scores(
 
     All (query, class) pairs of all tasks are flattened and scored ``P`` at a time by one
     :meth:`~FewShotModel.log_predictive` call, with ``P * min(K, 100) * (shots + 1) <=
-    max_items`` (the importance samples that one call holds in memory).
+    max_items`` (the importance samples that one call holds in memory; ``inner`` times
+    fewer pairs with ``inner`` nested draws, see :meth:`~FewShotModel.log_marginal`).
     """
+    check_inner(model, inner)
     N, W, S = tasks.num_tasks, tasks.ways, tasks.shots
     Q = tasks.query.shape[1]
     dev = _device(model)
@@ -203,14 +138,14 @@ def likelihood_scores(
                             for i in range(0, N * Q, per_call)], 0)
         return lp.reshape(N, Q, 1).expand(N, Q, W).clone()
     total = N * W * Q
-    per_call = max(1, max_items // (min(num_particles, 100) * (S + 1)))
+    per_call = max(1, max_items // (min(num_particles, 100) * inner * (S + 1)))
     base = None
     if model.has_set_latent:
         # log p(x | X_c) = log p(X_c u {x}) - log p(X_c): the second term once per class
         sup = _as_event(model, tasks.support.reshape(N * W, S, *tasks.support.shape[3:]), 2)
         with torch.no_grad():
             base = torch.cat([model.log_marginal(sup[i : i + per_call].to(dev), None,
-                                                 num_particles).cpu()
+                                                 num_particles, inner=inner).cpu()
                               for i in range(0, N * W, per_call)], 0)
     out = torch.empty(total)
     for start in tqdm(range(0, total, per_call), disable=not progress, desc="likelihood"):
@@ -222,7 +157,8 @@ def likelihood_scores(
             if base is None:
                 lp = model.log_predictive(qry, ctx, num_particles)[:, 0]
             else:
-                lp = model.log_marginal(torch.cat([ctx, qry], 1), None, num_particles)
+                lp = model.log_marginal(torch.cat([ctx, qry], 1), None, num_particles,
+                                        inner=inner)
             out[start : start + len(p)] = lp.cpu()
     if base is not None:
         out = out - base.reshape(N, W, 1).expand(N, W, Q).reshape(-1)
@@ -333,14 +269,18 @@ def _one_task(tasks: FewShotTasks, i: int) -> FewShotTasks:
 
 
 def _scores(model: FewShotModel, tasks: FewShotTasks, method: str, num_particles: int,
-            exact: bool, progress: bool) -> tuple[str, Tensor]:
+            exact: bool, progress: bool, inner: int = 1) -> tuple[str, Tensor]:
     """The estimator's description and the ``[N, Q, ways]`` scores of ``method``."""
     if method == "likelihood":
         if exact:
             est = "exact log p(x|X_c)"
+        elif inner > 1:
+            est = (f"nested importance sampling, K={num_particles} samples of the set latent "
+                   f"from the guide x {inner} of each item's latents")
         else:
             est = f"importance sampling, K={num_particles} samples from the guide"
-        return est, likelihood_scores(model, tasks, num_particles, exact=exact, progress=progress)
+        return est, likelihood_scores(model, tasks, num_particles, exact=exact, progress=progress,
+                                      inner=1 if exact else inner)
     if method == "cosine":
         return "cosine of guide features, support mean", cosine_scores(model, tasks)
     reverse = method == "min-kl-reverse"
@@ -357,10 +297,14 @@ def classify(
     seed: int = 0,
     progress: bool = False,
     norm_stats: str = "running",
+    inner: int = 1,
 ) -> dict[str, Any]:
     """Classify every query of ``tasks`` with ``method`` and return the accuracy record.
 
     Args:
+        inner: ``"likelihood"`` with a model with a per-set latent: nested importance
+            sampling, ``inner`` draws of every item's latents per draw of the set latent
+            (:func:`~ppl_fewshot.models.annealing.nested_log_weights`); 1 = plain.
         norm_stats: batch-norm models only: ``"running"`` (default) uses the running
             averages of training; ``"task"`` scores the tasks one at a time with batch
             statistics (:func:`ppl_fewshot.nn.batch_statistics`): a task's support sets are
@@ -372,21 +316,24 @@ def classify(
     "norm_stats", "accuracy", "ci95", "se_tasks", "correct", "decisions"}`` (percentages).
 
     Raises:
-        ValueError: unknown ``method`` or ``norm_stats``, a method the model cannot do, or
-            ``norm_stats="task"`` for a model without batch normalization.
+        ValueError: unknown ``method`` or ``norm_stats``, a method the model cannot do,
+            ``norm_stats="task"`` for a model without batch normalization, or ``inner > 1``
+            for a model without a per-set latent.
     """
     check_method(model, method)
+    check_inner(model, inner)
     if norm_stats not in NORM_STATS:
         raise ValueError(f"unknown norm_stats {norm_stats!r}; use one of {NORM_STATS}")
     if norm_stats == "running":
-        est, scores = _scores(model, tasks, method, num_particles, exact, progress)
+        est, scores = _scores(model, tasks, method, num_particles, exact, progress, inner)
     else:
         if not batch_norm_layers(model):
             raise ValueError(f"norm_stats='task' needs batch normalization; model {model.name!r} "
                              "has none (train it with norm=batch)")
         model.eval()
         with batch_statistics(model):
-            parts = [_scores(model, _one_task(tasks, i), method, num_particles, exact, False)
+            parts = [_scores(model, _one_task(tasks, i), method, num_particles, exact, False,
+                             inner)
                      for i in tqdm(range(tasks.num_tasks), disable=not progress, desc=method)]
         est = parts[0][0] + "; batch norm with each task's statistics (transductive)"
         scores = torch.cat([p[1] for p in parts], 0)
