@@ -4,9 +4,10 @@
 #     then 1e-4, seeds 1, 2, 3), each scored by 20-way / 5-way min-KL and cosine classification
 #     on the same 1000 seeded ns28 test tasks as docs/results/ns-medium-ns28-classify;
 #   the augmented mixture GMN (runs/gmn-mixture-ctrain1-rotflip-cont, 20k steps, trained by
-#     generalization.sh) continued twice the same way (seeds 2, 3), each scored on the shared
-#     100-episode gmn28 bank (C_test 1, with-replacement, K 1000); the 40k model is the zoo's
-#     models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt (ppl-fewshot export, see its card).
+#     generalization.sh) continued three times the same way (seeds 2, 3, 4), each scored on the
+#     shared 100-episode gmn28 bank (C_test 1, with-replacement, K 1000); the 40k model is the
+#     zoo's models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt (ppl-fewshot export, see its
+#     card); the 50k one (seed 4) tests findings section 23's extrapolation of diminishing gains.
 # One CPU thread per job; each continuation is ~45-60 min of one thread beside one other job.
 # Every step is skipped when its output exists; an interrupted training resumes (a training
 # still running holds its folder's lock, so running this twice at once cannot fork a run).
@@ -35,7 +36,7 @@ ns_chain() { local prev=models/ns-medium-omniglot.pt run i
     prev=$run/checkpoint.pt
   done; }
 gmn_chain() { local prev=runs/gmn-mixture-ctrain1-rotflip-cont run i
-  for i in 2 3; do
+  for i in 2 3 4; do
     run=runs/gmn-mixture-ctrain1-rotflip-cont$i
     # shellcheck disable=SC2086
     cont $run $GMN --seed $i --init-from $prev/checkpoint.pt
