@@ -177,6 +177,51 @@ def check_inner(model: FewShotModel, inner: int) -> None:
                          f"per-set latent; {type(model).__name__} has none")
 
 
+def set_sites(tr) -> poutine.Trace:
+    """The latent sites of a guide trace outside the ``"items"`` plate (the per-set latents),
+    as a trace that :func:`nested_terms` replays (change a node's ``"value"`` to replay
+    other draws)."""
+    shared = poutine.Trace()
+    for name, site in _latent_sites(tr).items():
+        if not _in_items(site):
+            shared.add_node(name, **site)
+    return shared
+
+
+def nested_terms(
+    model: FewShotModel,
+    x: Tensor,
+    mask: Tensor,
+    shared: poutine.Trace,
+    num_particles: int,
+    inner: int,
+    ctx: dict | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The parts of a nested importance weight for the ``K = num_particles`` draws of the
+    per-set latents held in ``shared`` (:func:`set_sites`): ``log p(set latents)`` and the
+    guide's ``log q(set latents | X)``, each ``[K, B]``, and every item's
+    ``log (1/M) sum_m p(x_t, z_tm | set latents) / q(z_tm | x_t, set latents)``, ``[K, B, T]``,
+    over ``M = inner`` fresh draws of its latents under ``pyro.plate("inner", M, dim=-4)``
+    (padded items: 0). :func:`nested_log_weights` adds them up; a caller that draws the set
+    latents from its own proposal replaces the guide's term with that proposal's density.
+    """
+    K, (B, T) = num_particles, x.shape[:2]
+    with pyro.plate("inner", inner, dim=-4), pyro.plate("particles", K, dim=-3):
+        g = poutine.trace(poutine.replay(model.guide, trace=shared)).get_trace(x, mask, ctx)
+        m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
+    per_set = {True: x.new_zeros(K, B), False: x.new_zeros(K, B)}  # model / guide
+    per_item = x.new_zeros(inner, K, B, T)
+    for tr, sign in ((m, 1.0), (g, -1.0)):
+        for site, lp in _weighed_sites(tr, observed=sign > 0):
+            while lp.dim() < 4:
+                lp = lp.unsqueeze(0)
+            if _in_items(site):
+                per_item = per_item + sign * lp.expand(inner, K, B, T)
+            else:  # the same value in every inner draw: one copy
+                per_set[sign > 0] = per_set[sign > 0] + lp[0].expand(K, B, 1)[..., 0]
+    return per_set[True], per_set[False], torch.logsumexp(per_item, 0) - math.log(inner)
+
+
 def nested_log_weights(
     model: FewShotModel,
     x: Tensor,
@@ -190,33 +235,15 @@ def nested_log_weights(
 
     Per-set sites are the guide's latent sites outside the ``"items"`` plate; they are drawn
     once under ``pyro.plate("particles", K, dim=-3)`` and replayed while the guide redraws the
-    item sites ``inner`` times under ``pyro.plate("inner", inner, dim=-4)`` (the first
-    pass's own item draws are dropped: one guide pass of K particles, 1/inner of the second,
-    and no model pass). ``inner = 1`` is plain importance sampling (other draws). Padded
-    items weigh 1 (log-weight 0).
+    item sites ``inner`` times (:func:`nested_terms`; the first pass's own item draws are
+    dropped: one guide pass of K particles, 1/inner of the second, and no model pass).
+    ``inner = 1`` is plain importance sampling (other draws). Padded items weigh 1 (log-weight 0).
     """
-    K, (B, T) = num_particles, x.shape[:2]
     check_inner(model, inner)
-    with pyro.plate("particles", K, dim=-3):
+    with pyro.plate("particles", num_particles, dim=-3):
         outer = poutine.trace(model.guide).get_trace(x, mask, ctx)
-    shared = poutine.Trace()
-    for name, site in _latent_sites(outer).items():
-        if not _in_items(site):
-            shared.add_node(name, **site)
-    with pyro.plate("inner", inner, dim=-4), pyro.plate("particles", K, dim=-3):
-        g = poutine.trace(poutine.replay(model.guide, trace=shared)).get_trace(x, mask, ctx)
-        m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
-    per_set = x.new_zeros(K, B)
-    per_item = x.new_zeros(inner, K, B, T)
-    for tr, sign in ((m, 1.0), (g, -1.0)):
-        for site, lp in _weighed_sites(tr, observed=sign > 0):
-            while lp.dim() < 4:
-                lp = lp.unsqueeze(0)
-            if _in_items(site):
-                per_item = per_item + sign * lp.expand(inner, K, B, T)
-            else:  # the same value in every inner draw: one copy
-                per_set = per_set + sign * lp[0].expand(K, B, 1)[..., 0]
-    return per_set + (torch.logsumexp(per_item, 0) - math.log(inner)).sum(-1)
+    log_p, log_q, items = nested_terms(model, x, mask, set_sites(outer), num_particles, inner, ctx)
+    return log_p - log_q + items.sum(-1)
 
 
 def annealed_log_weights(
