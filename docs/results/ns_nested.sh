@@ -3,8 +3,14 @@
 # 100-episode with-replacement bank of docs/results/ns-medium-gmn28-with-replacement) by nested
 # importance sampling (`--inner-samples`, docs/findings.md section 25) against plain importance
 # sampling at the same cost: K 100 draws of c x 10 draws of each item's z, against K 1000 joint
-# draws. One CPU thread each, ~1 h each; an output that exists is skipped.
-# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_nested.sh [nested|plain|all]
+# draws. One CPU thread each, ~1 h each; an output that exists is skipped. `classify`: 5-way
+# 1-shot likelihood classification on the 200 seeded ns28 tasks of
+# docs/results/ns-medium-ns28-classify-likelihood (K 5 there, from the float32 run checkpoint),
+# nested K 5 x M 10 against plain K 50 (the same cost, ~7 min each), then plain K 5 and K 200
+# from the same shipped file (~30 min for K 200). `ais0`: the 0-shot column by annealed
+# importance sampling (K 8, 300 steps; findings section 26), ~30 min.
+# One CPU thread each; an output that exists is skipped.
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_nested.sh [nested|plain|classify|ais0|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results C=models/ns-medium-omniglot.pt
@@ -12,9 +18,22 @@ ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot
        evaluate --checkpoint $C --task nll --classes 1 --episodes 100 --khat-episodes 20 "$@"; }
 nested() { ev --samples 100 --inner-samples 10 --out $R/ns-medium-gmn28-C1-K100x10-nested-100ep; }
 plain() { ev --samples 1000 --out $R/ns-medium-gmn28-C1-K1000-100ep; }
+cl() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
+       evaluate --checkpoint $C --task classify --protocol ns28 --ways 5 --k-shots 1 \
+       --tasks 200 --methods likelihood "$@"; }
+classify() { local L="ns-medium, likelihood"
+  cl --classify-samples 5 --inner-samples 10 --label "$L K 5 x 10 nested" \
+     --out $R/ns-medium-ns28-classify-K5x10-nested
+  cl --classify-samples 50 --label "$L K 50" --out $R/ns-medium-ns28-classify-K50
+  cl --classify-samples 5 --label "$L K 5" --out $R/ns-medium-ns28-classify-K5
+  cl --classify-samples 200 --label "$L K 200" --out $R/ns-medium-ns28-classify-K200; }
+ais0() { ev --shots 0 --samples 8 --ais-steps 300 --khat-episodes 0 \
+     --label "ns-medium, 0 shots by AIS" --out $R/ns-medium-gmn28-C1-AIS300-K8-100ep; }
 case "${1:-all}" in
   nested) nested ;;
   plain) plain ;;
-  all) nested; plain ;;
-  *) echo "usage: $0 [nested|plain|all]" >&2; exit 2 ;;
+  classify) classify ;;
+  ais0) ais0 ;;
+  all) nested; plain; classify; ais0 ;;
+  *) echo "usage: $0 [nested|plain|classify|ais0|all]" >&2; exit 2 ;;
 esac
