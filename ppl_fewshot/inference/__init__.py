@@ -9,11 +9,7 @@ from ppl_fewshot.inference.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from ppl_fewshot.inference.classify import (
-    FewShotTasks,
-    classify,
-    make_tasks,
-)
+from ppl_fewshot.inference.classify import classify
 from ppl_fewshot.inference.evaluate import (
     SHOTS,
     conditional_nll,
@@ -24,6 +20,7 @@ from ppl_fewshot.inference.evaluate import (
 )
 from ppl_fewshot.inference.objectives import ELBOLoss, LatentScale
 from ppl_fewshot.inference.report import collect_results, render_report
+from ppl_fewshot.inference.tasks import FewShotTasks, make_tasks
 from ppl_fewshot.inference.train_config import TrainConfig
 from ppl_fewshot.inference.trainer import TrainingDiverged, train
 

@@ -209,17 +209,19 @@ def nested_terms(
     with pyro.plate("inner", inner, dim=-4), pyro.plate("particles", K, dim=-3):
         g = poutine.trace(poutine.replay(model.guide, trace=shared)).get_trace(x, mask, ctx)
         m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
-    per_set = {True: x.new_zeros(K, B), False: x.new_zeros(K, B)}  # model / guide
-    per_item = x.new_zeros(inner, K, B, T)
-    for tr, sign in ((m, 1.0), (g, -1.0)):
-        for site, lp in _weighed_sites(tr, observed=sign > 0):
+    log_p, log_q = x.new_zeros(K, B), x.new_zeros(K, B)  # of the set latents
+    per_item = x.new_zeros(inner, K, B, T)  # log p(x_t, z_t | .) - log q(z_t | .), each draw
+    for tr, is_model in ((m, True), (g, False)):
+        for site, lp in _weighed_sites(tr, observed=is_model):
             while lp.dim() < 4:
                 lp = lp.unsqueeze(0)
             if _in_items(site):
-                per_item = per_item + sign * lp.expand(inner, K, B, T)
-            else:  # the same value in every inner draw: one copy
-                per_set[sign > 0] = per_set[sign > 0] + lp[0].expand(K, B, 1)[..., 0]
-    return per_set[True], per_set[False], torch.logsumexp(per_item, 0) - math.log(inner)
+                per_item = per_item + (lp if is_model else -lp).expand(inner, K, B, T)
+            elif is_model:  # a set site: the same value in every inner draw, one copy
+                log_p = log_p + lp[0].expand(K, B, 1)[..., 0]
+            else:
+                log_q = log_q + lp[0].expand(K, B, 1)[..., 0]
+    return log_p, log_q, torch.logsumexp(per_item, 0) - math.log(inner)
 
 
 def nested_log_weights(
