@@ -257,6 +257,7 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
 def _nll(model, args, plan, test_ds) -> dict[str, Any]:
     from ppl_fewshot.inference import nll_table
     from ppl_fewshot.inference.eval_data import test_bank
+    from ppl_fewshot.inference.evaluate import describe_estimator
 
     bank, bank_path = test_bank(args.protocol, args.classes, plan["set_size"], args.episodes,
                                 args.sampler, args.seed, args.data_dir, dataset=test_ds,
@@ -267,11 +268,7 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
     ais = AIS(steps=args.ais_steps, leapfrog=args.ais_leapfrog) if args.ais_steps else None
     inner = 1 if exact else args.inner_samples
     est = ("exact chain rule log p(x_t | x_<t)" if exact else
-           f"nested importance sampling, K={args.samples} samples of the set latent from the "
-           f"guide x {inner} of each item's latents" if inner > 1 else
-           f"importance sampling, K={args.samples} samples from the guide" + (
-               f" annealed through {ais.steps} distributions ({ais.leapfrog} leapfrog steps "
-               "per HMC transition)" if ais else ""))
+           describe_estimator(args.samples, inner, ais))
     t0 = time.perf_counter()
     # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
     table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,

@@ -33,7 +33,6 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-from torch import Tensor
 from torch.distributions import Independent
 
 from ppl_fewshot.inference.checkpoint import model_from_checkpoint
@@ -63,13 +62,6 @@ def draw_c(model, x, mask, K, ctx, scale=1.0, alpha=1.0):
     return shared, logq
 
 
-def item_terms(model, x, mask, shared, K, M, ctx) -> tuple[Tensor, Tensor]:
-    """``log p(c)`` ``[K, B]`` and each item's ``log (1/M) sum_m p(x_t, z_m | c) / q(z_m | x_t, c)``
-    ``[K, B, T]`` for the draws of c in ``shared``."""
-    prior, _, items = nested_terms(model, x, mask, shared, K, M, ctx)
-    return prior, items
-
-
 def widen(model, bank, episodes: int) -> None:
     x, mask = bank.x[:episodes], bank.mask[:episodes]
     ctx = model.prepare(x, mask)
@@ -77,7 +69,7 @@ def widen(model, bank, episodes: int) -> None:
         lw = []
         for _ in range(4):  # 4 chunks of 25 draws of c
             shared, logq = draw_c(model, x, mask, 25, ctx, s, alpha)
-            prior, items = item_terms(model, x, mask, shared, 25, 10, ctx)
+            prior, _, items = nested_terms(model, x, mask, shared, 25, 10, ctx)
             lw.append(prior - logq + items.sum(-1))
         lw = torch.cat(lw)
         est = (torch.logsumexp(lw, 0) - math.log(lw.shape[0])) / x.shape[1]
@@ -96,7 +88,7 @@ def variance(model, bank, episodes: int) -> None:
             for _ in range(10):  # 10 chunks of 10 draws of c, each scored twice
                 shared, logq = draw_c(model, x, mask, 10, ctx)
                 for out in (a, b):
-                    prior, items = item_terms(model, x, mask, shared, 10, M, ctx)
+                    prior, _, items = nested_terms(model, x, mask, shared, 10, M, ctx)
                     out.append(prior - logq + items.sum(-1))
             a, b = torch.cat(a), torch.cat(b)
             total, inner = 0.5 * (a.var(0) + b.var(0)), 0.5 * (a - b).var(0)
@@ -112,7 +104,7 @@ def snis(model, bank, episodes: int) -> None:
         den, num = [], []
         for _ in range(2):  # 2 chunks of 50 draws of c from q(c | x_<=t)
             shared, logq = draw_c(model, x, mask, 50, ctx)
-            prior, items = item_terms(model, x, mask, shared, 50, 10, ctx)
+            prior, _, items = nested_terms(model, x, mask, shared, 50, 10, ctx)
             a = prior - logq + items[..., :t].sum(-1)
             den.append(a)
             num.append(a + items[..., t])

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ppl_fewshot.inference.evaluate import describe_estimator
 from ppl_fewshot.inference.tasks import FewShotTasks, make_tasks
 from ppl_fewshot.models import FewShotModel
 from ppl_fewshot.models.annealing import check_inner
@@ -272,13 +273,7 @@ def _scores(model: FewShotModel, tasks: FewShotTasks, method: str, num_particles
             exact: bool, progress: bool, inner: int = 1) -> tuple[str, Tensor]:
     """The estimator's description and the ``[N, Q, ways]`` scores of ``method``."""
     if method == "likelihood":
-        if exact:
-            est = "exact log p(x|X_c)"
-        elif inner > 1:
-            est = (f"nested importance sampling, K={num_particles} samples of the set latent "
-                   f"from the guide x {inner} of each item's latents")
-        else:
-            est = f"importance sampling, K={num_particles} samples from the guide"
+        est = "exact log p(x|X_c)" if exact else describe_estimator(num_particles, inner)
         return est, likelihood_scores(model, tasks, num_particles, exact=exact, progress=progress,
                                       inner=1 if exact else inner)
     if method == "cosine":

@@ -30,6 +30,20 @@ logger = logging.getLogger(__name__)
 SHOTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 19)
 
 
+def describe_estimator(num_particles: int, inner: int = 1, ais: AIS | None = None) -> str:
+    """The text that names an importance sampler in a result record and its report:
+    plain (K draws from the guide), nested (``inner`` draws of each item's latents per draw
+    of the set latent) or annealed (``ais``)."""
+    if inner > 1:
+        return (f"nested importance sampling, K={num_particles} samples of the set latent from "
+                f"the guide x {inner} of each item's latents")
+    text = f"importance sampling, K={num_particles} samples from the guide"
+    if ais is not None:
+        text += (f" annealed through {ais.steps} distributions ({ais.leapfrog} leapfrog steps "
+                 "per HMC transition)")
+    return text
+
+
 def log_marginal(
     model: FewShotModel,
     x: Tensor,
