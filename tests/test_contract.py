@@ -13,7 +13,9 @@ from ppl_fewshot.data.base import ClassDataset
 from ppl_fewshot.inference import ELBOLoss, load_checkpoint, model_from_checkpoint, save_checkpoint
 from tests.conftest import make_prototype_classes
 
-IMAGE_MODELS = ["vae-small", "cvae-small", "gmn-small", "ns-small", "neural-definetti"]
+IMAGE_MODELS = [
+    "vae-small", "vae-resnet", "cvae-small", "gmn-small", "ns-small", "neural-definetti"
+]
 PRESENT = [m for m in IMAGE_MODELS if m in models.available()]
 
 

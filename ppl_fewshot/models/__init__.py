@@ -18,6 +18,11 @@ from ppl_fewshot.models.base import FewShotModel, as_mask
 _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "vae": ("ppl_fewshot.models.vae", "VAE", {}),
     "vae-small": ("ppl_fewshot.models.vae", "VAE", {"z_dim": 16, "hidden": 128, "channels": 16}),
+    "vae-resnet": (  # the GMN paper's residual PReLU networks and z of 50
+        "ppl_fewshot.models.vae",
+        "VAE",
+        {"z_dim": 50, "hidden": 288, "channels": 16, "arch": "resnet"},
+    ),
     "cvae": ("ppl_fewshot.models.cvae", "OneShotCVAE", {}),
     "cvae-small": (
         "ppl_fewshot.models.cvae",

@@ -77,7 +77,7 @@ import torch
 from torch import Tensor
 
 from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale
-from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder
+from ppl_fewshot.nn import MLP, image_decoder, image_encoder
 from ppl_fewshot.nn.attention import (
     MatchingController,
     MatchingMemory,
@@ -108,6 +108,8 @@ class GenerativeMatchingNetwork(FewShotModel):
             attention; module docstring); the mixture needs the pseudo-input. Kept as
             ``prior_family`` (``prior`` is the prior *distribution* on set-latent models).
         event_shape: shape of one item.
+        arch: ``"conv"`` or ``"resnet"``, the paper's residual PReLU encoder and decoder
+            (:func:`~ppl_fewshot.nn.image_encoder`); the image read needs ``"conv"``.
     """
 
     has_set_latent = False
@@ -127,6 +129,7 @@ class GenerativeMatchingNetwork(FewShotModel):
         image_read: bool = False,
         prior: str = "gaussian",
         event_shape: tuple[int, ...] = (1, 28, 28),
+        arch: str = "conv",
     ) -> None:
         super().__init__(tuple(event_shape))
         if prior not in ("gaussian", "mixture"):
@@ -143,7 +146,7 @@ class GenerativeMatchingNetwork(FewShotModel):
         self.pseudo_input = bool(pseudo_input)
         self.num_pseudo = 1 if pseudo_input else 0
         c_in = self.event_shape[0]
-        self.encoder = ConvEncoder(hidden, channels, in_channels=c_in)
+        self.encoder = image_encoder(arch, hidden, channels, c_in)
         # memories of the conditioning items: shared (likelihood + guide) and prior
         self.memory = MatchingMemory(hidden, state_dim, self.num_pseudo)
         self.prior_memory = MatchingMemory(hidden, state_dim, self.num_pseudo)
@@ -159,8 +162,8 @@ class GenerativeMatchingNetwork(FewShotModel):
             self.mixture_head = MLP(2 * state_dim, [hidden], 2 * z_dim)
         self.post_head = MLP(hidden + state_dim, [hidden], 2 * z_dim)
         self.image_read = bool(image_read)
-        self.decoder = ConvDecoder(
-            z_dim + state_dim, channels, out_channels=c_in, skip_channels=c_in if image_read else 0
+        self.decoder = image_decoder(
+            arch, z_dim + state_dim, channels, c_in, skip_channels=c_in if image_read else 0
         )
         if self.image_read:  # the pseudo-input's image: sigmoid of free logits, near blank
             self.pseudo_image = torch.nn.Parameter(

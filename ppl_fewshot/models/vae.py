@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ppl_fewshot.models.base import FewShotModel, as_mask, loc_scale
-from ppl_fewshot.nn import ConvDecoder, ConvEncoder
+from ppl_fewshot.nn import image_decoder, image_encoder
 
 
 class VAE(FewShotModel):
@@ -37,6 +37,10 @@ class VAE(FewShotModel):
         hidden: width of the encoder's feature vector.
         channels: channels of the first convolution.
         event_shape: shape of one item.
+        arch: ``"conv"`` (:class:`~ppl_fewshot.nn.ConvEncoder` / ``ConvDecoder``, ELU, channels
+            c-2c-4c) or ``"resnet"`` (:class:`~ppl_fewshot.nn.ResEncoder` / ``ResDecoder``,
+            the GMN paper's residual PReLU networks [2]: encoder c-2c-2c, decoder 2c-c-c/2
+            channels; ``channels=16`` is the paper's 16-32-32 / 32-16-8).
     """
 
     has_set_latent = False
@@ -47,12 +51,13 @@ class VAE(FewShotModel):
         hidden: int = 256,
         channels: int = 32,
         event_shape: tuple[int, ...] = (1, 28, 28),
+        arch: str = "conv",
     ) -> None:
         super().__init__(tuple(event_shape))
         self.z_dim = z_dim
-        self.encoder = ConvEncoder(hidden, channels, in_channels=self.event_shape[0])
+        self.encoder = image_encoder(arch, hidden, channels, self.event_shape[0])
         self.to_loc_scale = torch.nn.Linear(hidden, 2 * z_dim)
-        self.decoder = ConvDecoder(z_dim, channels, out_channels=self.event_shape[0])
+        self.decoder = image_decoder(arch, z_dim, channels, self.event_shape[0])
         self.register_buffer("_zero", torch.zeros(()))
 
     # sites ------------------------------------------------------------------

@@ -66,6 +66,7 @@ def test_registry_builds_presets():
         {"similarity": "dot", "prior_steps": 2},
         {"image_read": True},
         {"image_read": True, "pseudo_input": False},
+        {"arch": "resnet"},
     ],
 )
 def test_vectorized_pass_equals_per_t_reference(kw):
@@ -283,9 +284,10 @@ def episodes(B: int, T: int, g: torch.Generator) -> torch.Tensor:
     return (x - flip).abs()
 
 
-@pytest.mark.parametrize("prior", ["gaussian", "mixture"])
-def test_short_training_lowers_heldout_loss(prior):
-    m = tiny(prior=prior)
+@pytest.mark.parametrize("prior,arch", [("gaussian", "conv"), ("mixture", "conv"),
+                                        ("gaussian", "resnet")])
+def test_short_training_lowers_heldout_loss(prior, arch):
+    m = tiny(prior=prior, arch=arch)
     g = torch.Generator().manual_seed(0)
     held = episodes(8, 5, g)
     elbo = pyro.infer.Trace_ELBO()
@@ -345,6 +347,8 @@ def test_decoder_skip_input_is_checked():
         skip(h)
     with pytest.raises(ValueError, match="skip"):
         plain(h, img)
+    with pytest.raises(ValueError, match="image read"):  # the residual decoder has no skip
+        tiny(image_read=True, arch="resnet")
 
 
 def test_state_dict_round_trip():
