@@ -1,4 +1,4 @@
-"""``ppl-fewshot evaluate`` and ``ppl-fewshot report``: one evaluation protocol for every model.
+"""``ppl-fewshot evaluate``: one evaluation protocol for every model.
 
 ``evaluate`` scores one model on fixed, seeded test data and writes ``<task>.json``,
 ``<task>.csv`` and ``<task>.md`` into ``--out``:
@@ -12,8 +12,7 @@ The model comes from ``--checkpoint`` or, for the checkpoint-free baseline
 ``--model pixel-beta-bernoulli``, is fitted by empirical Bayes on the train split of
 ``--train-protocol`` (saved as a checkpoint in ``--out``, so the numbers can be
 reproduced). Every argument is checked before anything is written.
-
-``report`` gathers result JSONs into one markdown page beside the published numbers.
+``ppl-fewshot report`` (:mod:`ppl_fewshot.cli_report`) gathers the result JSONs.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def _methods(text: str) -> tuple[str, ...]:
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    """Register ``evaluate`` and ``report`` (``report`` lives here until cli_commands adds it)."""
+    """Register ``evaluate``."""
     p = sub.add_parser("evaluate", help="score a model on fixed, seeded test episodes and tasks")
     p.add_argument("--checkpoint", default=None, help="a checkpoint written by train")
     p.add_argument("--model", default=None,
@@ -121,12 +120,6 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("report", help="gather evaluation results into one markdown page")
-    p.add_argument("--results", nargs="+", required=True, help="folders (or files) of result JSON")
-    p.add_argument("--out", default="docs/results.md")
-    p.add_argument("--no-plot", action="store_true", help="skip the NLL-vs-shots figure")
-    p.set_defaults(func=cmd_report)
 
 
 # ----------------------------------------------------------------------- the model
@@ -325,6 +318,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ppl_fewshot.data import get_protocol, load_split
     from ppl_fewshot.inference.eval_data import eval_split
     from ppl_fewshot.inference.report import (
+        budget_text,
         classification_markdown,
         nll_markdown,
         psis_markdown,
@@ -367,7 +361,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "versions": versions(), **prov,
     }
     md = [f"Protocol `{proto.name}` ({proto.description}); model `{label}`; budget: "
-          f"{_budget_text(result.get('training_budget', {}))}; checkpoint sha256 "
+          f"{budget_text(result.get('training_budget') or {}) or 'unknown'}; checkpoint sha256 "
           f"`{str(result.get('checkpoint_sha256'))[:16]}...`.\n"]
     csv = []
     if plan["nll"]:
@@ -409,27 +403,3 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(text)
     return 0
 
-
-def _budget_text(b: dict[str, Any]) -> str:
-    from ppl_fewshot.inference.report import budget_text
-
-    return budget_text(b) if b else "unknown"
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from ppl_fewshot.inference.report import collect_results, nll_curves, render_report
-    from ppl_fewshot.utils import atomic_write_text
-
-    results = collect_results(args.results)
-    out = Path(args.out)
-    plot = None
-    curves = nll_curves(results)
-    if curves and not args.no_plot:
-        from ppl_fewshot.diagnostics import plot_nll_curves, save_figure
-
-        fig, _ = plot_nll_curves(curves)
-        plot = save_figure(fig, out.with_suffix(".png"))
-    text = render_report(results, plot=plot.name if plot else None)
-    atomic_write_text(out, text)
-    print(out)
-    return 0

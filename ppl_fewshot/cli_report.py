@@ -1,0 +1,36 @@
+"""``ppl-fewshot report``: result JSONs of ``evaluate`` gathered into one markdown page beside
+the published numbers (TARGETS.md), with the NLL-by-shots figure."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    """Register ``report``."""
+    p = sub.add_parser("report", help="gather evaluation results into one markdown page")
+    p.add_argument("--results", nargs="+", required=True, help="folders (or files) of result JSON")
+    p.add_argument("--out", default="docs/results.md")
+    p.add_argument("--no-plot", action="store_true", help="skip the NLL-vs-shots figure")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write ``--out`` (markdown) and, unless ``--no-plot``, the figure beside it (``.png``)."""
+    from ppl_fewshot.inference.report import collect_results, nll_curves, render_report
+    from ppl_fewshot.utils import atomic_write_text
+
+    results = collect_results(args.results)
+    out = Path(args.out)
+    plot = None
+    curves = nll_curves(results)
+    if curves and not args.no_plot:
+        from ppl_fewshot.diagnostics import plot_nll_curves, save_figure
+
+        fig, _ = plot_nll_curves(curves)
+        plot = save_figure(fig, out.with_suffix(".png"))
+    text = render_report(results, plot=plot.name if plot else None)
+    atomic_write_text(out, text)
+    print(out)
+    return 0
