@@ -164,3 +164,19 @@ def test_ns_spike_probe_terms_add_up_to_the_elbo(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["step"] for r in rows if r["step"] % 5 == 0] == [0, 5]
     assert all(r["loss"] > 0 and r["grad_norm"] > 0 and r["kl_z"] == r["kl_z"] for r in rows)
+
+
+def test_settings_speed_writes_json(tmp_path):
+    bench = _load("settings_speed")
+    out = tmp_path / "ss.json"
+    res = bench.main(["--model", "vae-small", "--variant", "arch=conv",
+                      "--variant", "arch=resnet,z_dim=5", "--batch", "1", "--set-size", "2",
+                      "--steps", "3", "--warmup", "0", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "settings_speed" and data == json.loads(json.dumps(res))
+    conv, res_ = data["variants"]["arch=conv"], data["variants"]["arch=resnet,z_dim=5"]
+    assert conv["ratio_to_reference"] == 1.0 and res_["ratio_to_reference"] > 0
+    assert conv["n"] == 3 and 0 < conv["q1_ms"] <= conv["median_ms"] <= conv["q3_ms"]
+    # the settings reached the model: the residual networks are the smaller ones
+    assert res_["parameters"] < conv["parameters"]
+    assert bench.settings("a=1,b=x") == {"a": 1, "b": "x"} and bench.settings("") == {}
