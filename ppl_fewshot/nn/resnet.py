@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from ppl_fewshot.nn.conv import ConvDecoder, ConvEncoder, _cpu_channels_last, _flat_apply
 
-#: (kernel, stride-2 output size) of the three resolutions: 28 -> 13 -> 6 -> 3 with valid
-#: convolutions of kernels 4, 3, 2 (and the transposed convolutions back).
+#: The encoder's kernels and the image sizes they give: stride-2 valid convolutions of kernels
+#: 4, 3, 2 take 28 -> 13 -> 6 -> 3 (the decoder's transposed ones, in reverse, 3 -> 6 -> 13 -> 28).
 _KERNELS = (4, 3, 2)
 _SIZES = (28, 13, 6, 3)
 
@@ -39,12 +39,12 @@ class _Section(nn.Module):
     resized (bilinear) to the output size.
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, up: bool, last_act: bool = True):
+    def __init__(self, c_in: int, c_out: int, kernel: int, up: bool) -> None:
         super().__init__()
         conv = nn.ConvTranspose2d if up else nn.Conv2d
         self.scale = nn.Sequential(conv(c_in, c_out, kernel, stride=2), nn.PReLU(c_out))
         self.block = nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.act = nn.PReLU(c_out) if last_act else nn.Identity()
+        self.act = nn.PReLU(c_out)
         self.shortcut = nn.Conv2d(c_in, c_out, 1)
         self.kernel, self.up = kernel, up
 
