@@ -7,7 +7,8 @@
 # 1-shot likelihood classification on the 200 seeded ns28 tasks of
 # docs/results/ns-medium-ns28-classify-likelihood (K 5 there, from the float32 run checkpoint),
 # nested K 5 x M 10 against plain K 50 (the same cost, ~7 min each), then plain K 5 and K 200
-# from the same shipped file (~30 min for K 200), and 20-way 1-shot at K 50 (25 tasks). `ais0`: the 0-shot column by annealed
+# from the same shipped file (~30 min for K 200), 20-way 1-shot at K 50 (25 tasks, then 75),
+# and 5-way 5-shot at K 50 (200 tasks). `ais0`: the 0-shot column by annealed
 # importance sampling (K 8, 300 steps; findings section 26), ~30 min.
 # One CPU thread each; an output that exists is skipped.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_nested.sh [nested|plain|classify|ais0|all]
@@ -29,7 +30,10 @@ classify() { local L="ns-medium, likelihood"
   cl --classify-samples 200 --label "$L K 200" --out $R/ns-medium-ns28-classify-K200
   # 20-way 1-shot at K 50 on 25 seeded tasks (500 decisions, ~7 min)
   cl --ways 20 --tasks 25 --classify-samples 50 --label "$L K 50, 25 tasks" \
-     --out $R/ns-medium-ns28-classify-20way-K50; }
+     --out $R/ns-medium-ns28-classify-20way-K50
+  cl --k-shots 5 --classify-samples 50 --label "$L K 50" --out $R/ns-medium-ns28-classify-5shot-K50
+  cl --ways 20 --tasks 75 --classify-samples 50 --label "$L K 50, 75 tasks" \
+     --out $R/ns-medium-ns28-classify-20way-K50-75tasks; }
 ais0() { ev --shots 0 --samples 8 --ais-steps 300 --khat-episodes 0 \
      --label "ns-medium, 0 shots by AIS" --out $R/ns-medium-gmn28-C1-AIS300-K8-100ep; }
 case "${1:-all}" in
