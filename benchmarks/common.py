@@ -153,6 +153,30 @@ def timed_step(
     return t2 - t0, t1 - t0, float(loss.detach())
 
 
+def interleaved_steps(
+    fns: dict[str, Callable[[], Tensor]], opts: dict[str, torch.optim.Optimizer],
+    device: torch.device, warmup: int, steps: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``warmup + steps`` rounds of one :func:`timed_step` per variant, in a rotated order
+    each round (A, B, C, then B, C, A, ...); returns the timed rounds' total and forward
+    seconds per variant (warm-up rounds dropped)."""
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    fwd: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(warmup + steps):
+        for n in names[r % len(names):] + names[: r % len(names)]:
+            total, forward, _ = timed_step(fns[n], opts[n], device)
+            if r >= warmup:
+                times[n].append(total)
+                fwd[n].append(forward)
+    return times, fwd
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of ``a / b``: robust to load drift that hits both alike."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 def summarize(seconds: list[float]) -> dict[str, float]:
     """Median, quartiles and IQR in milliseconds."""
     ms = sorted(1e3 * s for s in seconds)

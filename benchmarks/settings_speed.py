@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, summarize, timed_step  # noqa: E402
+from common import interleaved_steps, machine_info, median_ratio, summarize  # noqa: E402
 
 from ppl_fewshot.cli import key_value  # noqa: E402
 from ppl_fewshot.inference.objectives import ELBOLoss  # noqa: E402
@@ -59,24 +58,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     g = torch.Generator().manual_seed(args.seed)
     x = (torch.rand(args.batch, args.set_size, 1, 28, 28, generator=g) < 0.08).float()
 
-    variants = []
+    fns, opts, params = {}, {}, {}
     for text in args.variant:
         torch.manual_seed(args.seed)
         model = build(args.model, **settings(args.base), **settings(text))
         loss_fn = ELBOLoss(model)
-        opt = torch.optim.Adam(loss_fn.parameters(), lr=1e-4)
-        n_params = sum(q.numel() for q in model.parameters())
-        variants.append({"name": text, "loss": loss_fn, "opt": opt, "params": n_params,
-                         "seconds": []})
+        fns[text] = lambda f=loss_fn: f(x)
+        opts[text] = torch.optim.Adam(loss_fn.parameters(), lr=1e-4)
+        params[text] = sum(q.numel() for q in model.parameters())
     pyro.set_rng_seed(args.seed)
-    n = len(variants)
-    for r in range(args.warmup + args.steps):
-        for k in range(n):  # rotated order: A B C, B C A, ...
-            v = variants[(r + k) % n]
-            total, _, _ = timed_step(lambda v=v: v["loss"](x), v["opt"], device)
-            if r >= args.warmup:
-                v["seconds"].append(total)
-    ref = variants[0]["seconds"]
+    times, _ = interleaved_steps(fns, opts, device, args.warmup, args.steps)
+    ref = times[args.variant[0]]
     result: dict[str, Any] = {
         "benchmark": "settings_speed",
         "model": args.model,
@@ -84,16 +76,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch": args.batch,
         "set_size": args.set_size,
         "steps": args.steps,
-        "reference": variants[0]["name"],
+        "reference": args.variant[0],
         "variants": {
-            v["name"]: {
-                **summarize(v["seconds"]),
-                "parameters": v["params"],
-                "ratio_to_reference": statistics.median(
-                    s / r0 for s, r0 in zip(v["seconds"], ref)
-                ),
-            }
-            for v in variants
+            name: {**summarize(t), "parameters": params[name],
+                   "ratio_to_reference": median_ratio(t, ref)}
+            for name, t in times.items()
         },
         "machine": machine_info(device),
     }

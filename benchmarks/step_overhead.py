@@ -40,7 +40,6 @@ import contextlib
 import cProfile
 import json
 import pstats
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -53,7 +52,14 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import handwritten_loss, machine_info, summarize, sync, timed_step  # noqa: E402
+from common import (  # noqa: E402
+    handwritten_loss,
+    interleaved_steps,
+    machine_info,
+    median_ratio,
+    summarize,
+    sync,
+)
 
 from ppl_fewshot.inference.objectives import ELBOLoss  # noqa: E402
 from ppl_fewshot.models import build  # noqa: E402
@@ -349,24 +355,14 @@ def main(argv: list[str] | None = None) -> dict:
     params = {n: [p for p in (cmodel if "compile" in n else model).parameters()] for n in fns}
     opts = {n: torch.optim.Adam(params[n], lr=1e-4) for n in fns}
     names = list(fns)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    fwd: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(args.warmup + args.steps):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for n in order:
-            total, forward, _ = timed_step(fns[n], opts[n], device)
-            if r >= args.warmup:
-                times[n].append(total)
-                fwd[n].append(forward)
+    times, fwd = interleaved_steps(fns, opts, device, args.warmup, args.steps)
     ref = "torch" if "torch" in times else names[0]
     variants = {}
     for n in names:
         s = summarize(times[n])
         s["forward_median_ms"] = summarize(fwd[n])["median_ms"]
         s["ratio_to_torch_of_medians"] = s["median_ms"] / summarize(times[ref])["median_ms"]
-        s["ratio_to_torch_median_per_round"] = statistics.median(
-            a / b for a, b in zip(times[n], times[ref])
-        )
+        s["ratio_to_torch_median_per_round"] = median_ratio(times[n], times[ref])
         variants[n] = s
     result = {
         "benchmark": "step_overhead",

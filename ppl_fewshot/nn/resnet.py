@@ -25,10 +25,10 @@ from torch import Tensor, nn
 
 from ppl_fewshot.nn.conv import ConvDecoder, ConvEncoder, _cpu_channels_last, _flat_apply
 
-#: The encoder's kernels and the image sizes they give: stride-2 valid convolutions of kernels
-#: 4, 3, 2 take 28 -> 13 -> 6 -> 3 (the decoder's transposed ones, in reverse, 3 -> 6 -> 13 -> 28).
+#: The encoder's kernels: stride-2 valid convolutions of kernels 4, 3, 2 take 28 -> 13 -> 6 -> 3
+#: (the decoder's transposed ones, in reverse, 3 -> 6 -> 13 -> 28); ``_MAP`` is the smallest map.
 _KERNELS = (4, 3, 2)
-_SIZES = (28, 13, 6, 3)
+_MAP = 3
 
 
 class _Section(nn.Module):
@@ -79,11 +79,14 @@ class ResEncoder(nn.Module):
             sections.append(_Section(c_in, c, k, up=False))
             c_in = c
         self.net = nn.Sequential(
-            *sections, nn.Flatten(), nn.Linear(c_in * _SIZES[-1] ** 2, out_dim), nn.PReLU()
+            *sections, nn.Flatten(), nn.Linear(c_in * _MAP**2, out_dim), nn.PReLU()
         )
 
+    def _forward(self, x: Tensor) -> Tensor:
+        return self.net(_cpu_channels_last(x))
+
     def forward(self, x: Tensor) -> Tensor:
-        return _flat_apply(lambda v: self.net(_cpu_channels_last(v)), x, 3)
+        return _flat_apply(self._forward, x, 3)
 
 
 class ResDecoder(nn.Module):
@@ -101,7 +104,7 @@ class ResDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.c0 = channels[0]
-        self.fc = nn.Linear(in_dim, self.c0 * _SIZES[-1] ** 2)
+        self.fc = nn.Linear(in_dim, self.c0 * _MAP**2)
         c_in, sections = self.c0, []
         for c, k in zip(channels, reversed(_KERNELS)):
             sections.append(_Section(c_in, c, k, up=True))
@@ -109,12 +112,11 @@ class ResDecoder(nn.Module):
         self.net = nn.Sequential(*sections, nn.Conv2d(c_in, out_channels, 1))
 
     def _forward(self, h: Tensor) -> Tensor:
-        y = self.fc(h).reshape(-1, self.c0, _SIZES[-1], _SIZES[-1])
+        y = self.fc(h).reshape(-1, self.c0, _MAP, _MAP)
         return self.net(_cpu_channels_last(y))
 
     def forward(self, h: Tensor) -> Tensor:
         return _flat_apply(self._forward, h, 1)
-
 
 
 ARCHS = ("conv", "resnet")
