@@ -17,16 +17,15 @@ TAG=${TAG:-}
 R=docs/results
 W=runs/ablations
 mkdir -p "$W"
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
   run=$W/$name$TAG-s$STEPS
-  if [ ! -f "$run/summary.json" ]; then  # written when training has finished
-    # shellcheck disable=SC2086
-    ppl-fewshot --threads 1 train gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
-      --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
-      --checkpoint-every 250 --seed 0 --quiet --out "$run" $settings ${SET:+--set "$SET"} \
-      $( [ -d "$run" ] && echo --resume )
-  fi
+  # shellcheck disable=SC2086
+  train_run gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
+    --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
+    --checkpoint-every 250 --seed 0 --quiet $settings ${SET:+--set "$SET"} --out "$run"
   out=$R/ablation-$name$TAG-s$STEPS-C$ctest-K$K
   [ -d "$out" ] || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" --task nll \
       --protocol gmn28 --classes "$ctest" --sampler with-replacement --samples "$K" --out "$out"

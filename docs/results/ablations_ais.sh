@@ -9,14 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
 W=runs/ablations
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
 while read -r name ctest; do
   ck=$W/$name-s2000/checkpoint.pt
   for est in "AIS100-K8:--samples 8 --ais-steps 100" "K1000:--samples 1000"; do
     out=$R/ablation-$name-s2000-C$ctest-${est%%:*}-50ep
     # shellcheck disable=SC2086
-    compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$ck" \
-      --task nll --protocol gmn28 --classes "$ctest" --sampler with-replacement --episodes 50 \
-      --khat-episodes 0 ${est#*:} --out "$out"
+    ev --checkpoint "$ck" --task nll --protocol gmn28 --classes "$ctest" \
+      --sampler with-replacement --episodes 50 --khat-episodes 0 ${est#*:} --out "$out"
   done
 done <<'TABLE'
 gmn-ctrain2 1

@@ -10,8 +10,8 @@ CK=${1:-models/gmn-small-omniglot.pt}
 NAME=${2:-gmn-small}
 LABEL=${3:-gmn-small 10k steps}
 R=docs/results
-ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo "kept $out"
-       else ppl-fewshot --threads 1 evaluate "$@"; fi; }
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
 ev --checkpoint "$CK" --task nll --protocol gmn28 --classes 1 --episodes 100 --samples 8 \
    --ais-steps 100 --khat-episodes 0 --label "$LABEL, AIS" --out $R/$NAME-gmn28-C1-AIS100-K8-100ep
 ev --checkpoint "$CK" --task nll --protocol gmn28 --classes 1 --episodes 100 --samples 1000 \

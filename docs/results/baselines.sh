@@ -9,14 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-3000}
 K=${K:-1000}
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
 for model in cvae-small vae-small; do
   run=runs/$model-s$STEPS
-  if [ ! -f "$run/summary.json" ]; then
-    ppl-fewshot --threads 1 train $model --protocol gmn28 --steps "$STEPS" --batch-size 10 \
-      --set-size 20 --classes 1 --lr 1e-3,3e-4,1e-4 --val-every 500 --checkpoint-every 250 \
-      --seed 0 --quiet --out "$run" $( [ -d "$run" ] && echo --resume )
-  fi
+  train_run $model --protocol gmn28 --steps "$STEPS" --batch-size 10 \
+    --set-size 20 --classes 1 --lr 1e-3,3e-4,1e-4 --val-every 500 --checkpoint-every 250 \
+    --seed 0 --quiet --out "$run"
   out=docs/results/$model-s$STEPS-gmn28-C1-K$K
-  compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" \
-      --task nll --protocol gmn28 --classes 1 --sampler with-replacement --samples "$K" --out "$out"
+  ev --checkpoint "$run/checkpoint.pt" --task nll --protocol gmn28 --classes 1 \
+     --sampler with-replacement --samples "$K" --out "$out"
 done

@@ -15,14 +15,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+# train RUN INIT SEED: continue INIT 10k steps at C_train 2 into RUN (train_run: skipped when
+#   finished, resumed when interrupted)
 train() { local run=$1 init=$2 seed=$3
-  [ -f "$run/summary.json" ] || ppl-fewshot --threads 1 train gmn-small --protocol gmn28 \
+  train_run gmn-small --protocol gmn28 \
     --batch-size 10 --set-size 20 --val-every 1000 --classes 2 --set prior=mixture \
     --augmentation rot90,flip --seed "$seed" --init-from "$init" \
-    --steps 10000 --lr 3e-4,1e-4 --checkpoint-every 500 --quiet --out "$run" \
-    $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null; }
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate "$@"; }
+    --steps 10000 --lr 3e-4,1e-4 --checkpoint-every 500 --quiet --out "$run"; }
 # tables NAME LABEL C_TESTS: score runs/gmn-mixture-NAME/checkpoint.pt at each C_test
 tables() { local name=$1 label=$2 c n
   local C=runs/gmn-mixture-$name/checkpoint.pt T=$R/gmn-small-mixture-$name

@@ -14,8 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate "$@"; }
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
 ev --checkpoint models/ns-medium-omniglot.pt --split train --task classify --ways 5,20 \
    --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine \
    --out $R/ns-medium-train-ns28-classify
@@ -46,10 +46,10 @@ done
 # with every training class also turned by 90/180/270 degrees and mirrored as new classes
 # (--augmentation rot90,flip; 7712 classes), or with decoupled weight decay; the augmented
 # gmn-small continued for 10k more steps; each scored on the same banks as the originals.
-train_gmn() { local run=$1; shift
-  [ -f "$run/summary.json" ] || ppl-fewshot --threads 1 train gmn-small --protocol gmn28 \
+train_gmn() { local run=$1; shift  # train_gmn RUN ARGS...: gmn-small, 10k steps, ARGS added
+  train_run gmn-small --protocol gmn28 \
     --steps 10000 --batch-size 10 --set-size 20 --val-every 1000 --checkpoint-every 500 \
-    --quiet --out "$run" "$@" $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null; }
+    --quiet "$@" --out "$run"; }
 ev_gap() { local run=$1 out=$R/$2 label=$3
   ev --checkpoint $run/checkpoint.pt --task nll --classes 1 --episodes 100 --samples 1000 \
      --khat-episodes 0 --label "$label" --out $out-gmn28-C1-K1000-100ep

@@ -10,16 +10,14 @@ cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-40000}
 R=docs/results
 run=runs/gmn-small-cont
-if [ ! -f "$run/summary.json" ]; then
-  ppl-fewshot --threads 1 train gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
-    --set-size 20 --classes 2 --lr 3e-4,1e-4 --val-every 2000 --checkpoint-every 500 --seed 1 \
-    --init-from models/gmn-small-omniglot.pt --quiet --out "$run" \
-    $( [ -d "$run" ] && echo --resume )
-fi
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+train_run gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
+  --set-size 20 --classes 2 --lr 3e-4,1e-4 --val-every 2000 --checkpoint-every 500 --seed 1 \
+  --init-from models/gmn-small-omniglot.pt --quiet --out "$run"
 step=$(python -c "import torch; print(torch.load('$run/checkpoint.pt', weights_only=False)['step'])")
 total=$((10000 + step))
 out=$R/gmn-small-cont-gmn28-C1-K1000
-compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate \
-  --checkpoint $run/checkpoint.pt --task nll --protocol gmn28 --classes 1 --samples 1000 \
+ev --checkpoint $run/checkpoint.pt --task nll --protocol gmn28 --classes 1 --samples 1000 \
   --label "gmn-small ${total} steps" --out $out
 bash $R/ais.sh $run/checkpoint.pt gmn-small-cont "gmn-small ${total} steps"

@@ -19,13 +19,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
-train() {  # train OUT ARGS...: the recipe of models/gmn-small-omniglot.json
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+train() {  # train OUT ARGS...: the recipe of models/gmn-small-omniglot.json (train_run)
   local run=$1; shift
-  [ -f "$run/summary.json" ] && return
   # shellcheck disable=SC2068
-  ppl-fewshot --threads 1 train gmn-small --protocol gmn28 --steps 10000 --batch-size 10 \
+  train_run gmn-small --protocol gmn28 --steps 10000 --batch-size 10 \
     --set-size 20 --classes 2 --lr 1e-3,3e-4,1e-4 --val-every 1000 --checkpoint-every 500 \
-    --out "$run" --quiet $@ $( [ -f "$run/checkpoint.pt" ] && echo --resume )
+    --quiet $@ --out "$run"
 }
 train runs/gmn-mixture --seed 0 --set prior=mixture &
 train runs/gmn-gauss-seed1 --seed 1 &
@@ -38,13 +39,13 @@ train runs/gmn-mixture-ctrain1-seed1 --seed 1 --set prior=mixture --classes 1 &
 wait
 M=models/gmn-small-mixture-omniglot.pt
 [ -f $M ] || ppl-fewshot export --checkpoint runs/gmn-mixture/checkpoint.pt --out $M
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate --task nll --protocol gmn28 --classes 1 --episodes 100 --khat-episodes 0 "$@"; }
-ev --checkpoint $M --sampler with-replacement --samples 1000 \
+# nll ARGS... --out DIR: ev on the seeded 100-episode gmn28 bank, C_test 1
+nll() { ev --task nll --protocol gmn28 --classes 1 --episodes 100 --khat-episodes 0 "$@"; }
+nll --checkpoint $M --sampler with-replacement --samples 1000 \
    --label "gmn-small, mixture prior, 10k steps" --out $R/gmn-small-mixture-gmn28-C1-K1000-100ep
-ev --checkpoint $M --sampler distinct --samples 200 \
+nll --checkpoint $M --sampler distinct --samples 200 \
    --label "gmn-small, mixture prior, 10k steps" --out $R/gmn-small-mixture-gmn28-distinct-K200-100ep
-ev --checkpoint runs/gmn-gauss-seed1/checkpoint.pt --sampler with-replacement --samples 1000 \
+nll --checkpoint runs/gmn-gauss-seed1/checkpoint.pt --sampler with-replacement --samples 1000 \
    --label "gmn-small, seed 1, 10k steps" --out $R/gmn-small-seed1-gmn28-C1-K1000-100ep
 python $R/sample_fidelity.py $R/sample-fidelity models/gmn-small-omniglot.pt \
   runs/gmn-gauss-seed1/checkpoint.pt models/gmn-small-imgread-omniglot.pt $M \
@@ -59,9 +60,9 @@ python $R/paired_nll.py $R/gmn-small-gmn28-C1-K1000-100ep $R/gmn-small-seed1-gmn
 variant() {  # variant RUN TAG BASE_TAG LABEL [MORE_CHECKPOINTS_TO_JUDGE...]
   local I=$1/checkpoint.pt
   python $R/sample_fidelity.py $R/sample-fidelity-$2 $I "${@:5}" --temperatures 1,0.5
-  ev --checkpoint $I --sampler with-replacement --samples 1000 --label "$4" \
+  nll --checkpoint $I --sampler with-replacement --samples 1000 --label "$4" \
      --out $R/gmn-small-$2-gmn28-C1-K1000-100ep
-  ev --checkpoint $I --sampler distinct --samples 200 --label "$4" \
+  nll --checkpoint $I --sampler distinct --samples 200 --label "$4" \
      --out $R/gmn-small-$2-gmn28-distinct-K200-100ep
   for s in C1-K1000 distinct-K200; do
     python $R/paired_nll.py $R/gmn-small-$3-gmn28-$s-100ep $R/gmn-small-$2-gmn28-$s-100ep
@@ -71,9 +72,8 @@ variant runs/gmn-mixture-imgread mixture-imgread imgread "gmn-small, mixture pri
 variant runs/gmn-mixture-ctrain1 mixture-ctrain1 mixture "gmn-small, mixture prior, C_train 1, 10k steps" \
   runs/gmn-mixture-ctrain1-seed1/checkpoint.pt
 # episodes of two characters (C_test = 2, 200 episodes): what C_train = 1 gives up
-c2() { compgen -G "$3/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$1" \
-       --task nll --protocol gmn28 --classes 2 --sampler with-replacement --samples 1000 \
-       --episodes 200 --label "$2" --out "$3"; }
+c2() { ev --checkpoint "$1" --task nll --protocol gmn28 --classes 2 --sampler with-replacement \
+       --samples 1000 --episodes 200 --label "$2" --out "$3"; }
 c2 runs/gmn-mixture-ctrain1/checkpoint.pt "gmn-small, mixture prior, C_train 1, 10k steps" \
    $R/gmn-small-mixture-ctrain1-gmn28-C2-K1000-200ep
 c2 $M "gmn-small, mixture prior, 10k steps" $R/gmn-small-mixture-gmn28-C2-K1000-200ep
@@ -81,8 +81,7 @@ python $R/paired_nll.py $R/gmn-small-mixture-gmn28-C2-K1000-200ep $R/gmn-small-m
 # TARGETS.md tables 1-3 (as run_all.sh does for gmn-small) for the two mixture models
 tables() {  # tables CHECKPOINT TAG LABEL
   local M=$1 T=$2 L=$3
-  tev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-          evaluate --checkpoint "$M" --label "$L" "$@"; }
+  tev() { ev --checkpoint "$M" --label "$L" "$@"; }
   tev --task nll --protocol gmn28 --classes 1 --sampler with-replacement --samples 1000 \
       --out $R/gmn-small-$T-gmn28-C1-K1000
   tev --task transfer --samples 1000 --episodes 200 --k-shots 1,5 --tasks 1000 \

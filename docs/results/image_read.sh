@@ -25,8 +25,8 @@ CK=models/gmn-small-imgread-omniglot.pt
 N=gmn-small-imgread
 RECIPE="--protocol gmn28 --batch-size 10 --set-size 20 --classes 2 --lr 1e-3,3e-4,1e-4 --seed 0
         --quiet --set image_read=true"
-ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo "kept $out"
-       else ppl-fewshot --threads 1 evaluate "$@"; fi; }
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
 bank() {  # bank CHECKPOINT LABEL NAME: the seeded 100-episode bank, both samplers
   ev --checkpoint "$1" --task nll --protocol gmn28 --classes 1 --episodes 100 --khat-episodes 0 \
      --sampler with-replacement --samples 1000 --label "$2" --out $R/$3-gmn28-C1-K1000-100ep
@@ -35,11 +35,8 @@ bank() {  # bank CHECKPOINT LABEL NAME: the seeded 100-episode bank, both sample
 }
 
 # 1. train and export
-if [ ! -f $RUN/summary.json ]; then
-  # shellcheck disable=SC2086
-  ppl-fewshot --threads 1 train gmn-small --steps 10000 --val-every 1000 --checkpoint-every 500 \
-    --out $RUN $RECIPE $( [ -d $RUN ] && echo --resume )
-fi
+# shellcheck disable=SC2086
+train_run gmn-small --steps 10000 --val-every 1000 --checkpoint-every 500 $RECIPE --out $RUN
 [ -f $CK ] || ppl-fewshot export --checkpoint $RUN/checkpoint.pt --out $CK
 
 # 2. the tables
@@ -62,11 +59,8 @@ bank $CK "gmn-small image-read 10k steps" $N
 bank models/gmn-small-omniglot.pt "gmn-small 10k steps" gmn-small
 bash $R/ais.sh $CK $N "gmn-small image-read 10k steps"   # annealed IS on the bank (~25 min)
 BIG=runs/imgread/gmn-imgread-c2-s6000
-if [ ! -f $BIG/summary.json ]; then
-  # shellcheck disable=SC2086
-  ppl-fewshot --threads 1 train gmn --steps 6000 --val-every 1000 --checkpoint-every 500 \
-    --out $BIG $RECIPE $( [ -d $BIG ] && echo --resume )
-fi
+# shellcheck disable=SC2086
+train_run gmn --steps 6000 --val-every 1000 --checkpoint-every 500 $RECIPE --out $BIG
 bank $BIG/checkpoint.pt "gmn image-read 6k steps" gmn-imgread-s6000
 
 # 4. the same recipe on a GPU (section 9 used a 6600-step schedule stopped by a time limit at

@@ -15,12 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate "$@"; }
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+# cont RUN ARGS...: train_run ARGS for 10k steps at 3e-4 then 1e-4 into RUN
 cont() { local run=$1; shift
-  [ -f "$run/summary.json" ] || ppl-fewshot --threads 1 train "$@" --steps 10000 \
-    --lr 3e-4,1e-4 --checkpoint-every 500 --quiet --out "$run" \
-    $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null; }
+  train_run "$@" --steps 10000 --lr 3e-4,1e-4 --checkpoint-every 500 --quiet --out "$run"; }
 NS="ns-small --protocol ns28 --batch-size 16 --set-size 5 --set channels=32 --set hidden=256
     --set c_dim=128 --set sample_dropout=0.1 --val-every 2000"
 GMN="gmn-small --protocol gmn28 --batch-size 10 --set-size 20 --val-every 1000 --classes 1

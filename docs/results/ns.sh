@@ -8,15 +8,13 @@ cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-20000}
 R=docs/results
 run=runs/ns-medium
-# ev ARGS... --out DIR: evaluate unless DIR already holds a result (delete it to redo)
-ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo "kept $out"
-       else ppl-fewshot --threads 1 evaluate "$@"; fi; }
-if [ ! -f "$run/summary.json" ]; then
-  ppl-fewshot --threads 1 train ns-small --protocol ns28 --steps "$STEPS" --batch-size 16 \
-    --set-size 5 --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
-    --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 500 --seed 0 --quiet --out "$run" \
-    $( [ -d "$run" ] && echo --resume )
-fi
+# ev ARGS... --out DIR, train_run ARGS... --out RUN (common.sh): evaluate / train unless the
+# output is already there (delete it to redo); an unfinished training resumes
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+train_run ns-small --protocol ns28 --steps "$STEPS" --batch-size 16 \
+  --set-size 5 --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
+  --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 500 --seed 0 --quiet --out "$run"
 CK=$run/checkpoint.pt
 # Omniglot few-shot classification on the 423 ns28 test classes: closed-form min-KL (both
 # directions) and cosine on 1000 tasks each; likelihood (importance-sampled log p(X_c u {x})

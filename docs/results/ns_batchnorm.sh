@@ -20,6 +20,6 @@ cd "$(dirname "$0")/../.."
 run=runs/ns-bn/depth3
 train $run --set c_dim=128 --set encoder_depth=3 --set norm=batch --seed 0
 ev_all $run/checkpoint.pt "ns-medium, encoder depth 3, batch norm" ns-medium-depth3-bn
-ev --checkpoint $run/checkpoint.pt --norm-stats task \
+classify --checkpoint $run/checkpoint.pt --norm-stats task \
    --label "ns-medium, encoder depth 3, batch norm, each task's batch statistics" \
    --out docs/results/ns-medium-depth3-bn-taskstats-ns28-classify

@@ -11,14 +11,12 @@ cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-12000}
 R=docs/results
 run=runs/ns-medium-cont$((STEPS / 1000))k
-ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo "kept $out"
-       else ppl-fewshot --threads 1 evaluate "$@"; fi; }
-if [ ! -f "$run/summary.json" ]; then
-  ppl-fewshot --threads 1 train ns-small --protocol ns28 --steps "$STEPS" --batch-size 16 \
-    --set-size 5 --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
-    --lr 1e-4 --val-every 2000 --checkpoint-every 500 --seed 1 --quiet --out "$run" \
-    --init-from models/ns-medium-omniglot.pt $( [ -d "$run" ] && echo --resume )
-fi
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+train_run ns-small --protocol ns28 --steps "$STEPS" --batch-size 16 \
+  --set-size 5 --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
+  --lr 1e-4 --val-every 2000 --checkpoint-every 500 --seed 1 --quiet \
+  --init-from models/ns-medium-omniglot.pt --out "$run"
 ev --checkpoint "$run/checkpoint.pt" --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 \
    --tasks 1000 --methods min-kl,min-kl-reverse,cosine \
    --label "ns-medium, 20k + $((STEPS / 1000))k steps" \

@@ -24,7 +24,8 @@ wait
 for r in medium depth3; do
   if [ $r = medium ]; then label="ns-medium"; else label="ns-medium, encoder depth 3"; fi
   label="$label, trained on grey levels"
-  ev --checkpoint runs/ns-grey/$r/checkpoint.pt --label "$label" --out $R/ns-grey-$r-ns28-classify
-  ev --checkpoint runs/ns-grey/$r/checkpoint.pt --label "$label, grey test inputs" \
+  classify --checkpoint runs/ns-grey/$r/checkpoint.pt --label "$label" \
+     --out $R/ns-grey-$r-ns28-classify
+  classify --checkpoint runs/ns-grey/$r/checkpoint.pt --label "$label, grey test inputs" \
      --binarization none --out $R/ns-grey-$r-ns28-classify-grey
 done

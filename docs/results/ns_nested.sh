@@ -15,13 +15,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results C=models/ns-medium-omniglot.pt
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate --checkpoint $C --task nll --classes 1 --episodes 100 --khat-episodes 20 "$@"; }
-nested() { ev --samples 100 --inner-samples 10 --out $R/ns-medium-gmn28-C1-K100x10-nested-100ep; }
-plain() { ev --samples 1000 --out $R/ns-medium-gmn28-C1-K1000-100ep; }
-cl() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate --checkpoint $C --task classify --protocol ns28 --ways 5 --k-shots 1 \
-       --tasks 200 --methods likelihood "$@"; }
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+# nll ARGS... --out DIR: ev of $C's NLL table on the 100-episode bank; cl: 5-way 1-shot
+# likelihood classification of $C on 200 ns28 tasks
+nll() { ev --checkpoint $C --task nll --classes 1 --episodes 100 --khat-episodes 20 "$@"; }
+nested() { nll --samples 100 --inner-samples 10 --out $R/ns-medium-gmn28-C1-K100x10-nested-100ep; }
+plain() { nll --samples 1000 --out $R/ns-medium-gmn28-C1-K1000-100ep; }
+cl() { ev --checkpoint $C --task classify --protocol ns28 --ways 5 --k-shots 1 --tasks 200 \
+       --methods likelihood "$@"; }
 classify() { local L="ns-medium, likelihood"
   cl --classify-samples 5 --inner-samples 10 --label "$L K 5 x 10 nested" \
      --out $R/ns-medium-ns28-classify-K5x10-nested
@@ -34,7 +36,7 @@ classify() { local L="ns-medium, likelihood"
   cl --k-shots 5 --classify-samples 50 --label "$L K 50" --out $R/ns-medium-ns28-classify-5shot-K50
   cl --ways 20 --tasks 75 --classify-samples 50 --label "$L K 50, 75 tasks" \
      --out $R/ns-medium-ns28-classify-20way-K50-75tasks; }
-ais0() { ev --shots 0 --samples 8 --ais-steps 300 --khat-episodes 0 \
+ais0() { nll --shots 0 --samples 8 --ais-steps 300 --khat-episodes 0 \
      --label "ns-medium, 0 shots by AIS" --out $R/ns-medium-gmn28-C1-AIS300-K8-100ep; }
 case "${1:-all}" in
   nested) nested ;;

@@ -23,5 +23,5 @@ ppl-fewshot --threads 1 train ns --protocol ns28 --steps 20000 --batch-size 16 -
   --lr 1e-3 --val-every 1000 --checkpoint-every 1000 --time-limit "${TIME_S:-6000}" --quiet \
   --seed 0 --out "$run" $resume < /dev/null &
 keep_snaps "$run" $!
-ev --checkpoint "$run/checkpoint.pt" --k-shots 1 --label "ns (paper size), batch norm, lr 1e-3" \
-   --out docs/results/ns-paper-bn-ns28-classify
+classify --checkpoint "$run/checkpoint.pt" --k-shots 1 \
+   --label "ns (paper size), batch norm, lr 1e-3" --out docs/results/ns-paper-bn-ns28-classify

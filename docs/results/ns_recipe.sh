@@ -22,14 +22,14 @@ train runs/ns-exp/c512 --set c_dim=512 --seed 0 &
 train runs/ns-exp/control --set c_dim=128 --seed 0 &
 train runs/ns-exp/seed1 --set c_dim=128 --seed 1 &
 wait
-ev --checkpoint runs/ns-exp/klwarm/checkpoint.pt --label "ns-medium, KL warm-up 7200 steps" \
-   --out $R/ns-medium-klwarm-ns28-classify
-ev --checkpoint runs/ns-exp/c512/checkpoint.pt --label "ns-medium, c 512" \
-   --out $R/ns-medium-c512-ns28-classify
-ev --checkpoint runs/ns-exp/seed1/checkpoint.pt --label "ns-medium, seed 1" \
-   --out $R/ns-medium-seed1-ns28-classify
-ev --checkpoint runs/ns-exp/control/checkpoint.pt --label "ns-medium, control rerun" \
-   --out $R/ns-medium-control-ns28-classify
+classify --checkpoint runs/ns-exp/klwarm/checkpoint.pt --label "ns-medium, KL warm-up 7200 steps" \
+         --out $R/ns-medium-klwarm-ns28-classify
+classify --checkpoint runs/ns-exp/c512/checkpoint.pt --label "ns-medium, c 512" \
+         --out $R/ns-medium-c512-ns28-classify
+classify --checkpoint runs/ns-exp/seed1/checkpoint.pt --label "ns-medium, seed 1" \
+         --out $R/ns-medium-seed1-ns28-classify
+classify --checkpoint runs/ns-exp/control/checkpoint.pt --label "ns-medium, control rerun" \
+         --out $R/ns-medium-control-ns28-classify
 # Learning curves (20-way 1-shot, both KL directions) of the snapshots:
 # for s in runs/ns-exp/*/snaps/*.pt; do r=$(basename "$(dirname "$(dirname "$s")")")
 #   ppl-fewshot --threads 1 evaluate --checkpoint "$s" --task classify --protocol ns28 --ways 20 \

@@ -9,23 +9,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
+# shellcheck source=docs/results/ns_common.sh
+. docs/results/ns_common.sh  # train_run (common.sh), classify
 while read -r name sets; do
   run=runs/$name
-  if [ ! -f "$run/summary.json" ]; then
-    # shellcheck disable=SC2086
-    ppl-fewshot --threads 1 train ns-small --protocol ns28 --steps 20000 --batch-size 16 \
-      $sets --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
-      --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 500 --seed 0 --quiet --out "$run" \
-      $( [ -d "$run" ] && echo --resume ) < /dev/null
-  fi
+  # shellcheck disable=SC2086
+  train_run ns-small --protocol ns28 --steps 20000 --batch-size 16 \
+    $sets --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
+    --lr 1e-3,3e-4,1e-4 --val-every 2000 --checkpoint-every 500 --seed 0 --quiet --out "$run"
 done <<'RUNS'
 ns-medium-var --set-size 1-5
 ns-medium-distinct --set-size 5 --sampler distinct
 RUNS
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate --task classify --protocol ns28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
-       --methods min-kl,min-kl-reverse,cosine "$@"; }
-ev --checkpoint runs/ns-medium-var/checkpoint.pt --label "ns-medium, sets of 1-5" \
+classify --checkpoint runs/ns-medium-var/checkpoint.pt --label "ns-medium, sets of 1-5" \
    --out $R/ns-medium-setsize1to5-ns28-classify
-ev --checkpoint runs/ns-medium-distinct/checkpoint.pt \
+classify --checkpoint runs/ns-medium-distinct/checkpoint.pt \
    --label "ns-medium, sets of 5 distinct items" --out $R/ns-medium-distinct-ns28-classify

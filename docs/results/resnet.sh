@@ -18,19 +18,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate "$@"; }
-train_run() { local run=${*: -1}; [ -f "$run/summary.json" ] || ppl-fewshot --threads 1 train "$@" \
-       --checkpoint-every 500 --quiet $( [ -f "$run/checkpoint.pt" ] && echo --resume ) < /dev/null; }
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+# train ARGS... --out RUN: train_run with a checkpoint every 500 steps, quietly
+train() { train_run "${@:1:$#-2}" --checkpoint-every 500 --quiet "${@: -2}"; }
 vae() {
   local V="vae-resnet --protocol gmn28 --batch-size 10 --set-size 20 --classes 1"
   # shellcheck disable=SC2086
-  train_run $V --steps 6000 --lr 1e-3,3e-4,1e-4 --val-every 500 --seed 0 --out runs/vae-resnet-s6000
+  train $V --steps 6000 --lr 1e-3,3e-4,1e-4 --val-every 500 --seed 0 --out runs/vae-resnet-s6000
   # shellcheck disable=SC2086
-  train_run $V --steps 18000 --lr 3e-4,1e-4 --val-every 1000 --seed 1 \
+  train $V --steps 18000 --lr 3e-4,1e-4 --val-every 1000 --seed 1 \
      --init-from runs/vae-resnet-s6000/checkpoint.pt --out runs/vae-resnet-cont
   # shellcheck disable=SC2086
-  train_run $V --steps 6000 --lr 1e-3,3e-4,1e-4 --val-every 500 --seed 0 \
+  train $V --steps 6000 --lr 1e-3,3e-4,1e-4 --val-every 500 --seed 0 \
      --augmentation rot90,flip --out runs/vae-resnet-rotflip-s6000
   for r in vae-resnet-s6000:"6000 steps" vae-resnet-cont:"24000 steps" \
            vae-resnet-rotflip-s6000:"rot90/flip classes, 6000 steps"; do
@@ -43,7 +43,7 @@ gmn() { local z run out sfx
     sfx=""; [ $z = 50 ] && sfx=-z50
     run=runs/gmn-mixture-ctrain1-rotflip-resnet$sfx
     out=$R/gmn-small-mixture-ctrain1-rotflip-resnet$sfx-gmn28-C1-K1000-100ep
-    train_run gmn-small --protocol gmn28 --steps 10000 --batch-size 10 --set-size 20 --classes 1 \
+    train gmn-small --protocol gmn28 --steps 10000 --batch-size 10 --set-size 20 --classes 1 \
        --set prior=mixture --set arch=resnet --set z_dim=$z --augmentation rot90,flip \
        --lr 1e-3,3e-4,1e-4 --val-every 1000 --seed 0 --out $run
     ev --checkpoint $run/checkpoint.pt --task nll --classes 1 --episodes 100 --samples 1000 \
@@ -53,7 +53,7 @@ gmn() { local z run out sfx
   done
   run=runs/gmn-mixture-ctrain1-rotflip-resnet-cont
   out=$R/gmn-small-mixture-ctrain1-rotflip-resnet-cont-gmn28-C1-K1000-100ep
-  train_run gmn-small --protocol gmn28 --steps 10000 --batch-size 10 --set-size 20 --classes 1 \
+  train gmn-small --protocol gmn28 --steps 10000 --batch-size 10 --set-size 20 --classes 1 \
      --set prior=mixture --set arch=resnet --augmentation rot90,flip --lr 3e-4,1e-4 \
      --val-every 1000 --seed 1 --init-from runs/gmn-mixture-ctrain1-rotflip-resnet/checkpoint.pt \
      --out $run

@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
 CK=models/gmn-small-omniglot.pt   # how it was trained: models/gmn-small-omniglot.json
-# ev ARGS... --out DIR: evaluate unless DIR already holds a result (delete it to redo)
-ev() { local out="${*: -1}"; if compgen -G "$out/*.json" > /dev/null; then echo "kept $out"
-       else ppl-fewshot --threads 1 evaluate "$@"; fi; }
+# ev ARGS... --out DIR (common.sh): evaluate unless DIR already holds a result (delete it to redo)
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
 (
   bash $R/ns.sh
   for s in with-replacement distinct; do

@@ -10,12 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-3000}
 run=runs/vae-s$STEPS
-if [ ! -f "$run/summary.json" ]; then
-  ppl-fewshot --threads 1 train vae --protocol gmn28 --steps "$STEPS" --batch-size 10 \
-    --set-size 20 --classes 1 --lr 1e-3,3e-4,1e-4 --val-every 500 --checkpoint-every 500 \
-    --seed 0 --quiet --out "$run" $( [ -d "$run" ] && echo --resume ) < /dev/null
-fi
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+train_run vae --protocol gmn28 --steps "$STEPS" --batch-size 10 \
+  --set-size 20 --classes 1 --lr 1e-3,3e-4,1e-4 --val-every 500 --checkpoint-every 500 \
+  --seed 0 --quiet --out "$run"
 out=docs/results/vae-s$STEPS-gmn28-C1-K1000
-compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" \
-  --task nll --protocol gmn28 --classes 1 --sampler with-replacement --samples 1000 --shots 0,1,19 \
-  --khat-episodes 0 --label "vae, $STEPS steps" --out "$out"
+ev --checkpoint "$run/checkpoint.pt" --task nll --protocol gmn28 --classes 1 \
+   --sampler with-replacement --samples 1000 --shots 0,1,19 --khat-episodes 0 \
+   --label "vae, $STEPS steps" --out "$out"

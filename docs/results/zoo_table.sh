@@ -11,12 +11,14 @@ cd "$(dirname "$0")/../.."
 R=docs/results C=models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt
 T=$R/gmn-small-mixture-ctrain1-rotflip-cont3
 L="gmn-small mixture prior C_train 1, rot90/flip classes, 40k steps"
-ev() { local out="${*: -1}"; compgen -G "$out/*.json" > /dev/null || ppl-fewshot --threads 1 \
-       evaluate --checkpoint $C --label "$L" "$@"; }
-ev --task nll --classes 1 --samples 1000 --khat-episodes 0 --out $T-gmn28-C1-K1000
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+# score ARGS... --out DIR: ev of $C, labelled $L
+score() { ev --checkpoint $C --label "$L" "$@"; }
+score --task nll --classes 1 --samples 1000 --khat-episodes 0 --out $T-gmn28-C1-K1000
 for c in 2 3 4; do
-  ev --task nll --classes $c --episodes 200 --samples 1000 --khat-episodes 0 \
+  score --task nll --classes $c --episodes 200 --samples 1000 --khat-episodes 0 \
      --out $T-gmn28-C$c-K1000-200ep
 done
-ev --task classify --protocol gmn28 --ways 5,20 --k-shots 5 --tasks 1000 --classify-samples 10 \
+score --task classify --protocol gmn28 --ways 5,20 --k-shots 5 --tasks 1000 --classify-samples 10 \
    --methods likelihood,cosine --out $T-gmn28-classify-5shot

@@ -1,0 +1,21 @@
+# shellcheck shell=bash
+# Shared by the CPU result scripts in docs/results; sourced from the repository root (after the
+# script's `cd`). Every step is skipped when its output exists, so a rerun does only what is
+# missing (delete an output to redo it). Safe under `set -euo pipefail`.
+# have_result DIR: true when DIR holds a result (a *.json file).
+# ev ARGS... --out DIR: `ppl-fewshot --threads 1 evaluate ARGS...` unless DIR holds a result
+#   (then prints "kept DIR").
+# train_run ARGS... --out RUN: `ppl-fewshot --threads 1 train ARGS...` (standard input
+#   /dev/null), with --resume appended when RUN has a checkpoint.pt; skipped (printing
+#   "kept RUN") when RUN/summary.json exists, i.e. the training has finished.
+have_result() { compgen -G "$1/*.json" > /dev/null; }
+ev() {
+  local out="${*: -1}"
+  if have_result "$out"; then echo "kept $out"; else ppl-fewshot --threads 1 evaluate "$@"; fi
+}
+train_run() {
+  local run="${*: -1}"
+  if [ -f "$run/summary.json" ]; then echo "kept $run"; return 0; fi
+  if [ -f "$run/checkpoint.pt" ]; then set -- "$@" --resume; fi
+  ppl-fewshot --threads 1 train "$@" < /dev/null
+}
