@@ -3,7 +3,8 @@
 ``python docs/results/paired_nll.py BASE_DIR NEW_DIR`` reads each folder's
 ``nll_episodes.csv`` (written by ``ppl-fewshot evaluate --task nll``) and prints, per column,
 the mean of NEW - BASE over episodes and its standard error: far tighter than the two
-tables' own standard errors, which are dominated by how hard the episodes are.
+tables' own standard errors, which are dominated by how hard the episodes are. Only the shot
+columns both evaluations scored are compared (e.g. a ``--shots 0`` run against a full table).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ def load(folder: str) -> dict[str, list[float]]:
 
 def main() -> None:
     base, new = load(sys.argv[1]), load(sys.argv[2])
-    if base.keys() != new.keys() or any(len(base[k]) != len(new[k]) for k in base):
-        raise SystemExit("the two evaluations do not cover the same shots and episodes")
+    shared = [k for k in base if k in new]
+    if not shared or any(len(base[k]) != len(new[k]) for k in shared):
+        raise SystemExit("the two evaluations share no shot column or cover different episodes")
     cells = []
-    for k in base:
+    for k in shared:
         d = [b - a for a, b in zip(base[k], new[k])]
         n = len(d)
         mean = sum(d) / n

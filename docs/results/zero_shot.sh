@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Where GMN's 0-shot gap comes from (docs/findings.md section 28). Five experiments:
+#   finetune:  the zoo's augmented mixture GMN (40k steps, runs/gmn-mixture-ctrain1-rotflip-cont3,
+#              from `bash docs/results/more_steps.sh gmn`) continued 5000 steps on sets of ONE
+#              item (--set-size 1, 200 sets per step, Adam 3e-4 then 1e-4, seed 6): every term of
+#              the objective is then the 0-shot one, which the episode objective weights 1/20.
+#              Scored on the shared 100-episode bank (C_test 1, K 1000), paired with the 40k model.
+#   vae-small: `vae-small` (gmn-small's networks and z of 16, no context) trained like
+#              vae_budget.sh trains `vae` (episodes of 20 from one class, batches of 10,
+#              1e-3/3e-4/1e-4, seed 0) for 12000 steps; scored like section 19 (659-episode bank,
+#              shots 0, 1, 19) and at 0 shots on the 100-episode bank, paired with the GMNs there;
+#              section 27's resnet VAEs (`bash docs/results/resnet.sh vae`: rot90/flip 6k steps,
+#              plain 24k) at 0 shots on the same bank, paired with the paper-size GMNs below
+#              (run after gmn-paper and finetune-paper).
+#   gmn-paper: the paper-size `gmn` (z 50, controller state 200) with the paper's residual
+#              networks (--set arch=resnet, channels 16, 288 features), mixture prior, rot90/flip
+#              classes, 10000 steps of section 27's gmn-small recipe (seed 0); scored on the
+#              100-episode bank and paired with the resnet gmn-small of the same recipe
+#              (`bash docs/results/resnet.sh gmn`).
+#   finetune-paper: that paper-size GMN continued like `finetune` (5000 steps on sets of one).
+#   sizes:     that paper-size GMN continued 5000 steps on episodes of 20 against episodes of
+#              1-20 items (see the function).
+# One CPU thread each (~12, ~25, ~55, ~20 and 2 x ~20 min of training beside other jobs). Each step is
+# skipped when its output exists.
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/zero_shot.sh \
+#   [finetune|vae-small|gmn-paper|finetune-paper|sizes|all]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+R=docs/results
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+# nll100 CKPT LABEL OUT [ARGS...]: the shared 100-episode bank, C_test 1, K 1000
+nll100() { local ck=$1 label=$2 out=$3; shift 3
+  ev --checkpoint "$ck" --task nll --classes 1 --episodes 100 --samples 1000 --khat-episodes 0 \
+     "$@" --label "$label" --out "$out"; }
+# ft MODEL_ARGS INIT RUN OUT LABEL BASE: continue INIT 5000 steps on sets of one item into RUN,
+#   score it into OUT and pair it with BASE (INIT's own table)
+ft() { local args=$1 init=$2 run=$3 out=$4 label=$5 base=$6
+  # shellcheck disable=SC2086
+  train_run $args --protocol gmn28 --batch-size 200 --set-size 1 --val-every 1000 --classes 1 \
+    --set prior=mixture --augmentation rot90,flip --seed 6 --init-from "$init" --steps 5000 \
+    --lr 3e-4,1e-4 --checkpoint-every 500 --quiet --out "$run"
+  nll100 "$run/checkpoint.pt" "$label" "$out"
+  python $R/paired_nll.py "$base" "$out"; }
+finetune() {
+  ft gmn-small runs/gmn-mixture-ctrain1-rotflip-cont3/checkpoint.pt runs/gmn-zeroshot-ft \
+    $R/gmn-small-mixture-ctrain1-rotflip-t1ft-gmn28-C1-K1000-100ep \
+    "gmn-small mixture C_train 1 rot90/flip, 40k + 5k steps on sets of one (0-shot term only)" \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000-100ep; }
+finetune_paper() {
+  ft "gmn --set arch=resnet --set channels=16 --set hidden=288" \
+    runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt runs/gmn-paper-resnet-zeroshot-ft \
+    $R/gmn-resnet-mixture-ctrain1-rotflip-t1ft-gmn28-C1-K1000-100ep \
+    "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of one" \
+    $R/gmn-resnet-mixture-ctrain1-rotflip-gmn28-C1-K1000-100ep; }
+vae_small() { local run=runs/vae-small-s12000 out=$R/vae-small-s12000-gmn28-C1-K1000-100ep g
+  train_run vae-small --protocol gmn28 --steps 12000 --batch-size 10 --set-size 20 --classes 1 \
+    --lr 1e-3,3e-4,1e-4 --val-every 1000 --checkpoint-every 500 --seed 0 --quiet --out $run
+  ev --checkpoint $run/checkpoint.pt --task nll --protocol gmn28 --classes 1 \
+     --sampler with-replacement --samples 1000 --shots 0,1,19 --khat-episodes 0 \
+     --label "vae-small, 12000 steps" --out $R/vae-small-s12000-gmn28-C1-K1000
+  nll100 $run/checkpoint.pt "vae-small, 12000 steps" $out --shots 0
+  for g in ctrain1-rotflip-cont3 ctrain1-rotflip-t1ft ctrain1-rotflip-resnet; do
+    python $R/paired_nll.py $out $R/gmn-small-mixture-$g-gmn28-C1-K1000-100ep
+  done
+  # the resnet VAEs of section 27 (resnet.sh vae) on the same bank, beside the paper-size GMNs
+  nll100 runs/vae-resnet-rotflip-s6000/checkpoint.pt "vae, resnet networks, rot90/flip classes, 6000 steps" \
+    $R/vae-resnet-rotflip-s6000-gmn28-C1-K1000-100ep --shots 0
+  nll100 runs/vae-resnet-cont/checkpoint.pt "vae, resnet networks, 24000 steps" \
+    $R/vae-resnet-cont-gmn28-C1-K1000-100ep --shots 0
+  for g in resnet-mixture-ctrain1-rotflip resnet-mixture-ctrain1-rotflip-t1ft; do
+    python $R/paired_nll.py $R/vae-resnet-rotflip-s6000-gmn28-C1-K1000-100ep \
+      $R/gmn-$g-gmn28-C1-K1000-100ep
+  done; }
+gmn_paper() { local run=runs/gmn-paper-resnet-mixture-ctrain1-rotflip
+  local out=$R/gmn-resnet-mixture-ctrain1-rotflip-gmn28-C1-K1000-100ep
+  train_run gmn --protocol gmn28 --steps 10000 --batch-size 10 --set-size 20 --classes 1 \
+    --set prior=mixture --set arch=resnet --set channels=16 --set hidden=288 \
+    --augmentation rot90,flip --lr 1e-3,3e-4,1e-4 --val-every 1000 --seed 0 \
+    --checkpoint-every 500 --quiet --out $run
+  nll100 $run/checkpoint.pt "gmn (paper size) mixture prior C_train 1, rot90/flip, resnet networks" $out
+  python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-resnet-gmn28-C1-K1000-100ep $out; }
+# sizes: the paper-size GMN continued 5000 steps (3e-4 / 1e-4, seed 7) on episodes of 20, and
+#   the same on episodes of 1 to 20 items (each set draws its size; item t is then in a set
+#   with probability (20 - t) / 20, so the early conditionals weigh more), paired
+sizes() { local base=runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt n run out
+  for n in 20 1-20; do
+    run=runs/gmn-paper-resnet-cont-t$n out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-t$n-gmn28-C1-K1000-100ep
+    train_run gmn --set arch=resnet --set channels=16 --set hidden=288 --protocol gmn28 \
+      --batch-size 10 --set-size $n --val-every 1000 --classes 1 --set prior=mixture \
+      --augmentation rot90,flip --seed 7 --init-from $base --steps 5000 --lr 3e-4,1e-4 \
+      --checkpoint-every 500 --quiet --out $run
+    nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of $n" $out
+  done
+  python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
+case "${1:-all}" in
+  finetune) finetune ;;
+  vae-small) vae_small ;;
+  gmn-paper) gmn_paper ;;
+  finetune-paper) finetune_paper ;;
+  sizes) sizes ;;
+  all) finetune; gmn_paper; finetune_paper; vae_small; sizes ;;
+  *) echo "usage: $0 [finetune|vae-small|gmn-paper|finetune-paper|sizes|all]" >&2; exit 2 ;;
+esac
