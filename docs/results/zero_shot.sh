@@ -27,6 +27,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
+# the paper-size GMN with the paper's residual networks; the mixture-prior, rot90/flip, C_train 1
+# recipe every GMN here trains with
+PAPER="gmn --set arch=resnet --set channels=16 --set hidden=288"
+MIX="--protocol gmn28 --classes 1 --set prior=mixture --augmentation rot90,flip --val-every 1000
+     --checkpoint-every 500 --quiet"
 # shellcheck source=docs/results/common.sh
 . docs/results/common.sh
 # nll100 CKPT LABEL OUT [ARGS...]: the shared 100-episode bank, C_test 1, K 1000
@@ -37,9 +42,8 @@ nll100() { local ck=$1 label=$2 out=$3; shift 3
 #   score it into OUT and pair it with BASE (INIT's own table)
 ft() { local args=$1 init=$2 run=$3 out=$4 label=$5 base=$6
   # shellcheck disable=SC2086
-  train_run $args --protocol gmn28 --batch-size 200 --set-size 1 --val-every 1000 --classes 1 \
-    --set prior=mixture --augmentation rot90,flip --seed 6 --init-from "$init" --steps 5000 \
-    --lr 3e-4,1e-4 --checkpoint-every 500 --quiet --out "$run"
+  train_run $args $MIX --batch-size 200 --set-size 1 --seed 6 --init-from "$init" --steps 5000 \
+    --lr 3e-4,1e-4 --out "$run"
   nll100 "$run/checkpoint.pt" "$label" "$out"
   python $R/paired_nll.py "$base" "$out"; }
 finetune() {
@@ -48,7 +52,7 @@ finetune() {
     "gmn-small mixture C_train 1 rot90/flip, 40k + 5k steps on sets of one (0-shot term only)" \
     $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000-100ep; }
 finetune_paper() {
-  ft "gmn --set arch=resnet --set channels=16 --set hidden=288" \
+  ft "$PAPER" \
     runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt runs/gmn-paper-resnet-zeroshot-ft \
     $R/gmn-resnet-mixture-ctrain1-rotflip-t1ft-gmn28-C1-K1000-100ep \
     "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of one" \
@@ -74,10 +78,9 @@ vae_small() { local run=runs/vae-small-s12000 out=$R/vae-small-s12000-gmn28-C1-K
   done; }
 gmn_paper() { local run=runs/gmn-paper-resnet-mixture-ctrain1-rotflip
   local out=$R/gmn-resnet-mixture-ctrain1-rotflip-gmn28-C1-K1000-100ep
-  train_run gmn --protocol gmn28 --steps 10000 --batch-size 10 --set-size 20 --classes 1 \
-    --set prior=mixture --set arch=resnet --set channels=16 --set hidden=288 \
-    --augmentation rot90,flip --lr 1e-3,3e-4,1e-4 --val-every 1000 --seed 0 \
-    --checkpoint-every 500 --quiet --out $run
+  # shellcheck disable=SC2086
+  train_run $PAPER $MIX --steps 10000 --batch-size 10 --set-size 20 --lr 1e-3,3e-4,1e-4 --seed 0 \
+    --out $run
   nll100 $run/checkpoint.pt "gmn (paper size) mixture prior C_train 1, rot90/flip, resnet networks" $out
   python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-resnet-gmn28-C1-K1000-100ep $out; }
 # sizes: the paper-size GMN continued 5000 steps (3e-4 / 1e-4, seed 7) on episodes of 20, and
@@ -86,10 +89,9 @@ gmn_paper() { local run=runs/gmn-paper-resnet-mixture-ctrain1-rotflip
 sizes() { local base=runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt n run out
   for n in 20 1-20; do
     run=runs/gmn-paper-resnet-cont-t$n out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-t$n-gmn28-C1-K1000-100ep
-    train_run gmn --set arch=resnet --set channels=16 --set hidden=288 --protocol gmn28 \
-      --batch-size 10 --set-size $n --val-every 1000 --classes 1 --set prior=mixture \
-      --augmentation rot90,flip --seed 7 --init-from $base --steps 5000 --lr 3e-4,1e-4 \
-      --checkpoint-every 500 --quiet --out $run
+    # shellcheck disable=SC2086
+    train_run $PAPER $MIX --batch-size 10 --set-size $n --seed 7 --init-from $base --steps 5000 \
+      --lr 3e-4,1e-4 --out $run
     nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of $n" $out
   done
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
