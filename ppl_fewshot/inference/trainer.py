@@ -154,15 +154,18 @@ def train(
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
     info = distributed.setup(resolve_device(config.device))
+    clean = False
     try:
         # One trainer per folder: the main rank (the only writer) holds out/.lock throughout.
         with folder_lock(out) if info.is_main else contextlib.nullcontext():
             if ckpt_path.exists() and not resume:
                 raise FileExistsError(
                     f"{out} already holds a run; pass --resume or choose another --out")
-            return _train(config, out, resume, progress, data, info, time_limit)
+            summary = _train(config, out, resume, progress, data, info, time_limit)
+        clean = True
+        return summary
     finally:
-        distributed.teardown(info)
+        distributed.teardown(info, clean)
 
 
 def _warm_start(model: FewShotModel, config: TrainConfig) -> dict[str, Any]:
