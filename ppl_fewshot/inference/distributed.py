@@ -83,13 +83,14 @@ def wrap(module: torch.nn.Module, info: DistInfo, device: torch.device) -> torch
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
-def teardown(info: DistInfo, clean: bool = True) -> None:
+def teardown(info: DistInfo, clean: bool) -> None:
     """Leave the process group that :func:`setup` joined (no-op otherwise).
 
-    After a clean run (``clean``) the ranks first meet at a barrier, so that no rank
-    destroys its group, and with it the gloo transport threads, while a peer still has
-    collectives in flight with it (a race that can abort the peer with SIGABRT). After an
-    error a rank leaves at once: a barrier could wait forever for a rank that died.
+    After a clean run (``clean``: no exception raised) the ranks first meet at a barrier, so
+    that no rank destroys its group, and with it the gloo transport threads, while a peer
+    still has collectives in flight with it (a race that can abort the peer with SIGABRT).
+    After an error a rank leaves at once: a barrier could wait forever for a rank that died,
+    which is why ``clean`` has no default.
     """
     if info.owns_group and dist.is_initialized():
         if clean:
