@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from typing import Any
 
@@ -46,6 +47,16 @@ def nonneg_int(text: str) -> int:
     return v
 
 
+def nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
+    return v
+
+
 def int_or_range(text: str) -> int | tuple[int, int]:
     """``"10"`` -> 10, ``"2-20"`` -> (2, 20); every number positive."""
     parts = text.split("-")
@@ -70,8 +81,8 @@ def float_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of numbers"
         ) from None
-    if not vals or any(v <= 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"{text!r}: learning rates must be positive")
+    if not vals or any(not (math.isfinite(v) and v > 0) for v in vals):
+        raise argparse.ArgumentTypeError(f"{text!r}: the values must be positive numbers")
     return vals
 
 

@@ -14,6 +14,7 @@ from ppl_fewshot.cli import (
     float_list,
     int_or_range,
     key_value,
+    nonneg_float,
     nonneg_int,
     positive_int,
 )
@@ -155,6 +156,8 @@ def _config_from_args(args: argparse.Namespace):
         objective=args.objective,
         num_particles=args.particles,
         kl_anneal_steps=args.kl_anneal,
+        position_weights=args.position_weights,
+        singleton_weight=args.singleton_weight,
         val_classes=args.val_classes,
         val_every=args.val_every,
         checkpoint_every=args.checkpoint_every,
@@ -293,6 +296,16 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
     p.add_argument("--particles", type=positive_int, default=1)
     p.add_argument("--kl-anneal", type=nonneg_int, default=0, help="steps of linear KL warm-up")
+    p.add_argument(
+        "--position-weights", type=float_list, default=(), metavar="LIST",
+        help="weights of a sequential model's terms log p(x_t | x_<t) by position t, the last "
+        "repeating: 20,1 weighs the 0-shot term like the 19 others together (GMN, CVAE)",
+    )
+    p.add_argument(
+        "--singleton-weight", type=nonneg_float, default=0.0, metavar="W",
+        help="add W x the bound of every item as a set of one: a sequential model's 0-shot "
+        "term trained on every item of a batch, not one per set (one more pass per step)",
+    )
     p.add_argument("--val-classes", type=nonneg_int, default=50)
     p.add_argument("--val-every", type=positive_int, default=250)
     p.add_argument("--checkpoint-every", type=positive_int, default=500)

@@ -326,6 +326,23 @@ def test_train_augmentation_flag_reaches_the_config(capsys) -> None:
     assert "blur" in capsys.readouterr().err
 
 
+def test_train_objective_weight_flags_reach_the_config(capsys) -> None:
+    from ppl_fewshot.cli import build_parser
+    from ppl_fewshot.cli_commands import _config_from_args
+
+    parse = build_parser().parse_args
+    plain = _config_from_args(parse(["train", "gmn-small"]))
+    assert plain.position_weights == () and plain.singleton_weight == 0.0
+    cfg = _config_from_args(parse(["train", "gmn-small", "--position-weights", "20,1",
+                                   "--singleton-weight", "0.25"]))
+    assert cfg.position_weights == (20.0, 1.0) and cfg.singleton_weight == 0.25
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    for bad in (["--position-weights", "2,0"], ["--singleton-weight", "-1"]):
+        with pytest.raises(SystemExit):
+            parse(["train", "gmn-small", *bad])
+    assert "must be" in capsys.readouterr().err
+
+
 def test_train_into_a_folder_another_process_trains_is_one_line(tmp_path, capsys) -> None:
     """A second `train --resume` while another process holds the run is refused."""
     run_dir = tmp_path / "run"

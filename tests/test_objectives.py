@@ -45,3 +45,81 @@ def test_iwae_bound_is_tighter_than_elbo(x) -> None:
 def test_bad_settings(kw) -> None:
     with pytest.raises(ValueError):
         ELBOLoss(models.build("vae-small"), **kw)
+
+
+TINY_GMN = {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}
+
+
+def _terms_by_hand(m, x: torch.Tensor) -> torch.Tensor:
+    """Per-item ELBO terms [B, T] from a guide trace replayed through the model."""
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    guide = pyro.poutine.trace(m.guide).get_trace(x, mask)
+    model = pyro.poutine.trace(pyro.poutine.replay(m.model, trace=guide)).get_trace(x, mask)
+    lp = lambda tr, name: tr.nodes[name]["fn"].log_prob(tr.nodes[name]["value"])  # noqa: E731
+    return lp(model, "x") + lp(model, "z") - lp(guide, "z")
+
+
+@pytest.mark.parametrize("weights", [(), (5.0, 1.0), (2.0, 0.5, 3.0)])
+def test_position_weights_weigh_each_items_term(x, weights) -> None:
+    """loss = -sum_t w_t ELBO_t / #items, with ELBO_t computed by hand from the same draws;
+    the last weight repeats."""
+    pyro.set_rng_seed(0)
+    m = models.build("gmn-small", **TINY_GMN)
+    xb = torch.cat([x, x.flip(0)], 1)  # [4 sets, 6 items]
+    L = ELBOLoss(m, position_weights=weights)
+    with torch.no_grad():
+        pyro.set_rng_seed(1)
+        loss = float(L(xb))
+        pyro.set_rng_seed(1)
+        terms = _terms_by_hand(m, xb)
+    full = (weights or (1.0,)) + (weights or (1.0,))[-1:] * 6
+    w = torch.tensor(full[:6])
+    assert loss == pytest.approx(float(-(terms * w).sum() / terms.numel()), rel=1e-5)
+    with torch.no_grad(), L.plain():  # plain(): every term weighs 1 again
+        pyro.set_rng_seed(1)
+        plain = float(L(xb))
+    assert plain == pytest.approx(float(-terms.sum() / terms.numel()), rel=1e-5)
+    assert L.position_weights == tuple(weights) and L.beta == 1.0  # restored
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("vae-small", {"position_weights": (2.0, 1.0)}),  # not autoregressive
+        ("gmn-small", {"position_weights": (0.0, 1.0)}),
+        ("gmn-small", {"position_weights": (float("nan"),)}),
+        ("gmn-small", {"position_weights": (2.0,), "objective": "iwae", "num_particles": 2}),
+    ],
+)
+def test_bad_position_weights(name, kw) -> None:
+    with pytest.raises(ValueError, match="position weights"):
+        ELBOLoss(models.build(name, **(TINY_GMN if name == "gmn-small" else {})), **kw)
+
+
+@pytest.mark.parametrize("objective,particles", [("elbo", 1), ("iwae", 2)])
+def test_singleton_term_adds_every_item_as_a_set_of_one(x, objective, particles) -> None:
+    """loss(lam) = (bound of the sets + lam * bound of every real item alone) / #items, for the
+    same draws; padded items are left out; position weights do not reach the sets of one."""
+    m = models.build("gmn-small", **TINY_GMN)
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    mask[0, 2] = False
+    n = int(mask.sum())
+    weights = (3.0, 1.0) if objective == "elbo" else ()
+    L = ELBOLoss(m, objective, particles, weights, singleton_weight=0.5)
+    plain = ELBOLoss(m, objective, particles, weights)
+    ones = ELBOLoss(m, objective, particles)
+    with torch.no_grad():
+        pyro.set_rng_seed(2)
+        both = float(L(x, mask))
+        pyro.set_rng_seed(2)
+        sets = float(plain(x, mask)) * n
+        single = float(ones(x[mask].unsqueeze(1))) * n
+        with L.plain():
+            pyro.set_rng_seed(2)
+            unweighted = float(L(x, mask))
+            pyro.set_rng_seed(2)
+            assert unweighted == pytest.approx(float(ones(x, mask)), rel=1e-6)
+    assert both == pytest.approx((sets + 0.5 * single) / n, rel=1e-5)
+    assert L.singleton_weight == 0.5 and L.position_weights == weights
+    with pytest.raises(ValueError, match="singleton_weight"):
+        ELBOLoss(m, singleton_weight=-1.0)

@@ -179,6 +179,26 @@ def test_binarization_override_reaches_the_loss(tmp_path, monkeypatch) -> None:
     assert values == [0.0, pytest.approx(100 / 255)] and len(seen) >= 3
 
 
+def test_objective_weights_reach_training_but_not_validation(tmp_path, monkeypatch) -> None:
+    """Training steps use the configured position weights and singleton term; validation
+    losses are the plain per-item bound; the settings survive the checkpoint's JSON."""
+    seen: list[tuple[bool, tuple, float]] = []
+    real = trainer_mod.ELBOLoss.forward
+
+    def spy(self, x, mask=None, normalizer=None):
+        seen.append((self.training, self.position_weights, self.singleton_weight))
+        return real(self, x, mask, normalizer)
+
+    monkeypatch.setattr(trainer_mod.ELBOLoss, "forward", spy)
+    c = cfg(model="gmn-small", steps=2, val_every=2, checkpoint_every=2,
+            position_weights=(4.0, 1.0), singleton_weight=0.5,
+            model_overrides={"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32})
+    train(c, tmp_path / "run", data=DATA, progress=False)
+    assert set(seen) == {(True, (4.0, 1.0), 0.5), (False, (), 0.0)}
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert TrainConfig.from_json(json.loads(json.dumps(state["train_config"]))) == c
+
+
 def test_augmentation_override_reaches_the_loader(monkeypatch) -> None:
     """``augmentation`` replaces the protocol's training augmentations (same name, the
     rest of the protocol unchanged); ``None`` keeps them."""
@@ -260,6 +280,10 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path) -> None:
         {"sampler": "x"},
         {"binarization": "grey"},
         {"augmentation": ("rot90", "blur")},
+        {"position_weights": (2.0, 0.0)},
+        {"position_weights": (float("inf"),)},
+        {"position_weights": (2.0,), "objective": "iwae", "num_particles": 2},
+        {"singleton_weight": -0.5},
     ],
 )
 def test_bad_config(kw) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where GMN's 0-shot gap comes from (docs/findings.md section 28). Five experiments:
+# Where GMN's 0-shot gap comes from (docs/findings.md sections 28-29). Seven experiments:
 #   finetune:  the zoo's augmented mixture GMN (40k steps, runs/gmn-mixture-ctrain1-rotflip-cont3,
 #              from `bash docs/results/more_steps.sh gmn`) continued 5000 steps on sets of ONE
 #              item (--set-size 1, 200 sets per step, Adam 3e-4 then 1e-4, seed 6): every term of
@@ -20,10 +20,10 @@
 #   finetune-paper: that paper-size GMN continued like `finetune` (5000 steps on sets of one).
 #   sizes:     that paper-size GMN continued 5000 steps on episodes of 20 against episodes of
 #              1-20 items (see the function).
-# One CPU thread each (~12, ~25, ~55, ~20 and 2 x ~20 min of training beside other jobs). Each step is
+# One CPU thread each (~12, ~25, ~55, ~20, 2 x ~20, 2 x ~25 and 2 x ~45 min of training beside other jobs). Each step is
 # skipped when its output exists.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/zero_shot.sh \
-#   [finetune|vae-small|gmn-paper|finetune-paper|sizes|all]
+#   [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -95,12 +95,36 @@ sizes() { local base=runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt
     nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of $n" $out
   done
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
+# cont TAG DESCRIPTION ARGS...: the paper-size GMN continued like sizes' episodes of 20 (5000
+#   steps, 3e-4 / 1e-4, seed 7, the same episodes) with the objective options ARGS, scored and
+#   paired with the plain continuation (run sizes first)
+cont() { local tag=$1 what=$2 base=runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt
+  shift 2
+  local run=runs/gmn-paper-resnet-cont-$tag
+  local out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep
+  # shellcheck disable=SC2086
+  train_run $PAPER $MIX --batch-size 10 --set-size 20 --seed 7 --init-from $base --steps 5000 \
+    --lr 3e-4,1e-4 "$@" --out $run
+  nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps, $what" $out
+  python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
+# weights [W...]: the 0-shot term weighted W (--position-weights W,1; W = 5 and 20 by default:
+#   21% and 51% of the objective instead of 5%, still on one item per episode)
+weights() { local w; for w in ${1:-5 20}; do
+  cont "w$w" "0-shot term weighted $w" --position-weights "$w,1"; done; }
+# singletons [L...]: every item of the batch also scored as a set of one, weight L
+#   (--singleton-weight L; L = 1 and 0.25 by default: the 0-shot term on 200 items a step
+#   instead of 10, in all about as much weight as W = 20 and 5)
+singletons() { local l; for l in ${1:-1 0.25}; do
+  cont "s$l" "every item also as a set of one, weight $l" --singleton-weight "$l"; done; }
 case "${1:-all}" in
   finetune) finetune ;;
   vae-small) vae_small ;;
   gmn-paper) gmn_paper ;;
   finetune-paper) finetune_paper ;;
   sizes) sizes ;;
-  all) finetune; gmn_paper; finetune_paper; vae_small; sizes ;;
-  *) echo "usage: $0 [finetune|vae-small|gmn-paper|finetune-paper|sizes|all]" >&2; exit 2 ;;
+  weights) weights "${2:-}" ;;
+  singletons) singletons "${2:-}" ;;
+  all) finetune; gmn_paper; finetune_paper; vae_small; sizes; weights; singletons ;;
+  *) echo "usage: $0 [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|all]" >&2
+     exit 2 ;;
 esac

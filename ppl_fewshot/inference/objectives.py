@@ -10,6 +10,19 @@ is untouched). ``objective="iwae"`` is the importance weighted bound ``E[log (1/
 (what ``RenyiELBO(alpha=0)`` computes), built on the model's vectorized
 ``log_weights`` so that it is differentiable; KL annealing does not apply to it.
 
+``position_weights`` reweights the terms of an autoregressive model's objective
+sum_t log p(x_t | x_<t): item t's ELBO term (its reconstruction and its KL) is multiplied by
+``w_t = position_weights[min(t, len - 1)]``, so ``(20, 1)`` gives the 0-shot term of a 20-item
+episode the weight of 20 others instead of 1/20 of the total. Any positive weights leave a
+sum of per-term bounds, each a bound on its own conditional, so the model is the same; only
+how training trades the terms against each other changes.
+
+``singleton_weight = lam`` adds ``lam`` times the bound of every real item scored as a set
+of its own: for an autoregressive model its 0-shot term log p(x_t), for a model with a
+per-set latent the single-item ELBO. An episode objective trains the 0-shot conditional on
+one item per set (10 a step for batches of 10 episodes); this term trains it on every item
+of the batch, at the cost of one more pass over the items.
+
 Features that model and guide share are computed once per step by ``model.prepare`` and
 handed to both.
 
@@ -21,7 +34,9 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator, Sequence
 
 import pyro
 import torch
@@ -51,6 +66,33 @@ class LatentScale(Messenger):
             msg["scale"] = self.beta * msg["scale"]
 
 
+class ItemWeights(Messenger):
+    """Multiply the log-density of every sample site in the ``items`` plate by ``weights[t]``.
+
+    ``weights[T]`` (one per item of the sets, the plate's size). Used around both model and
+    guide, it turns the ELBO sum_t ELBO_t into sum_t w_t ELBO_t; sites outside the plate
+    (a per-set latent) are left alone.
+    """
+
+    def __init__(self, weights: Tensor) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] != "sample" or site_is_subsample(msg):
+            return
+        for frame in msg["cond_indep_stack"]:
+            if frame.name == "items":
+                w = self.weights.reshape((-1,) + (1,) * (-1 - frame.dim))
+                msg["scale"] = w * msg["scale"]
+
+
+def item_weights(position_weights: Sequence[float], num_items: int) -> Tensor:
+    """``w[T]`` with ``w_t = position_weights[min(t, len - 1)]`` (all ones when empty)."""
+    pw = torch.tensor(tuple(position_weights) or (1.0,), dtype=torch.float32)
+    return pw[torch.arange(num_items).clamp(max=len(pw) - 1)]
+
+
 class ELBOLoss(nn.Module):
     """Negative ELBO (or IWAE bound) per item of a :class:`FewShotModel`, as an ``nn.Module``.
 
@@ -58,10 +100,20 @@ class ELBOLoss(nn.Module):
         model: the few-shot model (its parameters are this module's parameters).
         objective: ``"elbo"`` (``Trace_ELBO``) or ``"iwae"`` (the bound of ``RenyiELBO(alpha=0)``).
         num_particles: Monte Carlo samples per step (vectorized).
+        position_weights: weights of the items' terms by position (see the module
+            docstring); ``()``: every term weighs 1. Only for autoregressive models and
+            the ``"elbo"`` objective; :meth:`plain` turns them (and KL annealing) off.
+        singleton_weight: weight of the extra term that scores every item as a set of
+            one (module docstring); 0: none. :meth:`plain` turns it off.
     """
 
     def __init__(
-        self, model: FewShotModel, objective: str = "elbo", num_particles: int = 1
+        self,
+        model: FewShotModel,
+        objective: str = "elbo",
+        num_particles: int = 1,
+        position_weights: Sequence[float] = (),
+        singleton_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
@@ -70,6 +122,19 @@ class ELBOLoss(nn.Module):
             raise ValueError("num_particles must be >= 1")
         if objective == "iwae" and num_particles < 2:
             raise ValueError("the iwae objective needs num_particles >= 2")
+        if any(not (math.isfinite(w) and w > 0) for w in position_weights):
+            raise ValueError(f"position weights must be finite and > 0, got {position_weights}")
+        if position_weights and objective != "elbo":
+            raise ValueError("position weights apply to the elbo objective only")
+        if position_weights and not model.autoregressive:
+            raise ValueError(
+                f"position weights need an autoregressive model (terms log p(x_t | x_<t)); "
+                f"{model.name!r} is not one"
+            )
+        if not (math.isfinite(singleton_weight) and singleton_weight >= 0):
+            raise ValueError(f"singleton_weight must be finite and >= 0, got {singleton_weight}")
+        self.position_weights = tuple(float(w) for w in position_weights)
+        self.singleton_weight = float(singleton_weight)
         self.model = model
         self.objective = objective
         self.num_particles = num_particles
@@ -80,18 +145,46 @@ class ELBOLoss(nn.Module):
             max_plate_nesting=2,
         )
 
+    def _scaled(self, x: Tensor) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(LatentScale(self.beta))
+        if self.position_weights:
+            w = item_weights(self.position_weights, x.shape[1]).to(x.device)
+            stack.enter_context(ItemWeights(w))
+        return stack
+
     def _model(self, x: Tensor, mask: Tensor, ctx: dict | None) -> None:
-        with LatentScale(self.beta):
+        with self._scaled(x):
             self.model.model(x, mask, ctx)
 
     def _guide(self, x: Tensor, mask: Tensor, ctx: dict | None) -> None:
-        with LatentScale(self.beta):
+        with self._scaled(x):
             self.model.guide(x, mask, ctx)
+
+    @contextlib.contextmanager
+    def plain(self) -> Iterator[None]:
+        """Within: the plain bound (KL weight 1, every term weighing 1, no singleton term),
+        e.g. for validation."""
+        saved = self.beta, self.position_weights, self.singleton_weight
+        self.beta, self.position_weights, self.singleton_weight = 1.0, (), 0.0
+        try:
+            yield
+        finally:
+            self.beta, self.position_weights, self.singleton_weight = saved
+
+    def _negative_bound(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Negative bound summed over the sets of ``x[B, T, ...]``."""
+        if self.objective == "iwae":
+            lw = self.model.log_weights(x, mask, self.num_particles)  # [K, B]
+            return -(torch.logsumexp(lw, 0) - math.log(self.num_particles)).sum()
+        ctx = self.model.prepare(x, mask)
+        return self._elbo.differentiable_loss(self._model, self._guide, x, mask, ctx)
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, normalizer: Tensor | float | None = None
     ) -> Tensor:
-        """Negative bound in nats per real item (a scalar to minimise).
+        """Negative bound in nats per real item (a scalar to minimise); with position
+        weights or a singleton term, the weighted sum of the terms per real item.
 
         ``normalizer`` replaces the local item count as the divisor (data-parallel
         training divides by the global count over the world size).
@@ -99,10 +192,13 @@ class ELBOLoss(nn.Module):
         mask = as_mask(x, mask)
         n_items = mask.sum().clamp(min=1) if normalizer is None else normalizer
         with pyro.settings.context(module_local_params=True):
-            if self.objective == "iwae":
-                lw = self.model.log_weights(x, mask, self.num_particles)  # [K, B]
-                bound = torch.logsumexp(lw, 0) - math.log(self.num_particles)
-                return -bound.sum() / n_items
-            ctx = self.model.prepare(x, mask)
-            loss = self._elbo.differentiable_loss(self._model, self._guide, x, mask, ctx)
+            loss = self._negative_bound(x, mask)
+            if self.singleton_weight and bool(mask.any()):
+                ones = x[mask].unsqueeze(1)  # [N real items, 1, ...]: sets of one
+                single = torch.ones(ones.shape[:2], dtype=torch.bool, device=x.device)
+                weights, self.position_weights = self.position_weights, ()  # not for sets of one
+                try:
+                    loss = loss + self.singleton_weight * self._negative_bound(ones, single)
+                finally:
+                    self.position_weights = weights
         return loss / n_items

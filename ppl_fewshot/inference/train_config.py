@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,13 @@ class TrainConfig:
             each step multiplies every weight by ``1 - lr * weight_decay``); 0 = plain Adam.
         objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
         kl_anneal_steps: KL weight rises linearly from 0 to 1 over this many steps.
+        position_weights: weights of an autoregressive model's terms log p(x_t | x_<t) by
+            position t (the last one repeats), e.g. ``(20.0, 1.0)``: the 0-shot term weighs
+            as much as the 19 others together; ``()``: all 1 (the paper's objective). See
+            :mod:`ppl_fewshot.inference.objectives`. Validation losses stay unweighted.
+        singleton_weight: adds this weight times the bound of every item scored as a set of
+            one (an autoregressive model's 0-shot term on every item, not one per set); 0:
+            none. Validation losses leave it out.
         val_classes: training classes held out for validation; ``val_every`` steps apart,
             ``val_batches`` fixed batches each time.
         checkpoint_every: steps between checkpoints (one is always written at the end).
@@ -70,6 +78,8 @@ class TrainConfig:
     objective: str = "elbo"
     num_particles: int = 1
     kl_anneal_steps: int = 0
+    position_weights: tuple[float, ...] = ()
+    singleton_weight: float = 0.0
     val_classes: int = 50
     val_every: int = 250
     val_batches: int = 4
@@ -87,7 +97,8 @@ class TrainConfig:
         def pos(name: str, value: Any, zero_ok: bool = False) -> None:
             vals = value if isinstance(value, (tuple, list)) else (value,)
             for v in vals:
-                if not isinstance(v, (int, float)) or v < 0 or (v == 0 and not zero_ok):
+                if (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+                        or (v == 0 and not zero_ok)):
                     raise ValueError(
                         f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}"
                     )
@@ -106,7 +117,7 @@ class TrainConfig:
         ):
             pos(name, getattr(self, name))
         for name in ("grad_clip", "weight_decay", "kl_anneal_steps", "val_classes",
-                     "train_classes", "num_workers", "validate_steps"):
+                     "train_classes", "num_workers", "validate_steps", "singleton_weight"):
             pos(name, getattr(self, name), zero_ok=True)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; use one of {OBJECTIVES}")
@@ -121,6 +132,9 @@ class TrainConfig:
                 raise ValueError(f"unknown augmentation {unknown}; use some of {AUGMENTATIONS}")
         if not self.lr:
             raise ValueError("lr needs at least one value")
+        pos("position_weights", self.position_weights)
+        if self.position_weights and self.objective != "elbo":
+            raise ValueError("position_weights apply to the elbo objective only")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,7 +142,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
-        for key in ("set_size", "num_classes", "lr", "augmentation"):
+        for key in ("set_size", "num_classes", "lr", "augmentation", "position_weights"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)

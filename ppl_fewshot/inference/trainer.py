@@ -107,15 +107,14 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def validation_loss(loss_fn: ELBOLoss, batches: list, device: torch.device) -> float:
-    """Mean negative ELBO per item over fixed validation batches (KL weight 1)."""
-    beta, loss_fn.beta = loss_fn.beta, 1.0
+    """Mean negative ELBO per item over fixed validation batches (KL weight 1, every item's
+    term weighing 1: comparable across runs whatever their training weights)."""
     was_training = loss_fn.training
     loss_fn.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), loss_fn.plain():
             vals = [float(loss_fn(ep.x.to(device), ep.mask.to(device))) for ep in batches]
     finally:
-        loss_fn.beta = beta
         loss_fn.train(was_training)
     return sum(vals) / len(vals)
 
@@ -219,7 +218,8 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
                             for d in (train_ds, val_ds))
     seed_everything(config.seed)  # initial weights depend on the seed only (same on all ranks)
     model = build(config.model, **config.model_overrides)
-    loss_fn = ELBOLoss(model, config.objective, config.num_particles).to(device)
+    loss_fn = ELBOLoss(model, config.objective, config.num_particles,
+                       config.position_weights, config.singleton_weight).to(device)
     optimizer = (torch.optim.AdamW(loss_fn.parameters(), lr=config.lr_at(0),
                                    weight_decay=config.weight_decay) if config.weight_decay
                  else torch.optim.Adam(loss_fn.parameters(), lr=config.lr_at(0)))
