@@ -145,20 +145,19 @@ class ELBOLoss(nn.Module):
             max_plate_nesting=2,
         )
 
-    def _scaled(self, x: Tensor) -> contextlib.ExitStack:
+    def _scaled(self, w: Tensor | None) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
         stack.enter_context(LatentScale(self.beta))
-        if self.position_weights:
-            w = item_weights(self.position_weights, x.shape[1]).to(x.device)
+        if w is not None:
             stack.enter_context(ItemWeights(w))
         return stack
 
-    def _model(self, x: Tensor, mask: Tensor, ctx: dict | None) -> None:
-        with self._scaled(x):
+    def _model(self, x: Tensor, mask: Tensor, ctx: dict | None, w: Tensor | None) -> None:
+        with self._scaled(w):
             self.model.model(x, mask, ctx)
 
-    def _guide(self, x: Tensor, mask: Tensor, ctx: dict | None) -> None:
-        with self._scaled(x):
+    def _guide(self, x: Tensor, mask: Tensor, ctx: dict | None, w: Tensor | None) -> None:
+        with self._scaled(w):
             self.model.guide(x, mask, ctx)
 
     @contextlib.contextmanager
@@ -172,13 +171,17 @@ class ELBOLoss(nn.Module):
         finally:
             self.beta, self.position_weights, self.singleton_weight = saved
 
-    def _negative_bound(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Negative bound summed over the sets of ``x[B, T, ...]``."""
+    def _negative_bound(self, x: Tensor, mask: Tensor, weighted: bool = True) -> Tensor:
+        """Negative bound summed over the sets of ``x[B, T, ...]``, the items' terms weighted
+        by position when ``weighted`` and position weights are set."""
         if self.objective == "iwae":
             lw = self.model.log_weights(x, mask, self.num_particles)  # [K, B]
             return -(torch.logsumexp(lw, 0) - math.log(self.num_particles)).sum()
+        w = None
+        if weighted and self.position_weights:
+            w = item_weights(self.position_weights, x.shape[1]).to(x.device)
         ctx = self.model.prepare(x, mask)
-        return self._elbo.differentiable_loss(self._model, self._guide, x, mask, ctx)
+        return self._elbo.differentiable_loss(self._model, self._guide, x, mask, ctx, w)
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, normalizer: Tensor | float | None = None
@@ -196,9 +199,7 @@ class ELBOLoss(nn.Module):
             if self.singleton_weight and bool(mask.any()):
                 ones = x[mask].unsqueeze(1)  # [N real items, 1, ...]: sets of one
                 single = torch.ones(ones.shape[:2], dtype=torch.bool, device=x.device)
-                weights, self.position_weights = self.position_weights, ()  # not for sets of one
-                try:
-                    loss = loss + self.singleton_weight * self._negative_bound(ones, single)
-                finally:
-                    self.position_weights = weights
+                # position weights are for episodes: a set of one is all 0-shot term
+                single_bound = self._negative_bound(ones, single, weighted=False)
+                loss = loss + self.singleton_weight * single_bound
         return loss / n_items
