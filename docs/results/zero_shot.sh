@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where GMN's 0-shot gap comes from (docs/findings.md sections 28-29). Seven experiments:
+# Where GMN's 0-shot gap comes from (docs/findings.md sections 28-29). The experiments:
 #   finetune:  the zoo's augmented mixture GMN (40k steps, runs/gmn-mixture-ctrain1-rotflip-cont3,
 #              from `bash docs/results/more_steps.sh gmn`) continued 5000 steps on sets of ONE
 #              item (--set-size 1, 200 sets per step, Adam 3e-4 then 1e-4, seed 6): every term of
@@ -20,10 +20,15 @@
 #   finetune-paper: that paper-size GMN continued like `finetune` (5000 steps on sets of one).
 #   sizes:     that paper-size GMN continued 5000 steps on episodes of 20 against episodes of
 #              1-20 items (see the function).
-# One CPU thread each (~12, ~25, ~55, ~20, 2 x ~20, 2 x ~25 and 2 x ~45 min of training beside other jobs). Each step is
-# skipped when its output exists.
+#   weights, singletons, more, small (section 29): the 0-shot term weighted more, or trained on
+#              every item as a set of one (--singleton-weight), on the paper-size GMN and on
+#              gmn-small (see the functions).
+# One CPU thread each, beside other jobs (~12, ~25, ~55, ~20, 2 x ~20 min of training for the
+# section 28 modes; 2 x ~23 (weights), 2 x ~40 (singletons), ~24 + ~40 (more) and ~10 + ~17 min
+# (small) for section 29's). Each step is skipped when its output exists.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/zero_shot.sh \
-#   [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|all]
+#   [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|
+#    more TAG [ARGS...]|small TAG [ARGS...]|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -116,6 +121,33 @@ weights() { local w; for w in ${1:-5 20}; do
 #   instead of 10, in all about as much weight as W = 20 and 5)
 singletons() { local l; for l in ${1:-1 0.25}; do
   cont "s$l" "every item also as a set of one, weight $l" --singleton-weight "$l"; done; }
+# more TAG [ARGS...]: the continuation TAG (t20, s1, ...) continued another 5000 steps the same
+#   way (3e-4 / 1e-4, seed 8) with ARGS (its own objective options), scored and, unless it is
+#   t20, paired with t20's 20k steps (run `more t20` first)
+more() { local tag=$1; shift
+  local run=runs/gmn-paper-resnet-cont-$tag-20k
+  local out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-20k-gmn28-C1-K1000-100ep
+  # shellcheck disable=SC2086
+  train_run $PAPER $MIX --batch-size 10 --set-size 20 --seed 8 --steps 5000 --lr 3e-4,1e-4 \
+    --init-from runs/gmn-paper-resnet-cont-$tag/checkpoint.pt "$@" --out $run
+  nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k + 5k steps, $tag" $out
+  python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep $out
+  if [ "$tag" != t20 ]; then
+    python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-20k-gmn28-C1-K1000-100ep $out
+  fi; }
+# small TAG [ARGS...]: the zoo's gmn-small (40k steps, as in finetune) continued 5000 steps on
+#   episodes of 20 (3e-4 / 1e-4, seed 7) with ARGS; `small t20` (plain) first, then e.g.
+#   `small s1 --singleton-weight 1`, paired with it
+small() { local tag=$1; shift
+  local run=runs/gmn-small-zs-$tag
+  local out=$R/gmn-small-mixture-ctrain1-rotflip-cont3-$tag-gmn28-C1-K1000-100ep
+  train_run gmn-small $MIX --batch-size 10 --set-size 20 --seed 7 --steps 5000 --lr 3e-4,1e-4 \
+    --init-from runs/gmn-mixture-ctrain1-rotflip-cont3/checkpoint.pt "$@" --out $run
+  nll100 $run/checkpoint.pt "gmn-small mixture C_train 1 rot90/flip, 40k + 5k steps, $tag" $out
+  python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000-100ep $out
+  if [ "$tag" != t20 ]; then
+    python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-t20-gmn28-C1-K1000-100ep $out
+  fi; }
 case "${1:-all}" in
   finetune) finetune ;;
   vae-small) vae_small ;;
@@ -124,7 +156,10 @@ case "${1:-all}" in
   sizes) sizes ;;
   weights) weights "${2:-}" ;;
   singletons) singletons "${2:-}" ;;
-  all) finetune; gmn_paper; finetune_paper; vae_small; sizes; weights; singletons ;;
-  *) echo "usage: $0 [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|all]" >&2
+  more) shift; more "$@" ;;
+  small) shift; small "$@" ;;
+  all) finetune; gmn_paper; finetune_paper; vae_small; sizes; weights; singletons
+       more t20; more s1 --singleton-weight 1; small t20; small s1 --singleton-weight 1 ;;
+  *) echo "usage: $0 [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|more TAG [ARGS...]|small TAG [ARGS...]|all]" >&2
      exit 2 ;;
 esac
