@@ -100,17 +100,20 @@ sizes() { local base=runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt
     nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of $n" $out
   done
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
-# cont TAG DESCRIPTION ARGS...: the paper-size GMN continued like sizes' episodes of 20 (5000
-#   steps, 3e-4 / 1e-4, seed 7, the same episodes) with the objective options ARGS, scored and
-#   paired with the plain continuation (run sizes first)
-cont() { local tag=$1 what=$2 base=runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt
-  shift 2
-  local run=runs/gmn-paper-resnet-cont-$tag
-  local out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep
+# cont5k MODEL_ARGS INIT SEED RUN OUT LABEL [ARGS...]: INIT continued 5000 steps on episodes of
+#   20 (batches of 10, 3e-4 / 1e-4) with the objective options ARGS into RUN, scored into OUT
+cont5k() { local model=$1 init=$2 seed=$3 run=$4 out=$5 label=$6; shift 6
   # shellcheck disable=SC2086
-  train_run $PAPER $MIX --batch-size 10 --set-size 20 --seed 7 --init-from $base --steps 5000 \
-    --lr 3e-4,1e-4 "$@" --out $run
-  nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps, $what" $out
+  train_run $model $MIX --batch-size 10 --set-size 20 --seed "$seed" --steps 5000 \
+    --lr 3e-4,1e-4 --init-from "$init" "$@" --out "$run"
+  nll100 "$run/checkpoint.pt" "$label" "$out"; }
+# cont TAG DESCRIPTION ARGS...: the paper-size GMN continued like sizes' episodes of 20 (seed 7,
+#   the same episodes) with ARGS, scored and paired with the plain continuation (run sizes first)
+cont() { local tag=$1 what=$2; shift 2
+  local out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep
+  cont5k "$PAPER" runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt 7 \
+    runs/gmn-paper-resnet-cont-$tag $out \
+    "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps, $what" "$@"
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
 # weights [W...]: the 0-shot term weighted W (--position-weights W,1; W = 5 and 20 by default:
 #   21% and 51% of the objective instead of 5%, still on one item per episode)
@@ -121,29 +124,24 @@ weights() { local w; for w in ${1:-5 20}; do
 #   instead of 10, in all about as much weight as W = 20 and 5)
 singletons() { local l; for l in ${1:-1 0.25}; do
   cont "s$l" "every item also as a set of one, weight $l" --singleton-weight "$l"; done; }
-# more TAG [ARGS...]: the continuation TAG (t20, s1, ...) continued another 5000 steps the same
-#   way (3e-4 / 1e-4, seed 8) with ARGS (its own objective options), scored and, unless it is
-#   t20, paired with t20's 20k steps (run `more t20` first)
+# more TAG [ARGS...]: the continuation TAG (t20, s1, ...) continued another 5000 steps (seed 8)
+#   with ARGS (its own objective options), scored and, unless it is t20, paired with t20's 20k
+#   steps (run `more t20` first)
 more() { local tag=$1; shift
-  local run=runs/gmn-paper-resnet-cont-$tag-20k
   local out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-20k-gmn28-C1-K1000-100ep
-  # shellcheck disable=SC2086
-  train_run $PAPER $MIX --batch-size 10 --set-size 20 --seed 8 --steps 5000 --lr 3e-4,1e-4 \
-    --init-from runs/gmn-paper-resnet-cont-$tag/checkpoint.pt "$@" --out $run
-  nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k + 5k steps, $tag" $out
+  cont5k "$PAPER" runs/gmn-paper-resnet-cont-$tag/checkpoint.pt 8 runs/gmn-paper-resnet-cont-$tag-20k \
+    $out "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k + 5k steps, $tag" "$@"
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep $out
   if [ "$tag" != t20 ]; then
     python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-20k-gmn28-C1-K1000-100ep $out
   fi; }
-# small TAG [ARGS...]: the zoo's gmn-small (40k steps, as in finetune) continued 5000 steps on
-#   episodes of 20 (3e-4 / 1e-4, seed 7) with ARGS; `small t20` (plain) first, then e.g.
-#   `small s1 --singleton-weight 1`, paired with it
+# small TAG [ARGS...]: the zoo's gmn-small (40k steps, as in finetune) continued 5000 steps
+#   (seed 7) with ARGS; `small t20` (plain) first, then e.g. `small s1 --singleton-weight 1`,
+#   paired with it
 small() { local tag=$1; shift
-  local run=runs/gmn-small-zs-$tag
   local out=$R/gmn-small-mixture-ctrain1-rotflip-cont3-$tag-gmn28-C1-K1000-100ep
-  train_run gmn-small $MIX --batch-size 10 --set-size 20 --seed 7 --steps 5000 --lr 3e-4,1e-4 \
-    --init-from runs/gmn-mixture-ctrain1-rotflip-cont3/checkpoint.pt "$@" --out $run
-  nll100 $run/checkpoint.pt "gmn-small mixture C_train 1 rot90/flip, 40k + 5k steps, $tag" $out
+  cont5k gmn-small runs/gmn-mixture-ctrain1-rotflip-cont3/checkpoint.pt 7 runs/gmn-small-zs-$tag \
+    $out "gmn-small mixture C_train 1 rot90/flip, 40k + 5k steps, $tag" "$@"
   python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000-100ep $out
   if [ "$tag" != t20 ]; then
     python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-t20-gmn28-C1-K1000-100ep $out
