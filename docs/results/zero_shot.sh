@@ -24,7 +24,7 @@
 #              every item as a set of one (--singleton-weight), on the paper-size GMN and on
 #              gmn-small (see the functions).
 # One CPU thread each, beside other jobs (~12, ~25, ~55, ~20, 2 x ~20 min of training for the
-# section 28 modes; 2 x ~23 (weights), 2 x ~40 (singletons), ~24 + ~40 (more) and ~10 + ~17 min
+# section 28 modes; 2 x ~23 (weights), 2 x ~40 (singletons), ~22 + ~40 (more) and ~14 + ~23 min
 # (small) for section 29's). Each step is skipped when its output exists.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/zero_shot.sh \
 #   [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|
