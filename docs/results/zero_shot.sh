@@ -88,30 +88,30 @@ gmn_paper() { local run=runs/gmn-paper-resnet-mixture-ctrain1-rotflip
     --out $run
   nll100 $run/checkpoint.pt "gmn (paper size) mixture prior C_train 1, rot90/flip, resnet networks" $out
   python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-resnet-gmn28-C1-K1000-100ep $out; }
+# cont5k MODEL_ARGS INIT SEED SIZE RUN OUT LABEL [ARGS...]: INIT continued 5000 steps on sets of
+#   SIZE items (batches of 10, 3e-4 / 1e-4) with the objective options ARGS into RUN, scored
+#   into OUT
+cont5k() { local model=$1 init=$2 seed=$3 size=$4 run=$5 out=$6 label=$7; shift 7
+  # shellcheck disable=SC2086
+  train_run $model $MIX --batch-size 10 --set-size "$size" --seed "$seed" --steps 5000 \
+    --lr 3e-4,1e-4 --init-from "$init" "$@" --out "$run"
+  nll100 "$run/checkpoint.pt" "$label" "$out"; }
 # sizes: the paper-size GMN continued 5000 steps (3e-4 / 1e-4, seed 7) on episodes of 20, and
 #   the same on episodes of 1 to 20 items (each set draws its size; item t is then in a set
 #   with probability (20 - t) / 20, so the early conditionals weigh more), paired
-sizes() { local base=runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt n run out
+sizes() { local n out
   for n in 20 1-20; do
-    run=runs/gmn-paper-resnet-cont-t$n out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-t$n-gmn28-C1-K1000-100ep
-    # shellcheck disable=SC2086
-    train_run $PAPER $MIX --batch-size 10 --set-size $n --seed 7 --init-from $base --steps 5000 \
-      --lr 3e-4,1e-4 --out $run
-    nll100 $run/checkpoint.pt "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of $n" $out
+    out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-t$n-gmn28-C1-K1000-100ep
+    cont5k "$PAPER" runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt 7 $n \
+      runs/gmn-paper-resnet-cont-t$n $out \
+      "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps on sets of $n"
   done
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
-# cont5k MODEL_ARGS INIT SEED RUN OUT LABEL [ARGS...]: INIT continued 5000 steps on episodes of
-#   20 (batches of 10, 3e-4 / 1e-4) with the objective options ARGS into RUN, scored into OUT
-cont5k() { local model=$1 init=$2 seed=$3 run=$4 out=$5 label=$6; shift 6
-  # shellcheck disable=SC2086
-  train_run $model $MIX --batch-size 10 --set-size 20 --seed "$seed" --steps 5000 \
-    --lr 3e-4,1e-4 --init-from "$init" "$@" --out "$run"
-  nll100 "$run/checkpoint.pt" "$label" "$out"; }
 # cont TAG DESCRIPTION ARGS...: the paper-size GMN continued like sizes' episodes of 20 (seed 7,
 #   the same episodes) with ARGS, scored and paired with the plain continuation (run sizes first)
 cont() { local tag=$1 what=$2; shift 2
   local out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep
-  cont5k "$PAPER" runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt 7 \
+  cont5k "$PAPER" runs/gmn-paper-resnet-mixture-ctrain1-rotflip/checkpoint.pt 7 20 \
     runs/gmn-paper-resnet-cont-$tag $out \
     "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k steps, $what" "$@"
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-t20-gmn28-C1-K1000-100ep $out; }
@@ -129,7 +129,7 @@ singletons() { local l; for l in ${1:-1 0.25}; do
 #   steps (run `more t20` first)
 more() { local tag=$1; shift
   local out=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-20k-gmn28-C1-K1000-100ep
-  cont5k "$PAPER" runs/gmn-paper-resnet-cont-$tag/checkpoint.pt 8 runs/gmn-paper-resnet-cont-$tag-20k \
+  cont5k "$PAPER" runs/gmn-paper-resnet-cont-$tag/checkpoint.pt 8 20 runs/gmn-paper-resnet-cont-$tag-20k \
     $out "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k + 5k + 5k steps, $tag" "$@"
   python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep $out
   if [ "$tag" != t20 ]; then
@@ -140,7 +140,7 @@ more() { local tag=$1; shift
 #   paired with it
 small() { local tag=$1; shift
   local out=$R/gmn-small-mixture-ctrain1-rotflip-cont3-$tag-gmn28-C1-K1000-100ep
-  cont5k gmn-small runs/gmn-mixture-ctrain1-rotflip-cont3/checkpoint.pt 7 runs/gmn-small-zs-$tag \
+  cont5k gmn-small runs/gmn-mixture-ctrain1-rotflip-cont3/checkpoint.pt 7 20 runs/gmn-small-zs-$tag \
     $out "gmn-small mixture C_train 1 rot90/flip, 40k + 5k steps, $tag" "$@"
   python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000-100ep $out
   if [ "$tag" != t20 ]; then
