@@ -1,5 +1,10 @@
 """Per-step training cost of one model under several settings, e.g. ``arch=conv`` against
-``arch=resnet`` (docs/findings.md section 27).
+``arch=resnet`` (docs/findings.md section 27), or of one objective under several options.
+
+A variant's settings go to the model, except ``loss.NAME=VALUE`` (an :class:`ELBOLoss` option,
+e.g. ``loss.singleton_weight=1``) and ``singletons=sets`` (the singleton term from sets of one
+prepared afresh, the default of ``FewShotModel.prepare_singletons``, instead of the model's own
+``prepare_singletons``: the layout before the model reused the episode's features).
 
 One step is ``zero_grad -> ELBOLoss -> backward -> Adam.step`` on a fixed batch
 ``x[batch, set_size, 1, 28, 28]`` of Bernoulli(0.08) pixels (Omniglot's ink fraction; the
@@ -13,6 +18,10 @@ Usage::
     python benchmarks/settings_speed.py --model gmn-small --base prior=mixture \\
         --variant arch=conv --variant arch=resnet --variant arch=resnet,z_dim=50 \\
         --batch 10 --set-size 20 --steps 30 --threads 1 --out settings_speed.json
+    python benchmarks/settings_speed.py --model gmn \
+        --base prior=mixture,arch=resnet,channels=16,hidden=288 \
+        --variant loss.singleton_weight=0 --variant loss.singleton_weight=1 \
+        --variant loss.singleton_weight=1,singletons=sets --out singletons.json
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +42,7 @@ from common import interleaved_steps, machine_info, median_ratio, summarize  # n
 from ppl_fewshot.cli import key_value  # noqa: E402
 from ppl_fewshot.inference.objectives import ELBOLoss  # noqa: E402
 from ppl_fewshot.models import build  # noqa: E402
+from ppl_fewshot.models.base import FewShotModel  # noqa: E402
 
 
 def settings(text: str) -> dict[str, Any]:
@@ -61,8 +72,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fns, opts, params = {}, {}, {}
     for text in args.variant:
         torch.manual_seed(args.seed)
-        model = build(args.model, **settings(args.base), **settings(text))
-        loss_fn = ELBOLoss(model)
+        kw = {**settings(args.base), **settings(text)}
+        loss_kw = {k[5:]: kw.pop(k) for k in list(kw) if k.startswith("loss.")}
+        layout = kw.pop("singletons", "model")
+        if layout not in ("model", "sets"):
+            raise ValueError(f"singletons must be 'model' or 'sets', got {layout!r}")
+        model = build(args.model, **kw)
+        if layout == "sets":
+            model.prepare_singletons = types.MethodType(FewShotModel.prepare_singletons, model)
+        loss_fn = ELBOLoss(model, **loss_kw)
         fns[text] = lambda f=loss_fn: f(x)
         opts[text] = torch.optim.Adam(loss_fn.parameters(), lr=1e-4)
         params[text] = sum(q.numel() for q in model.parameters())

@@ -180,3 +180,16 @@ def test_settings_speed_writes_json(tmp_path):
     # the settings reached the model: the residual networks are the smaller ones
     assert res_["parameters"] < conv["parameters"]
     assert bench.settings("a=1,b=x") == {"a": 1, "b": "x"} and bench.settings("") == {}
+    # objective options (loss.*) and the sets-of-one layout of the singleton term
+    res = bench.main(["--model", "gmn-small", "--base", "z_dim=4,state_dim=8,channels=4,hidden=16",
+                      "--variant", "loss.singleton_weight=0",
+                      "--variant", "loss.singleton_weight=1",
+                      "--variant", "loss.singleton_weight=1,singletons=sets", "--batch", "2",
+                      "--set-size", "3", "--steps", "2", "--warmup", "0", "--out", str(out)])
+    assert len(res["variants"]) == 3
+    with pytest.raises(TypeError):
+        bench.main(["--model", "vae-small", "--variant", "loss.no_such_option=1",
+                    "--steps", "1", "--warmup", "0", "--out", str(out)])
+    with pytest.raises(ValueError, match="singletons"):
+        bench.main(["--model", "vae-small", "--variant", "singletons=nope",
+                    "--steps", "1", "--warmup", "0", "--out", str(out)])

@@ -7,6 +7,7 @@ import math
 import pyro
 import pytest
 import torch
+from pyro.poutine.util import site_is_subsample as subsample
 
 from ppl_fewshot import models
 from ppl_fewshot.data.base import ClassDataset
@@ -106,3 +107,56 @@ def test_fit_lowers_heldout_loss_and_roundtrips(name: str, data: ClassDataset, t
     pyro.set_rng_seed(3)
     b = m2.log_weights(held[:2], None, 5)
     assert torch.equal(a, b)
+
+
+SINGLETON_CASES = [(name, {}) for name in PRESENT] + [
+    (name, kw) for name, kw in [
+        ("gmn-small", {"prior": "mixture"}),
+        ("gmn-small", {"image_read": True}),
+        ("gmn-small", {"pseudo_input": False}),
+        ("cvae-small", {"condition_on": "last"}),
+    ] if name in PRESENT
+]
+
+
+@pytest.mark.parametrize("name,kw", SINGLETON_CASES)
+def test_prepare_singletons_scores_each_item_alone(name: str, kw: dict, data) -> None:
+    """Every real item's terms from ``prepare_singletons`` equal its terms as a set of one,
+    for the same latent values; padded items stay masked."""
+    pyro.set_rng_seed(0)
+    m = models.build(name, **kw).eval()
+    x = episodes(data, 3, 4, 2)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    x1, m1, ctx1 = m.prepare_singletons(x, mask, m.prepare(x, mask))
+    ones = x[mask].unsqueeze(1)
+    single = torch.ones(ones.shape[:2], dtype=torch.bool)
+    trace = pyro.poutine.trace
+    with torch.no_grad():
+        guide = trace(m.guide).get_trace(ones, single)
+        if x1.shape[:2] == ones.shape[:2]:  # the default: the real items as sets of one
+            assert torch.equal(x1, ones) and bool(m1.all())
+            return
+        assert torch.equal(m1, mask)
+        # the same latent values, put back in the [B, T] layout of the episodes
+        data1 = {}
+        for site, node in guide.nodes.items():
+            if node["type"] == "sample" and not node["is_observed"] and not subsample(node):
+                value = node["value"][:, 0]
+                data1[site] = value.new_zeros(*mask.shape, *value.shape[1:])
+                data1[site][mask] = value
+
+        def terms(x, mask, ctx, values):
+            g = trace(pyro.poutine.condition(m.guide, data=values)).get_trace(x, mask, ctx)
+            mdl = trace(pyro.poutine.condition(m.model, data=values)).get_trace(x, mask, ctx)
+            out = 0.0
+            for tr, sign in ((mdl, 1.0), (g, -1.0)):
+                for node in tr.nodes.values():
+                    if node["type"] == "sample" and not subsample(node):
+                        out = out + sign * node["fn"].log_prob(node["value"])
+            return out
+
+        alone = terms(ones, single, None, {k: v["value"] for k, v in guide.nodes.items()
+                                            if k in data1})[:, 0]
+        shared = terms(x1, m1, ctx1, data1)
+    assert torch.allclose(shared[mask], alone, atol=1e-3)
+    assert torch.all(shared[~mask] == 0)

@@ -21,7 +21,9 @@ how training trades the terms against each other changes.
 of its own: for an autoregressive model its 0-shot term log p(x_t), for a model with a
 per-set latent the single-item ELBO. An episode objective trains the 0-shot conditional on
 one item per set (10 a step for batches of 10 episodes); this term trains it on every item
-of the batch, at the cost of one more pass over the items.
+of the batch, at the cost of one more pass over the items; a model that can score them
+from the episode's own features (``model.prepare_singletons``: GMN, CVAE) does not encode
+them again.
 
 Features that model and guide share are computed once per step by ``model.prepare`` and
 handed to both.
@@ -171,16 +173,22 @@ class ELBOLoss(nn.Module):
         finally:
             self.beta, self.position_weights, self.singleton_weight = saved
 
-    def _negative_bound(self, x: Tensor, mask: Tensor, weighted: bool = True) -> Tensor:
-        """Negative bound summed over the sets of ``x[B, T, ...]``, the items' terms weighted
-        by position when ``weighted`` and position weights are set."""
+    def _negative_bound(
+        self, x: Tensor, mask: Tensor, ctx: dict | None, weighted: bool = True,
+        per_item: bool = False,
+    ) -> Tensor:
+        """Negative bound summed over the sets of ``x[B, T, ...]`` (``ctx`` from
+        ``model.prepare``), the items' terms weighted by position when ``weighted`` and
+        position weights are set; ``per_item``: every real item is its own term (the
+        IWAE bound of each item apart; for models without a per-set latent)."""
         if self.objective == "iwae":
-            lw = self.model.log_weights(x, mask, self.num_particles)  # [K, B]
-            return -(torch.logsumexp(lw, 0) - math.log(self.num_particles)).sum()
+            K = self.num_particles
+            lw = self.model.log_weights(x, mask, K, per_item=per_item, ctx=ctx)
+            bound = torch.logsumexp(lw, 0) - math.log(K)  # [B] or [B, T]
+            return -(bound[mask] if per_item else bound).sum()
         w = None
         if weighted and self.position_weights:
             w = item_weights(self.position_weights, x.shape[1]).to(x.device)
-        ctx = self.model.prepare(x, mask)
         return self._elbo.differentiable_loss(self._model, self._guide, x, mask, ctx, w)
 
     def forward(
@@ -195,11 +203,15 @@ class ELBOLoss(nn.Module):
         mask = as_mask(x, mask)
         n_items = mask.sum().clamp(min=1) if normalizer is None else normalizer
         with pyro.settings.context(module_local_params=True):
-            loss = self._negative_bound(x, mask)
+            ctx = self.model.prepare(x, mask)
+            loss = self._negative_bound(x, mask, ctx)
             if self.singleton_weight and bool(mask.any()):
-                ones = x[mask].unsqueeze(1)  # [N real items, 1, ...]: sets of one
-                single = torch.ones(ones.shape[:2], dtype=torch.bool, device=x.device)
-                # position weights are for episodes: a set of one is all 0-shot term
-                single_bound = self._negative_bound(ones, single, weighted=False)
-                loss = loss + self.singleton_weight * single_bound
+                # every real item as a set of one, from the episode's features where the
+                # model can (prepare_singletons); position weights are for episodes: a set
+                # of one is all 0-shot term
+                x1, m1, ctx1 = self.model.prepare_singletons(x, mask, ctx)
+                single = self._negative_bound(
+                    x1, m1, ctx1, weighted=False, per_item=not self.model.has_set_latent
+                )
+                loss = loss + self.singleton_weight * single
         return loss / n_items

@@ -121,6 +121,25 @@ class FewShotModel(PyroModule):
         xq, mq = x[:, positions], mask[:, positions]
         return xq, mq, self.prepare(xq, mq)
 
+    def prepare_singletons(
+        self, x: Tensor, mask: Tensor, ctx: dict | None = None
+    ) -> tuple[Tensor, Tensor, dict | None]:
+        """Inputs that score every real item of ``x[B, T]`` as a set of its own.
+
+        Returns ``(x_1, mask_1, ctx_1)`` whose items are the real items of ``x``, each
+        with the terms it has alone (for an autoregressive model its 0-shot conditional
+        ``log p(x_t)``; with a per-set latent, its single-item bound); padded items stay
+        masked. ``ctx`` is ``self.prepare(x, mask)`` when the caller has it. Default: the
+        real items as ``N`` sets of one, ``[N, 1, *event]``, prepared afresh. A model
+        whose items are scored independently given ``ctx`` may override this to reuse the
+        episode's features with every read of another item removed (GMN, CVAE): the same
+        terms, without encoding the items again.
+        """
+        mask = as_mask(x, mask)
+        ones = x[mask].unsqueeze(1)
+        single = torch.ones(ones.shape[:2], dtype=torch.bool, device=x.device)
+        return ones, single, self.prepare(ones, single)
+
     def log_weights(
         self,
         x: Tensor,

@@ -151,6 +151,15 @@ class OneShotCVAE(FewShotModel):
         ctx = {"h": h[:, pos], "mask": mq, "exemplar": ex, "c": self.conditioning(h, ex)}
         return xq, mq, ctx
 
+    def prepare_singletons(
+        self, x: Tensor, mask: Tensor, ctx: dict | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Every item alone (its 0-shot term), from the episode's features: every exemplar
+        the null one (see :meth:`FewShotModel.prepare_singletons`)."""
+        ctx = self.prepare(x, mask) if ctx is None else ctx
+        none = torch.full_like(ctx["exemplar"], -1)
+        return x, ctx["mask"], {**ctx, "exemplar": none, "c": self.conditioning(ctx["h"], none)}
+
     def prior_params(self, c: Tensor) -> tuple[Tensor, Tensor]:
         """``p(z | c)``: loc and scale ``[..., z_dim]`` for embeddings ``c[..., hidden]``."""
         return loc_scale(self.prior_head(c))

@@ -218,6 +218,20 @@ class GenerativeMatchingNetwork(FewShotModel):
         sub = {"h": ctx["h"][:, pos], "mask": mask[:, pos], "allowed": ctx["allowed"][:, pos]}
         return x[:, pos], mask[:, pos], {**ctx, **sub}
 
+    def prepare_singletons(
+        self, x: Tensor, mask: Tensor, ctx: dict | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Every item alone (its 0-shot term), from the episode's features: the memory cut to
+        the pseudo-input (one slot, never read, without one; see
+        :meth:`FewShotModel.prepare_singletons`)."""
+        ctx = self.prepare(x, mask) if ctx is None else ctx
+        M = max(self.num_pseudo, 1)
+        slots = ("keys", "values", "prior_keys", "prior_values", "memory_mask", "images")
+        cut = {k: ctx[k][:, :M] for k in slots if k in ctx}
+        allowed = ctx["allowed"][..., :M].clone()
+        allowed[..., self.num_pseudo :] = False
+        return x, ctx["mask"], {**ctx, **cut, "allowed": allowed}
+
     def prior_params(self, ctx: dict[str, Tensor], allowed: Tensor) -> tuple[Tensor, Tensor]:
         """Gaussian ``p(z | memory)``: loc and scale ``[B, Q, z_dim]`` for ``allowed[B, Q, M]``.
 
