@@ -28,7 +28,7 @@
 # (small) for section 29's). Each step is skipped when its output exists.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/zero_shot.sh \
 #   [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|
-#    more TAG [ARGS...]|small TAG [ARGS...]|all]
+#    more TAG [ARGS...]|small TAG [ARGS...]|scratch TAG [ARGS...]|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -81,13 +81,27 @@ vae_small() { local run=runs/vae-small-s12000 out=$R/vae-small-s12000-gmn28-C1-K
     python $R/paired_nll.py $R/vae-resnet-rotflip-s6000-gmn28-C1-K1000-100ep \
       $R/gmn-$g-gmn28-C1-K1000-100ep
   done; }
-gmn_paper() { local run=runs/gmn-paper-resnet-mixture-ctrain1-rotflip
-  local out=$R/gmn-resnet-mixture-ctrain1-rotflip-gmn28-C1-K1000-100ep
+# paper10k RUN OUT LABEL [ARGS...]: the paper-size GMN trained 10000 steps from scratch with
+#   section 27's gmn-small recipe (seed 0) and the objective options ARGS into RUN, scored into OUT
+paper10k() { local run=$1 out=$2 label=$3; shift 3
   # shellcheck disable=SC2086
   train_run $PAPER $MIX --steps 10000 --batch-size 10 --set-size 20 --lr 1e-3,3e-4,1e-4 --seed 0 \
-    --out $run
-  nll100 $run/checkpoint.pt "gmn (paper size) mixture prior C_train 1, rot90/flip, resnet networks" $out
+    "$@" --out "$run"
+  nll100 "$run/checkpoint.pt" "$label" "$out"; }
+gmn_paper() { local out=$R/gmn-resnet-mixture-ctrain1-rotflip-gmn28-C1-K1000-100ep
+  paper10k runs/gmn-paper-resnet-mixture-ctrain1-rotflip $out \
+    "gmn (paper size) mixture prior C_train 1, rot90/flip, resnet networks"
   python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-resnet-gmn28-C1-K1000-100ep $out; }
+# scratch TAG [ARGS...]: like gmn-paper, with the objective options ARGS from the first step
+#   (e.g. `scratch s1 --singleton-weight 1`), paired with gmn-paper's plain 10k steps and with
+#   the continuation of the same tag (10k plain + 5k with ARGS, when it exists)
+scratch() { local tag=$1; shift
+  local out=$R/gmn-resnet-mixture-ctrain1-rotflip-scratch-$tag-gmn28-C1-K1000-100ep
+  local cont=$R/gmn-resnet-mixture-ctrain1-rotflip-cont-$tag-gmn28-C1-K1000-100ep
+  paper10k runs/gmn-paper-resnet-scratch-$tag $out \
+    "gmn (paper size) mixture C_train 1 rot90/flip, resnet, 10k steps from scratch, $tag" "$@"
+  python $R/paired_nll.py $R/gmn-resnet-mixture-ctrain1-rotflip-gmn28-C1-K1000-100ep $out
+  if have_result "$cont"; then python $R/paired_nll.py "$cont" $out; fi; }
 # cont5k MODEL_ARGS INIT SEED SIZE RUN OUT LABEL [ARGS...]: INIT continued 5000 steps on sets of
 #   SIZE items (batches of 10, 3e-4 / 1e-4) with the objective options ARGS into RUN, scored
 #   into OUT
@@ -156,8 +170,10 @@ case "${1:-all}" in
   singletons) singletons "${2:-}" ;;
   more) shift; more "$@" ;;
   small) shift; small "$@" ;;
+  scratch) shift; scratch "$@" ;;
   all) finetune; gmn_paper; finetune_paper; vae_small; sizes; weights; singletons
-       more t20; more s1 --singleton-weight 1; small t20; small s1 --singleton-weight 1 ;;
-  *) echo "usage: $0 [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|more TAG [ARGS...]|small TAG [ARGS...]|all]" >&2
+       more t20; more s1 --singleton-weight 1; small t20; small s1 --singleton-weight 1
+       scratch s1 --singleton-weight 1 ;;
+  *) echo "usage: $0 [finetune|vae-small|gmn-paper|finetune-paper|sizes|weights [W...]|singletons [L...]|more TAG [ARGS...]|small TAG [ARGS...]|scratch TAG [ARGS...]|all]" >&2
      exit 2 ;;
 esac
