@@ -127,6 +127,7 @@ def ais(model, bank, episodes: int, sizes=(1, 2), steps=(0, 30, 100, 300, 1000))
         print(f"S={S:5d} K=8: " + ", ".join(f"{k} {v.mean():.2f}" for k, v in nll.items())
               + f", -log p of {sizes[-1]} items {-lm[sizes[-1]].mean():.2f}"
               f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(json.dumps({S: out[S]}), flush=True)  # per episode, kept if a later S is cut
     print(json.dumps(out))
 
 
