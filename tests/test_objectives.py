@@ -52,11 +52,11 @@ def test_bad_settings(kw) -> None:
 TINY_GMN = {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}
 
 
-def _terms_by_hand(m, x: torch.Tensor) -> torch.Tensor:
+def _terms_by_hand(m, x: torch.Tensor, mask=None, ctx=None) -> torch.Tensor:
     """Per-item ELBO terms [B, T] from a guide trace replayed through the model."""
-    mask = torch.ones(x.shape[:2], dtype=torch.bool)
-    guide = pyro.poutine.trace(m.guide).get_trace(x, mask)
-    model = pyro.poutine.trace(pyro.poutine.replay(m.model, trace=guide)).get_trace(x, mask)
+    mask = torch.ones(x.shape[:2], dtype=torch.bool) if mask is None else mask
+    guide = pyro.poutine.trace(m.guide).get_trace(x, mask, ctx)
+    model = pyro.poutine.trace(pyro.poutine.replay(m.model, trace=guide)).get_trace(x, mask, ctx)
     lp = lambda tr, name: tr.nodes[name]["fn"].log_prob(tr.nodes[name]["value"])  # noqa: E731
     return lp(model, "x") + lp(model, "z") - lp(guide, "z")
 
@@ -109,10 +109,7 @@ def _singletons_by_hand(m, x, mask, objective: str, particles: int) -> float:
     if objective == "iwae":
         lw = m.log_weights(x1, m1, particles, per_item=True, ctx=ctx1)  # [K, B, T]
         return -float((torch.logsumexp(lw, 0) - math.log(particles))[m1].sum())
-    guide = pyro.poutine.trace(m.guide).get_trace(x1, m1, ctx1)
-    model = pyro.poutine.trace(pyro.poutine.replay(m.model, trace=guide)).get_trace(x1, m1, ctx1)
-    lp = lambda tr, name: tr.nodes[name]["fn"].log_prob(tr.nodes[name]["value"])  # noqa: E731
-    return -float((lp(model, "x") + lp(model, "z") - lp(guide, "z"))[m1].sum())
+    return -float(_terms_by_hand(m, x1, m1, ctx1)[m1].sum())
 
 
 @pytest.mark.parametrize("name", ["gmn-small", "vae-small", "ns-small"])
