@@ -316,7 +316,7 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from ppl_fewshot.data import get_protocol, load_split
-    from ppl_fewshot.inference.eval_data import eval_split
+    from ppl_fewshot.inference.eval_data import eval_split, training_class_overlap
     from ppl_fewshot.inference.report import (
         budget_text,
         classification_markdown,
@@ -340,10 +340,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.binarization is not None:
         test_ds = dataclasses.replace(test_ds, binarization=args.binarization)
     plan = _plan(args, model, test_ds)
-    train_ds = None
+    train_ds, trained_on = None, prov.get("train_config", {}).get("protocol")
     if fit is not None:
-        tp = args.train_protocol or ("gmn28" if proto.transfer_only else proto.name)
-        train_ds = load_split(tp, "train", data_dir=args.data_dir)
+        trained_on = args.train_protocol or ("gmn28" if proto.transfer_only else proto.name)
+        train_ds = load_split(trained_on, "train", data_dir=args.data_dir)
+    overlap = (training_class_overlap(trained_on, proto.name, test_ds, args.data_dir)
+               if args.split == "test" else None)  # warns when there is one
     # ---- every check passed: from here on we write
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,6 +362,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "seed": args.seed, "device": str(device),
         "versions": versions(), **prov,
     }
+    if overlap is not None:
+        result["training_class_overlap"] = {k: v for k, v in overlap.items() if k != "names"}
     md = [f"Protocol `{proto.name}` ({proto.description}); model `{label}`; budget: "
           f"{budget_text(result.get('training_budget') or {}) or 'unknown'}; checkpoint sha256 "
           f"`{str(result.get('checkpoint_sha256'))[:16]}...`.\n"]

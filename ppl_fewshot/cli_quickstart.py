@@ -71,6 +71,24 @@ def _datasets(data_dir: str | None, seed: int):
     return protocol, train, val, test
 
 
+def _unseen_by(state: dict, protocol: str, test_ds, data_dir: str | None):
+    """``test_ds`` without the characters a checkpoint trained on under another protocol
+    (an ``ns28`` model has seen most of ``gmn28``'s test characters), and a note saying so."""
+    from ppl_fewshot.inference.eval_data import training_class_overlap
+
+    trained_on = (state.get("train_config") or {}).get("protocol")
+    overlap = training_class_overlap(trained_on, protocol, test_ds, data_dir)
+    if not overlap or not overlap["classes"]:
+        return test_ds, None
+    seen = set(overlap["names"])
+    keep = [i for i, n in enumerate(test_ds.class_names) if n not in seen]
+    note = (f"{len(keep)} of the {test_ds.num_classes} {protocol} test characters: the other "
+            f"{overlap['classes']} are training classes of {overlap['train_protocol']}, the "
+            "protocol this checkpoint was trained under")
+    print(f"Using {note}.", file=sys.stderr)
+    return test_ds.subset(keep), note
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     import torch
 
@@ -87,6 +105,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     protocol, train_ds, val_ds, test_ds = _datasets(args.data_dir, args.seed)
+    unseen_note = None
     ckpt = Path(args.checkpoint) if args.checkpoint else zoo_checkpoint()
     if args.checkpoint and not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist")
@@ -118,6 +137,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             model, state = model_from_checkpoint(ckpt, device=resolve_device(args.device))
             name, device, t_train = state["model_name"], resolve_device(args.device), 0.0
             val_loss, steps = None, state["step"]
+            test_ds, unseen_note = _unseen_by(state, protocol, test_ds, args.data_dir)
         else:
             summary = train(config, work / "run", data=(train_ds, val_ds))
             t_train = time.perf_counter() - t0
@@ -153,6 +173,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             )
             + (f", temperature {args.temperature:g}" if "temperature" in sample_kw else ""),
             "final_val_loss_nats_per_item": val_loss,
+            **({"test_characters": unseen_note} if unseen_note else {}),
             "nll_by_shots": table,
             "nll_protocol": f"{args.eval_episodes} test episodes of 11 distinct drawings of one "
             f"unseen character, K={args.samples} importance samples (a smoke "

@@ -278,6 +278,21 @@ def test_quickstart_uses_the_zoo_model_by_default(capsys, tmp_path, shared_data,
     assert code == 0, err
     summary = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert summary["checkpoint"] == str(zoo) and summary["model"] == "gmn-small"
+    assert "test_characters" not in summary  # trained on gmn28: every test character is new
+
+
+def test_quickstart_leaves_out_the_characters_a_checkpoint_trained_on(capsys, tmp_path,
+                                                                     shared_data) -> None:
+    """The shipped Neural Statistician trained on ns28, whose training characters include 496
+    of gmn28's 659 test characters: quickstart shows and scores it on the other 163 only."""
+    ck = Path(__file__).resolve().parents[1] / "models" / "ns-medium-omniglot.pt"
+    out = tmp_path / "qs"
+    code, _, err = run(["quickstart", "--checkpoint", str(ck), "--eval-episodes", "2",
+                        "--samples", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_characters"].startswith("163 of the 659 gmn28 test characters")
+    assert "163 of the 659" in err
 
 
 def test_every_zoo_checkpoint_has_a_card() -> None:

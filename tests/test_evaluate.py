@@ -527,3 +527,41 @@ def test_evaluate_on_the_training_and_validation_classes_of_a_checkpoint(
     with pytest.raises(ValueError, match="val_classes=0"):
         eval_split("val", "glyphs", {**cfg.to_json(), "val_classes": 0}, None)
     assert not (tmp_path / "x").exists()
+
+
+def test_training_class_overlap_between_protocols(shared_data, capsys, caplog,
+                                                  tmp_path) -> None:
+    """ns28 draws its training characters from both Omniglot sets: the gmn28 test characters
+    among them are found by name, agree in number with ns28's seeded split of the global
+    character ids, and are recorded in the result and flagged in the report; protocols
+    that split the same way (gmn28 / lake28) share none, and one protocol is never checked."""
+    from ppl_fewshot.data import get_protocol, load_split
+    from ppl_fewshot.inference.eval_data import training_class_overlap
+
+    p = get_protocol("ns28")
+    perm = torch.randperm(1623, generator=torch.Generator().manual_seed(p.split_seed))
+    n_train = int(p.num_train_classes)
+    evaluation_ids = int((perm[:n_train] >= 964).sum())  # ids 965-1623 (0-based 964-1622)
+    gmn_test = load_split("gmn28", "test")
+    o = training_class_overlap("ns28", "gmn28", gmn_test, None)
+    assert o["classes"] == len(o["names"]) == evaluation_ids > 400 and o["of"] == 659
+    assert all(n.startswith("images_evaluation/") for n in o["names"])
+    ns_test = load_split("ns28", "test")
+    back = training_class_overlap("gmn28", "ns28", ns_test, None)
+    assert back["classes"] == int((perm[n_train:] < 964).sum()) > 0
+    assert training_class_overlap("gmn28/train", "lake28", load_split("lake28", "test"),
+                                  None)["classes"] == 0
+    assert training_class_overlap("gmn28", "gmn28", gmn_test, None) is None
+    assert training_class_overlap(None, "gmn28", gmn_test, None) is None
+    # through the CLI: the shipped ns28 Neural Statistician scored on gmn28
+    out = tmp_path / "ns-on-gmn28"
+    code, _, err = run(["evaluate", "--checkpoint", "models/ns-medium-omniglot.pt", "--task",
+                        "nll", "--protocol", "gmn28", "--episodes", "2", "--set-size", "3",
+                        "--shots", "0,1", "--samples", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert f"{evaluation_ids} of the 659 test classes of gmn28" in caplog.text
+    res = json.loads((out / "nll.json").read_text())
+    assert res["training_class_overlap"] == {"train_protocol": "ns28",
+                                             "classes": evaluation_ids, "of": 659}
+    assert f"TRAINED ON {evaluation_ids} of the 659 test classes (ns28)" in render_report(
+        collect_results([out]))

@@ -183,6 +183,12 @@ def augment_classes(ds: ClassDataset, augmentation: tuple[str, ...]) -> ClassDat
 _VARIANT = re.compile(r"/rot(0|90|180|270)(/flip)?(/dilate)?$")
 
 
+def base_class_name(name: str) -> str:
+    """The drawn class an augmented copy comes from: ``<name>/rot90/flip`` -> ``<name>``
+    (:func:`augment_classes`); other names unchanged."""
+    return _VARIANT.sub("", name)
+
+
 def original_classes(ds: ClassDataset) -> ClassDataset:
     """The classes of ``ds`` that :func:`augment_classes` left as drawn (``/rot0``: not
     turned, mirrored or dilated); ``ds`` itself when its classes are not augmented copies.

@@ -2,19 +2,24 @@
 
 :func:`eval_split` gives the protocol's test classes or, for a checkpoint, the classes it
 trained on or held out for validation; :func:`test_bank` the fixed, seeded episode bank
-drawn from them, cached on disk so that every model is scored on the very same episodes.
+drawn from them, cached on disk so that every model is scored on the very same episodes;
+:func:`training_class_overlap` which of those classes a checkpoint trained on when it was
+trained under another protocol (``ns28`` pools both Omniglot sets, so most of ``gmn28``'s
+test characters are among its training classes).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
 from ppl_fewshot.data import (
     ClassDataset,
     Episode,
+    base_class_name,
     cache_dir,
     episode_bank,
     load_bank,
@@ -22,6 +27,8 @@ from ppl_fewshot.data import (
     original_classes,
     save_bank,
 )
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("test", "train", "val")  # ``evaluate --split``: where the evaluation's classes come from
 
@@ -99,4 +106,36 @@ def eval_split(split: str, protocol: str, train_config: dict[str, Any] | None,
     return ds
 
 
-__all__ = ["SPLITS", "eval_split", "test_bank"]
+def training_class_overlap(train_protocol: str | None, eval_protocol: str, ds: ClassDataset,
+                           data_dir: str | None) -> dict[str, Any] | None:
+    """Classes of ``ds`` (an evaluation's test classes under ``eval_protocol``) that are
+    training classes of ``train_protocol``, the protocol a checkpoint was trained under.
+
+    Protocols split the same characters differently: ``ns28`` draws its 1200 training
+    characters from both Omniglot sets, so a model trained on it has seen most of
+    ``gmn28``'s and ``lake28``'s test characters, and its scores there are not few-shot
+    generalization to new characters. Classes are matched by name (``images_evaluation/
+    <alphabet>/characterNN`` in every Omniglot protocol; augmented copies count as their
+    original class). Returns ``None`` when the protocols are the same (their splits are
+    disjoint by construction) or the training protocol is unknown, else
+    ``{"train_protocol", "classes", "of", "names"}`` (``names``: the shared classes), and
+    logs a warning when any class is shared.
+    """
+    from ppl_fewshot.data import available_protocols
+
+    tp = (train_protocol or "").split("/")[0]  # a free baseline records "gmn28/train"
+    if not tp or tp == eval_protocol or tp not in available_protocols():
+        return None
+    train_names = {base_class_name(n)
+                   for n in load_split(tp, "train", data_dir=data_dir).class_names}
+    shared = [n for n in ds.class_names if n in train_names]
+    if shared:
+        logger.warning("%d of the %d test classes of %s are training classes of %s, the "
+                       "protocol this model was trained under: its scores on them are not "
+                       "few-shot generalization to new characters", len(shared),
+                       ds.num_classes, eval_protocol, tp)
+    return {"train_protocol": tp, "classes": len(shared), "of": ds.num_classes,
+            "names": shared}
+
+
+__all__ = ["SPLITS", "eval_split", "test_bank", "training_class_overlap"]

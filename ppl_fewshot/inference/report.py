@@ -242,12 +242,19 @@ def _on_test(r: dict[str, Any]) -> bool:
 
 def _row_label(r: dict[str, Any]) -> str:
     """``label [protocol, N steps]``: the training budget travels with every row (a continued
-    run's steps counted with those of the runs it started from)."""
+    run's steps counted with those of the runs it started from), and so does a warning when
+    the model trained on some of the test classes under another protocol
+    (``training_class_overlap``, :func:`~ppl_fewshot.inference.eval_data.
+    training_class_overlap`)."""
     b = r.get("training_budget") or {}
     steps = b.get("steps_in_all") or b.get("steps")
     budget = f", {steps} steps" if steps else ""
     if b.get("earlier_runs") and not b.get("steps_in_all"):
         budget += " after earlier runs"
+    o = r.get("training_class_overlap") or {}
+    if o.get("classes"):
+        budget += (f"; TRAINED ON {o['classes']} of the {o['of']} test classes "
+                   f"({o['train_protocol']})")
     return f"{r['label']} [{r.get('protocol')}{budget}]"
 
 
