@@ -17,9 +17,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ppl_fewshot.cli import nonneg_int, positive_int
 from ppl_fewshot.cli_commands import sample_options, sampling_arguments
+
+if TYPE_CHECKING:
+    from ppl_fewshot.data import ClassDataset
 
 ZOO_DEFAULT = "models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt"
 
@@ -71,7 +75,8 @@ def _datasets(data_dir: str | None, seed: int):
     return protocol, train, val, test
 
 
-def _unseen_by(state: dict, protocol: str, test_ds, data_dir: str | None):
+def _unseen_by(state: dict, protocol: str, test_ds: ClassDataset, data_dir: str | None
+               ) -> tuple[ClassDataset, str | None]:
     """``test_ds`` without the characters a checkpoint trained on under another protocol
     (an ``ns28`` model has seen most of ``gmn28``'s test characters), and a note saying so."""
     from ppl_fewshot.inference.eval_data import training_class_overlap
