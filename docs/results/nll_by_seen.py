@@ -12,21 +12,14 @@ difference with its standard error (docs/findings.md section 31). One character 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_nll import load  # noqa: E402
+from paired_nll import load, mean_se  # noqa: E402
 
 from ppl_fewshot.data import load_split  # noqa: E402
 from ppl_fewshot.inference.eval_data import test_bank, training_class_overlap  # noqa: E402
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    m = sum(values) / n
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
 
 
 def main() -> int:

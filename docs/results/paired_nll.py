@@ -21,6 +21,13 @@ def load(folder: str) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "episode"}
 
 
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
 def main() -> None:
     base, new = load(sys.argv[1]), load(sys.argv[2])
     shared = [k for k in base if k in new]
@@ -30,8 +37,7 @@ def main() -> None:
     for k in shared:
         d = [b - a for a, b in zip(base[k], new[k])]
         n = len(d)
-        mean = sum(d) / n
-        se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n)
+        mean, se = mean_se(d)
         cells.append(f"{k.removeprefix('shots_')}: {mean:+.1f} ({se:.1f})")
     print(f"{sys.argv[2]} - {sys.argv[1]}, nats, mean (se) over {n} episodes:")
     print("; ".join(cells))
