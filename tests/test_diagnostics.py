@@ -290,3 +290,64 @@ def test_sample_diversity_is_the_mean_pairwise_pixel_distance() -> None:
     torch.testing.assert_close(sample_diversity(items), torch.tensor([1 / 6, 0.0]))
     with pytest.raises(ValueError, match="2 items"):
         sample_diversity(items[:, :1])
+
+
+# ------------------------------------------------------------------------- ELBO terms
+def test_elbo_terms_of_an_exact_guide_add_up_to_the_evidence() -> None:
+    """Exact posterior as guide: every draw's ELBO is log p(X), so the terms add up to it
+    exactly (padding included), and the latent's term is KL(posterior || prior)."""
+    from torch.distributions import kl_divergence
+
+    from ppl_fewshot.diagnostics import elbo_terms
+
+    model = ExactGuideBB(dim=6)
+    x, _ = _sets(model, 5, 8)
+    mask = torch.ones(5, 8, dtype=torch.bool)
+    mask[1, 5:] = False
+    mask[3, 1:] = False
+    x = x * mask[..., None]  # padding holds zeros, which must count for nothing
+    torch.manual_seed(1)
+    terms = elbo_terms(model, x, mask, num_particles=400)
+    assert list(terms) == ["a", "x"] and all(t.shape == (5,) for t in terms.values())
+    exact = model.exact_log_evidence(x, mask)
+    torch.testing.assert_close(terms["a"] + terms["x"], -exact, rtol=1e-4, atol=1e-3)
+    kl = kl_divergence(model.exact_posterior(x, mask), model.prior())
+    # Monte Carlo error of 400 draws of a 6-feature Beta KL: a few hundredths of a nat
+    assert torch.allclose(terms["a"], kl, atol=0.15), (terms["a"], kl)
+    with pytest.raises(ValueError, match="num_particles"):
+        elbo_terms(model, x, mask, num_particles=0)
+
+
+@pytest.mark.parametrize("name, cfg", [
+    ("ns", {"c_dim": 3, "z_dim": 2, "hidden": 16, "channels": 2, "sample_dropout": 0.5}),
+    ("gmn", {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}),
+])
+def test_elbo_terms_split_pyros_elbo(name: str, cfg: dict) -> None:
+    """One draw: the terms add up to Pyro's Trace_ELBO loss of the same draw, in evaluation
+    mode (the Neural Statistician's sample dropout is off, and the model's mode comes back);
+    the Neural Statistician's context term is the closed-form KL(q(c|X) || N(0, I))."""
+    import pyro
+    from pyro.infer import Trace_ELBO
+    from torch.distributions import kl_divergence
+
+    from ppl_fewshot.diagnostics import elbo_terms
+
+    torch.manual_seed(0)
+    model = build(name, **cfg).train()
+    x = (torch.rand(3, 4, 1, 28, 28) < 0.3).float()
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    pyro.set_rng_seed(2)
+    terms = elbo_terms(model, x, mask, num_particles=1)
+    assert model.training
+    model.eval()
+    pyro.set_rng_seed(2)
+    with torch.no_grad():
+        loss = Trace_ELBO().loss(model.model, model.guide, x, mask, model.prepare(x, mask))
+    assert list(terms)[-1] == "x" and "z" in terms
+    assert math.isclose(sum(t.sum().item() for t in terms.values()), loss, rel_tol=1e-5)
+    if name == "ns":
+        with torch.no_grad():
+            q_c = model.posterior_c(model.encoder(x), mask)  # batch [3, 1], like the prior's
+        kl_c = kl_divergence(q_c, model.prior_c(3)).reshape(3)
+        torch.testing.assert_close(elbo_terms(model, x, mask, 2000)["c"], kl_c, rtol=0.05,
+                                   atol=0.05)

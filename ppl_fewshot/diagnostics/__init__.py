@@ -7,6 +7,8 @@
   :func:`interval_coverage`);
 * :mod:`~ppl_fewshot.diagnostics.arviz_adapter` -- draws of q(c|X) as
   ``arviz.InferenceData`` (:func:`context_posterior_to_inference_data`);
+* :mod:`~ppl_fewshot.diagnostics.elbo_terms` -- the ELBO of each set by sample site: the
+  nats the guide puts into each latent (:func:`elbo_terms`);
 * :mod:`~ppl_fewshot.diagnostics.exchangeability` -- the spread of ``log p(X)`` over item
   orders of a sequentially factorized model (:func:`exchangeability_spread`);
 * :mod:`~ppl_fewshot.diagnostics.fidelity` -- whether samples draw the context's class,
@@ -27,6 +29,7 @@ from ppl_fewshot.diagnostics.calibration import (
     sbc_ranks,
     simulate_and_draw,
 )
+from ppl_fewshot.diagnostics.elbo_terms import elbo_terms
 from ppl_fewshot.diagnostics.exchangeability import exchangeability_spread
 from ppl_fewshot.diagnostics.fidelity import (
     copy_distance,
@@ -59,6 +62,7 @@ __all__ = [
     "context_posterior_to_inference_data",
     "copy_distance",
     "effective_sample_size",
+    "elbo_terms",
     "exchangeability_spread",
     "image_grid",
     "importance_diagnostics",
