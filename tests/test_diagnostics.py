@@ -351,3 +351,31 @@ def test_elbo_terms_split_pyros_elbo(name: str, cfg: dict) -> None:
         kl_c = kl_divergence(q_c, model.prior_c(3)).reshape(3)
         torch.testing.assert_close(elbo_terms(model, x, mask, 2000)["c"], kl_c, rtol=0.05,
                                    atol=0.05)
+
+
+def test_elbo_terms_name_what_they_cannot_split() -> None:
+    """A latent shared by all sets is not a per-set term; a latent the guide misses is an error."""
+    import pyro
+    import pyro.distributions as dist
+
+    from ppl_fewshot.diagnostics import elbo_terms
+    from ppl_fewshot.models import FewShotModel
+
+    class Shared(FewShotModel):
+        def model(self, x, mask=None, ctx=None):
+            g = pyro.sample("g", dist.Normal(0.0, 1.0))
+            with pyro.plate("sets", x.shape[0], dim=-2), pyro.plate("items", x.shape[1], dim=-1):
+                pyro.sample("x", dist.Normal(g, 1.0), obs=x)
+
+        def guide(self, x, mask=None, ctx=None):
+            pyro.sample("g", dist.Normal(0.0, 2.0))
+
+    class Forgetful(Shared):
+        def guide(self, x, mask=None, ctx=None):
+            pass
+
+    x = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="'g' is not per set"):
+        elbo_terms(Shared(event_shape=()), x)
+    with pytest.raises(ValueError, match="'g' of the model is not in the guide"):
+        elbo_terms(Forgetful(event_shape=()), x)
