@@ -14,8 +14,8 @@
 # tables on the shared 100-episode bank at K 100 (~13 min each on one shared thread; paired per
 # episode with docs/results/paired_nll.py and nll_by_seen.py). `classify`: gmn28 few-shot
 # classification (TARGETS.md table 2, the GMN authors' NS row): min-KL both ways and cosine
-# (1000 tasks), and 5-way 1-shot by likelihood (K 5, 200 tasks). `k1000`: the sets-of-20
-# model's table at the protocol's K 1000 (~2 h on one shared thread; not run yet).
+# (1000 tasks), and 5-way 1-shot by likelihood (K 5, 200 tasks). `k1000`: the exported
+# sets-of-5 model's table at the protocol's K 1000 (~2 h on one shared thread).
 # One CPU thread each (the sets-of-20 training ran its first 2500 steps on two threads, then
 # resumed from its checkpoint on one); an output that exists is skipped; a stopped training
 # resumes.
@@ -52,7 +52,8 @@ classify() {
       --tasks 200 --methods likelihood --classify-samples 5 --label "$lab, K 5" \
       --out "$R/$name-gmn28-classify-likelihood"
   done; }
-k1000() { table $run/checkpoint.pt 1000 "$L" $R/ns-medium-gmn28trained-C1-K1000-100ep; }
+k1000() { table models/ns-medium-gmn28-omniglot.pt 1000 "$L5" \
+  $R/ns-medium-gmn28trained-sets5-C1-K1000-100ep; }
 case "${1:-all}" in
   train) train ;;
   sets5) sets5 ;;
