@@ -24,21 +24,25 @@ per model.
 from __future__ import annotations
 
 import argparse
-import math
+import sys
+from pathlib import Path
 
 import torch
 
-from ppl_fewshot.diagnostics import elbo_terms
-from ppl_fewshot.inference.checkpoint import model_from_checkpoint
-from ppl_fewshot.inference.eval_data import test_bank
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_nll import mean_se  # noqa: E402
+
+from ppl_fewshot.diagnostics import elbo_terms  # noqa: E402
+from ppl_fewshot.inference.checkpoint import model_from_checkpoint  # noqa: E402
+from ppl_fewshot.inference.eval_data import test_bank  # noqa: E402
 
 SIZES = (1, 2, 3, 5, 10, 20)
 DEFAULT = ("models/ns-medium-gmn28-omniglot.pt", "models/ns-medium-omniglot.pt")
 
 
-def mean_se(v: torch.Tensor) -> str:
+def cell(v: torch.Tensor) -> str:
     """``mean (se)`` over episodes."""
-    return f"{v.mean():.1f} ({v.std() / math.sqrt(len(v)):.1f})"
+    return "{:.1f} ({:.1f})".format(*mean_se(v.tolist()))
 
 
 def main() -> None:
@@ -59,7 +63,7 @@ def main() -> None:
             t = elbo_terms(model, bank.x[:, :n].float(), num_particles=args.draws)
             z = sum(v for k, v in t.items() if k not in ("c", "x")) / n
             cols = (t["c"], z, t["x"] / n, sum(t.values()) / n)
-            print(f"| {n} | " + " | ".join(mean_se(v) for v in cols) + " |", flush=True)
+            print(f"| {n} | " + " | ".join(cell(v) for v in cols) + " |", flush=True)
 
 
 if __name__ == "__main__":
