@@ -13,6 +13,9 @@ from ppl_fewshot.data.base import ClassDataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PPL_FEWSHOT_DATA", REPO.parent / "shared" / "data"))
+# the smallest configurations of the image models that still run every code path (CPU tests)
+TINY_GMN = {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}
+TINY_NS = {"c_dim": 3, "z_dim": 2, "hidden": 16, "channels": 2}
 
 
 def make_prototype_classes(

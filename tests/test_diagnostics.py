@@ -26,7 +26,7 @@ from ppl_fewshot.diagnostics import (
 )
 from ppl_fewshot.models import build
 from ppl_fewshot.models.conjugate import BetaBernoulli
-from tests.conftest import fit_guide
+from tests.conftest import TINY_GMN, TINY_NS, fit_guide
 
 
 class ExactGuideBB(BetaBernoulli):
@@ -319,8 +319,8 @@ def test_elbo_terms_of_an_exact_guide_add_up_to_the_evidence() -> None:
 
 
 @pytest.mark.parametrize("name, cfg", [
-    ("ns", {"c_dim": 3, "z_dim": 2, "hidden": 16, "channels": 2, "sample_dropout": 0.5}),
-    ("gmn", {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}),
+    ("ns", {**TINY_NS, "sample_dropout": 0.5}),
+    ("gmn", TINY_GMN),
 ])
 def test_elbo_terms_split_pyros_elbo(name: str, cfg: dict) -> None:
     """One draw: the terms add up to Pyro's Trace_ELBO loss of the same draw, in evaluation

@@ -10,7 +10,7 @@ import torch
 
 from ppl_fewshot import models
 from ppl_fewshot.inference import ELBOLoss
-from tests.conftest import make_prototype_classes
+from tests.conftest import TINY_GMN, make_prototype_classes
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,6 @@ def test_iwae_bound_is_tighter_than_elbo(x) -> None:
 def test_bad_settings(kw) -> None:
     with pytest.raises(ValueError):
         ELBOLoss(models.build("vae-small"), **kw)
-
-
-TINY_GMN = {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}
 
 
 def _terms_by_hand(m, x: torch.Tensor, mask=None, ctx=None) -> torch.Tensor:

@@ -15,8 +15,7 @@ from ppl_fewshot.diagnostics import exchangeability_spread
 from ppl_fewshot.models import build, default_config
 from ppl_fewshot.models.gmn import GenerativeMatchingNetwork
 from ppl_fewshot.nn.attention import causal_allowed, full_allowed
-
-TINY = {"z_dim": 4, "state_dim": 16, "channels": 4, "hidden": 32, "attention_steps": 2}
+from tests.conftest import TINY_GMN as TINY
 
 
 def tiny(**kw) -> GenerativeMatchingNetwork:

@@ -14,8 +14,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ppl_fewshot.models import build, default_config
 from ppl_fewshot.models.neural_statistician import NeuralStatistician
-
-TINY = {"c_dim": 3, "z_dim": 2, "hidden": 16, "channels": 2}
+from tests.conftest import TINY_NS as TINY
 
 
 def binary(*shape: int, seed: int = 0) -> torch.Tensor:
