@@ -73,12 +73,13 @@ def gmn_loss(model: FewShotModel, x: Tensor, mask: Tensor | None = None) -> Tens
 
 def ns_loss(model: FewShotModel, x: Tensor, mask: Tensor | None = None) -> Tensor:
     """Negative ELBO per item of a Neural Statistician from its networks (``encoder``,
-    ``statistic``, ``posterior_nets``, ``prior_nets``, ``decoder``); no sample dropout."""
+    ``posterior_c``, ``posterior_nets``, ``prior_nets``, ``decoder``); no sample dropout."""
     from ppl_fewshot.models.neural_statistician import _cat
 
     mask = as_mask(x, mask)
     h = model.encoder(x)
-    cq_loc, cq_scale = _loc_scale(model.statistic(h, mask).unsqueeze(-2))  # [B, 1, C]
+    q_c = model.posterior_c(h, mask).base_dist  # any pooling; [B, 1, C]
+    cq_loc, cq_scale = q_c.loc, q_c.scale
     c = rsample_normal(cq_loc, cq_scale)
     per_set = normal_log_prob(c, torch.zeros_like(c), torch.ones_like(c)) - normal_log_prob(
         c, cq_loc, cq_scale

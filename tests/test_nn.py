@@ -1,4 +1,5 @@
-"""The image networks of ``ppl_fewshot.nn``: shapes, broadcasting, the architecture switch."""
+"""``ppl_fewshot.nn``: image networks (shapes, broadcasting, the architecture switch) and the
+Gaussian product pooling (against sequential conjugate updates)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import torch
 from ppl_fewshot.nn import (
     ConvDecoder,
     ConvEncoder,
+    GaussianProductEncoder,
     ResDecoder,
     ResEncoder,
+    gaussian_product,
     image_decoder,
     image_encoder,
 )
@@ -64,3 +67,49 @@ def test_resnet_decoder_learns_a_fixed_image() -> None:
         opt.step()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
     assert loss.item() < 0.5 * first
+
+
+def test_gaussian_product_is_the_conjugate_posterior() -> None:
+    """c ~ N(0, 1), y_t ~ N(c, 1 / p_t): the product equals Bayes' rule applied one item at a
+    time (a Kalman update per present item); padded items, whatever they hold, count nothing."""
+    g = torch.Generator().manual_seed(0)
+    B, T, D = 3, 6, 4
+    y = 3 * torch.randn(B, T, D, generator=g)
+    p = torch.rand(B, T, D, generator=g) * 5 + 0.1
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[2] = False  # the empty set
+    loc, scale = gaussian_product(y, p, mask)
+    for b in range(B):
+        m, v = torch.zeros(D, dtype=torch.float64), torch.ones(D, dtype=torch.float64)
+        for t in range(T):
+            if mask[b, t]:
+                pt, yt = p[b, t].double(), y[b, t].double()
+                v_new = 1 / (1 / v + pt)
+                m, v = v_new * (m / v + pt * yt), v_new
+        assert torch.allclose(loc[b].double(), m, atol=1e-5)
+        assert torch.allclose(scale[b].double(), v.sqrt(), atol=1e-6)
+    assert torch.equal(loc[2], torch.zeros(D)) and torch.equal(scale[2], torch.ones(D))
+    perm = torch.tensor([5, 2, 0, 4, 1, 3])
+    loc_p, scale_p = gaussian_product(y[:, perm], p[:, perm], mask[:, perm])
+    assert torch.equal(loc, loc_p) and torch.equal(scale, scale_p)
+    # particles in front broadcast against the [B, T] mask
+    loc_k, _ = gaussian_product(y.expand(2, B, T, D), p.expand(2, B, T, D), mask)
+    assert torch.equal(loc_k[1], loc)
+
+
+def test_gaussian_product_encoder_sharpens_with_the_count() -> None:
+    """The same drawing n times: the posterior scale falls in every unit as n grows, and
+    KL(q || N(0, I)) rises; an empty set gives the prior."""
+    torch.manual_seed(0)
+    enc = GaussianProductEncoder(5, 3, hidden=8)
+    h = torch.randn(1, 1, 5).expand(1, 20, 5)
+    mask = torch.zeros(4, 20, dtype=torch.bool)
+    for i, n in enumerate((1, 2, 5, 20)):
+        mask[i, :n] = True
+    loc, scale = enc(h.expand(4, 20, 5), mask)
+    assert (scale[1:] < scale[:-1]).all()
+    kl = (0.5 * (scale**2 + loc**2 - 1) - scale.log()).sum(-1)
+    assert (kl[1:] > kl[:-1]).all()
+    loc0, scale0 = enc(h[:, :0], torch.zeros(1, 0, dtype=torch.bool))
+    assert torch.equal(loc0, torch.zeros(1, 3)) and torch.equal(scale0, torch.ones(1, 3))

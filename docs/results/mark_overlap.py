@@ -36,7 +36,8 @@ def main(paths: list[str]) -> int:
             continue
         r["training_class_overlap"] = {k: v for k, v in o.items() if k != "names"}
         atomic_write_text(path, json.dumps(r, indent=2))
-        print(f"{path}: {o['classes']} of {o['of']} test classes trained on ({o['train_protocol']})")
+        print(f"{path}: {o['classes']} of {o['of']} test classes trained on "
+              f"({o['train_protocol']})")
     return 0
 
 

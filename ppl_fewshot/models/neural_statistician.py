@@ -17,7 +17,10 @@ Guide (amortized, shared conv features ``h(x)``)::
 
 The statistic network is an item encoder, a masked pooling (the sample mean, as in
 [1], or attention pooling [3]) and a post-pooling network; the empty set gives a
-learned constant, so ``q(c | {})`` is a prior-like answer. "Sample dropout" removes
+learned constant, so ``q(c | {})`` is a prior-like answer. With ``pooling="product"``
+it is instead a product of per-item Gaussian factors with the prior ([4]),
+``q(c | X) = N(0, I) prod_t N(c; r(x_t), 1 / lambda(x_t))`` normalized, whose precision
+adds up with the set's size (and ``q(c | {}) = p(c)``). "Sample dropout" removes
 random items from the pooling during training (never emptying a set).
 
 ELBO per set (the objective of [1], eq. 3)::
@@ -37,6 +40,7 @@ References:
     [2] Bartunov & Vetrov, "Few-shot generative modelling with generative matching
         networks", AISTATS 2018 (the Neural Statistician rows of table 1).
     [3] Lee et al., "Set Transformer", ICML 2019 (attention pooling).
+    [4] Volpp et al., "Bayesian Context Aggregation for Neural Processes", ICLR 2021.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale
-from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, SetEncoder
+from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, GaussianProductEncoder, SetEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,8 @@ class NeuralStatistician(FewShotModel):
         hidden: width of the conv feature vector and of every fully connected layer.
         channels: channels of the first convolution (doubled at each stride).
         num_z_layers: ``L``, the depth of the per-item latent hierarchy.
-        pooling: ``"mean"`` (the paper) or ``"attention"``.
+        pooling: ``"mean"`` (the paper), ``"attention"``, or ``"product"`` (Gaussian
+            factors multiplied with the prior, :class:`~ppl_fewshot.nn.GaussianProductEncoder`).
         sample_dropout: probability of removing an item from the statistic network's
             pooling during training (guide only; a set never becomes empty).
         num_heads: heads of attention pooling.
@@ -141,7 +146,13 @@ class NeuralStatistician(FewShotModel):
         self.encoder = ConvEncoder(
             hidden, channels, in_channels=self.event_shape[0], depth=encoder_depth, norm=norm
         )
-        self.statistic = SetEncoder(hidden, 2 * c_dim, hidden, pooling, num_heads, norm)
+        if pooling not in ("mean", "attention", "product"):
+            raise ValueError(f"unknown pooling {pooling!r}; use 'mean', 'attention' or 'product'")
+        self.pooling = pooling
+        if pooling == "product":
+            self.statistic: nn.Module = GaussianProductEncoder(hidden, c_dim, hidden, norm)
+        else:
+            self.statistic = SetEncoder(hidden, 2 * c_dim, hidden, pooling, num_heads, norm)
         # index l-1 holds the networks of layer z_l; the top layer has no z above it
         self.prior_nets = nn.ModuleList(
             MLP(c_dim + (z_dim if l < L else 0), [hidden, hidden], 2 * z_dim, norm)
@@ -172,6 +183,9 @@ class NeuralStatistician(FewShotModel):
 
     def posterior_c(self, h: Tensor, mask: Tensor) -> dist.Independent:
         """``q(c | X)`` from item features ``h[B, T, hidden]``; batch shape ``[B, 1]``."""
+        if self.pooling == "product":
+            loc, scale = self.statistic(h, mask)
+            return dist.Normal(loc.unsqueeze(-2), scale.unsqueeze(-2) + self.min_scale).to_event(1)
         return _normal(self.statistic(h, mask).unsqueeze(-2), self.min_scale)
 
     def prior_z(self, layer: int, c: Tensor, z_above: Tensor | None) -> dist.Independent:

@@ -13,8 +13,14 @@ from ppl_fewshot.nn.conv import (
     batch_statistics,
 )
 from ppl_fewshot.nn.resnet import ResDecoder, ResEncoder, image_decoder, image_encoder
-from ppl_fewshot.nn.sets import SetEncoder, masked_mean, sorted_sum
+from ppl_fewshot.nn.sets import (
+    GaussianProductEncoder,
+    SetEncoder,
+    gaussian_product,
+    masked_mean,
+    sorted_sum,
+)
 
-__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "ResDecoder", "ResEncoder", "SetEncoder",
-           "batch_norm_layers", "batch_statistics", "image_decoder", "image_encoder", "masked_mean",
-           "sorted_sum"]
+__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "GaussianProductEncoder", "ResDecoder",
+           "ResEncoder", "SetEncoder", "batch_norm_layers", "batch_statistics",
+           "gaussian_product", "image_decoder", "image_encoder", "masked_mean", "sorted_sum"]

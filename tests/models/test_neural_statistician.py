@@ -74,7 +74,7 @@ def test_sites_shapes_and_masks(T: int, layers: int) -> None:
     assert torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attention"])
+@pytest.mark.parametrize("pooling", ["mean", "attention", "product"])
 def test_context_posterior_permutation_invariant(pooling: str) -> None:
     m = tiny(pooling=pooling).eval()
     x = binary(2, 7, 1, 28, 28, seed=1)
@@ -83,12 +83,45 @@ def test_context_posterior_permutation_invariant(pooling: str) -> None:
     q = m.context_posterior(x, mask)
     assert q.batch_shape == (2,) and q.event_shape == (TINY["c_dim"],)
     perm = torch.tensor([3, 6, 0, 2, 5, 1, 4])
+    # the statistic network is exactly invariant: the same item features in another order
+    h = m.encoder(x)
+    a, b = m.posterior_c(h, mask).base_dist, m.posterior_c(h[:, perm], mask[:, perm]).base_dist
+    assert torch.equal(a.loc, b.loc) and torch.equal(a.scale, b.scale)
+    # through the conv encoder, whose batched float arithmetic may differ in the last bits
+    # with an item's position in the batch
     qp = m.context_posterior(x[:, perm], mask[:, perm])
-    assert torch.equal(q.base_dist.loc, qp.base_dist.loc)
-    assert torch.equal(q.base_dist.scale, qp.base_dist.scale)
+    assert torch.allclose(q.base_dist.loc, qp.base_dist.loc, rtol=0, atol=1e-6)
+    assert torch.allclose(q.base_dist.scale, qp.base_dist.scale, rtol=0, atol=1e-6)
     # a different set gives a different posterior (the check above could fail)
     q2 = m.context_posterior(x, torch.ones(2, 7, dtype=torch.bool))
     assert not torch.allclose(q.base_dist.loc[1], q2.base_dist.loc[1])
+
+
+def test_product_pooling_sharpens_with_the_set_and_rebuilds(tmp_path) -> None:
+    """pooling="product": q(c | {}) is the prior, the same drawing repeated n times gives a
+    narrower q(c | X) with a larger KL as n grows, the ELBO runs for set sizes 0-20, and the
+    model rebuilds from its config and state dict."""
+    m = tiny(pooling="product").eval()
+    x = binary(1, 1, 1, 28, 28, seed=6).expand(4, 20, 1, 28, 28)
+    mask = torch.zeros(4, 20, dtype=torch.bool)
+    for i, n in enumerate((1, 2, 5, 20)):
+        mask[i, :n] = True
+    q = m.context_posterior(x, mask)
+    prior = dist.Normal(torch.zeros(TINY["c_dim"]), 1.0).to_event(1)
+    kl = torch.distributions.kl_divergence(q, prior)
+    assert (q.base_dist.scale[1:] < q.base_dist.scale[:-1]).all() and (kl[1:] > kl[:-1]).all()
+    q0 = m.context_posterior(x[:, :0])
+    assert torch.equal(q0.base_dist.loc, torch.zeros(4, TINY["c_dim"]))
+    assert torch.allclose(q0.base_dist.scale, torch.ones(4, TINY["c_dim"]), atol=1e-3)
+    for T in (0, 1, 5, 20):
+        loss = Trace_ELBO().differentiable_loss(m.model, m.guide, x[:, :T].contiguous())
+        assert torch.isfinite(loss)
+    torch.save(m.state_dict(), tmp_path / "ns.pt")
+    m2 = build("ns", **m.config()).eval()
+    m2.load_state_dict(torch.load(tmp_path / "ns.pt", weights_only=True))
+    assert torch.equal(m2.context_posterior(x, mask).base_dist.loc, q.base_dist.loc)
+    with pytest.raises(ValueError, match="'mean', 'attention' or 'product'"):
+        tiny(pooling="max")
 
 
 def test_padding_changes_nothing() -> None:
