@@ -5,7 +5,10 @@ vector per set ``[..., B, out_dim]``. Padded items never influence the result, t
 order of items never matters (exactly: pooling is a masked sum), and the set size
 enters as a feature ``log(1 + n)`` so that an encoder can tell one item from twenty.
 The empty set (``n = 0``) is legal and gives a learned constant, so a guide built on
-it returns a prior-like answer.
+it returns a prior-like answer (:class:`SetEncoder`). :class:`GaussianProductEncoder` instead
+returns a Gaussian's ``(loc, scale)``: the prior ``N(0, I)`` times one Gaussian factor per
+item, so the set size enters through precisions that add up, and the empty set gives the
+prior exactly.
 
 References:
     [1] Zaheer et al., "Deep Sets", NeurIPS 2017.
