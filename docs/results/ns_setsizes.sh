@@ -16,7 +16,8 @@
 # `nll`: the NLL tables on the shared 100-episode bank at K 100 (C_test 1; ~13 min each),
 #   paired per episode with the exported model's (docs/results/paired_nll.py).
 # `distinct`: the tables on the distinct bank (no drawing repeated in an episode; 100 episodes,
-#   K 200, ~25 min each), paired with the exported model's (ns_context.sh `distinct`).
+#   K 200, ~21 min each), paired with the exported model's (ns_context.sh `distinct`); section
+#   33 ran it for the mean-pooled model only.
 # `classify`: gmn28 few-shot classification by min-KL both ways and cosine (1000 tasks).
 # Each evaluation takes the model as a second argument: mean, product or both (the default).
 # The context's information by set size: `python docs/results/ns_information.py
