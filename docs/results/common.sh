@@ -8,10 +8,16 @@
 # train_run ARGS... --out RUN: `ppl-fewshot --threads 1 train ARGS...` (standard input
 #   /dev/null), with --resume appended when RUN has a checkpoint.pt; skipped (printing
 #   "kept RUN") when RUN/summary.json exists, i.e. the training has finished.
+# bank_nll CHECKPOINT K LABEL OUT [ARGS...]: `ev` of the NLL table on the shared 100-episode
+#   bank (C_test 1, K importance samples, no k-hat), ARGS (e.g. --sampler distinct) added.
 have_result() { compgen -G "$1/*.json" > /dev/null; }
 ev() {
   local out="${*: -1}"
   if have_result "$out"; then echo "kept $out"; else ppl-fewshot --threads 1 evaluate "$@"; fi
+}
+bank_nll() {
+  ev --checkpoint "$1" --task nll --classes 1 --episodes 100 --samples "$2" --khat-episodes 0 \
+    --label "$3" "${@:5}" --out "$4"
 }
 train_run() {
   local run="${*: -1}"

@@ -22,17 +22,14 @@ R=docs/results run=runs/ns-medium-gmn28-z4
 . docs/results/common.sh
 L="ns-medium, z of 4, trained on gmn28 sets of 5"
 distinct() {
-  ev --checkpoint models/ns-medium-gmn28-omniglot.pt --task nll --classes 1 --episodes 100 \
-    --sampler distinct --samples 200 --khat-episodes 0 \
-    --label "ns-medium trained on gmn28 sets of 5" \
-    --out $R/ns-medium-gmn28trained-sets5-distinct-K200-100ep; }
+  bank_nll models/ns-medium-gmn28-omniglot.pt 200 "ns-medium trained on gmn28 sets of 5" \
+    $R/ns-medium-gmn28trained-sets5-distinct-K200-100ep --sampler distinct; }
 train() {
   train_run ns-small --protocol gmn28 --steps 20000 --batch-size 16 --set-size 5 \
     --classes 1 --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
     --set z_dim=4 --augmentation rot90,flip --lr 1e-3,3e-4,1e-4 --val-every 2000 \
     --checkpoint-every 500 --seed 0 --quiet --out $run; }
-nll() { ev --checkpoint $run/checkpoint.pt --task nll --classes 1 --episodes 100 --samples 100 \
-  --khat-episodes 0 --label "$L" --out $R/ns-medium-gmn28trained-z4-C1-K100-100ep; }
+nll() { bank_nll $run/checkpoint.pt 100 "$L" $R/ns-medium-gmn28trained-z4-C1-K100-100ep; }
 classify() {
   ev --checkpoint $run/checkpoint.pt --task classify --protocol gmn28 --ways 5,20 \
     --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine --label "$L" \

@@ -34,14 +34,12 @@ train_ns() {
     --seed 0 --quiet --out "$3"; }
 train() { train_ns 20 4 $run; }
 sets5() { train_ns 5 16 $run-sets5; }
-# table CHECKPOINT K LABEL OUT: the NLL table on the shared 100-episode bank (C_test 1)
-table() { ev --checkpoint "$1" --task nll --classes 1 --episodes 100 --samples "$2" \
-  --khat-episodes 0 --label "$3" --out "$4"; }
 nll() {
-  table $run-sets5/checkpoint.pt 100 "$L5" $R/ns-medium-gmn28trained-sets5-C1-K100-100ep
-  table $run/checkpoint.pt 100 "$L" $R/ns-medium-gmn28trained-C1-K100-100ep
-  table models/ns-medium-omniglot.pt 100 "ns-small[c_dim=128,channels=32,hidden=256,sample_dropout=0.1]" \
-    $R/ns-medium-gmn28-C1-K100-100ep; }
+  bank_nll $run-sets5/checkpoint.pt 100 "$L5" $R/ns-medium-gmn28trained-sets5-C1-K100-100ep
+  bank_nll $run/checkpoint.pt 100 "$L" $R/ns-medium-gmn28trained-C1-K100-100ep
+  bank_nll models/ns-medium-omniglot.pt 100 \
+    "ns-small[c_dim=128,channels=32,hidden=256,sample_dropout=0.1]" $R/ns-medium-gmn28-C1-K100-100ep
+}
 classify() {
   for r in "$run:$L:ns-medium-gmn28trained" "$run-sets5:$L5:ns-medium-gmn28trained-sets5"; do
     IFS=: read -r ck lab name <<< "$r"
@@ -52,7 +50,7 @@ classify() {
       --tasks 200 --methods likelihood --classify-samples 5 --label "$lab, K 5" \
       --out "$R/$name-gmn28-classify-likelihood"
   done; }
-k1000() { table models/ns-medium-gmn28-omniglot.pt 1000 "$L5" \
+k1000() { bank_nll models/ns-medium-gmn28-omniglot.pt 1000 "$L5" \
   $R/ns-medium-gmn28trained-sets5-C1-K1000-100ep; }
 case "${1:-all}" in
   train) train ;;

@@ -45,35 +45,24 @@ pick() {
     mean) echo 0 ;; product) echo 1 ;; both) echo 0 1 ;;
     *) echo "unknown model $1 (mean, product or both)" >&2; return 2 ;;
   esac; }
-# nll MODEL / distinct MODEL / classify MODEL
-nll() {
+# each MODEL FN: FN CHECKPOINT LABEL NAME for each run that MODEL names
+each() {
   for i in $(pick "$1"); do
     IFS=: read -r ck lab name <<< "${RUNS[$i]}"
-    ev --checkpoint "$ck/checkpoint.pt" --task nll --classes 1 --episodes 100 --samples 100 \
-      --khat-episodes 0 --label "$lab" --out "$R/$name-C1-K100-100ep"
+    "$2" "$ck/checkpoint.pt" "$lab" "$name"
   done; }
-distinct() {
-  for i in $(pick "$1"); do
-    IFS=: read -r ck lab name <<< "${RUNS[$i]}"
-    ev --checkpoint "$ck/checkpoint.pt" --task nll --classes 1 --episodes 100 \
-      --sampler distinct --samples 200 --khat-episodes 0 --label "$lab" \
-      --out "$R/$name-distinct-K200-100ep"
-  done; }
-classify() {
-  for i in $(pick "$1"); do
-    IFS=: read -r ck lab name <<< "${RUNS[$i]}"
-    ev --checkpoint "$ck/checkpoint.pt" --task classify --protocol gmn28 --ways 5,20 \
-      --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine --label "$lab" \
-      --out "$R/$name-gmn28-classify"
-  done; }
+nll_one() { bank_nll "$1" 100 "$2" "$R/$3-C1-K100-100ep"; }
+distinct_one() { bank_nll "$1" 200 "$2" "$R/$3-distinct-K200-100ep" --sampler distinct; }
+classify_one() {
+  ev --checkpoint "$1" --task classify --protocol gmn28 --ways 5,20 --k-shots 1,5 --tasks 1000 \
+    --methods min-kl,min-kl-reverse,cosine --label "$2" --out "$R/$3-gmn28-classify"; }
 M=${2:-both}
 pick "$M" > /dev/null
 case "${1:-all}" in
   train) train_ns $run ;;
   product) train_ns $run-product --set pooling=product ;;
-  nll) nll "$M" ;;
-  distinct) distinct "$M" ;;
-  classify) classify "$M" ;;
-  all) train_ns $run; train_ns $run-product --set pooling=product; nll both; classify both ;;
+  nll|distinct|classify) each "$M" "$1_one" ;;
+  all) train_ns $run; train_ns $run-product --set pooling=product; each both nll_one
+    each both classify_one ;;
   *) echo "usage: $0 [train|product|nll|distinct|classify|all] [mean|product|both]" >&2; exit 2 ;;
 esac
