@@ -243,7 +243,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ppl_fewshot.inference.report import budget_text
 
     dtype = {"float32": None, "float16": torch.float16}[args.dtype]
-    state = export_checkpoint(args.checkpoint, args.out, dtype=dtype)
+    state = export_checkpoint(args.checkpoint, args.out, dtype=dtype,
+                              settings=dict(args.set or []))
     digest = sha256_file(args.out)
     print(f"{args.out}: {state['model_name']}, {budget_text(training_budget(state))}, "
           f"sha256 {digest}")
@@ -360,6 +361,9 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="precision of the stored weights (float16: half the file)")
+    p.add_argument("--set", type=key_value, action="append", metavar="KEY=VALUE",
+                   help="model setting that keeps the weights, repeatable (e.g. "
+                        "--set urn_concentration=12.5 for a Neural Statistician)")
     p.set_defaults(func=cmd_export)
 
     add_quickstart(sub)

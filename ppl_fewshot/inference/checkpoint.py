@@ -76,7 +76,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def export_checkpoint(
-    src: str | Path, dst: str | Path, dtype: torch.dtype | None = None
+    src: str | Path, dst: str | Path, dtype: torch.dtype | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Copy a checkpoint without its optimizer state (a small file for the model zoo).
 
@@ -85,6 +86,9 @@ def export_checkpoint(
     parameters, so only the rounding of the weights differs (the export records it in
     ``extra["export_dtype"]``). The budget of the runs a continued run started from
     (:func:`earlier_runs`) is written into the copy, so it survives without their files.
+    ``settings`` overrides model settings that leave the weights as they are (e.g. a Neural
+    Statistician's ``urn_concentration``; recorded in ``extra["export_settings"]``); the copy
+    is removed and :class:`CheckpointError` raised when the weights no longer fit.
     """
     state = load_checkpoint(src)
     runs = earlier_runs(state)  # the zoo file travels without the runs it continued
@@ -94,10 +98,19 @@ def export_checkpoint(
         state["state_dict"] = {k: v.to(dtype) if v.is_floating_point() else v
                                for k, v in state["state_dict"].items()}
         state["extra"] = {**state["extra"], "export_dtype": str(dtype).replace("torch.", "")}
+    if settings:
+        state["model_config"] = {**state["model_config"], **settings}
+        state["extra"] = {**state["extra"], "export_settings": dict(settings)}
     for key in ("model_config", "train_config", "versions", "extra"):
         state[key] = json.dumps(state[key], sort_keys=True)
     state["optimizer"] = None
     atomic_write_bytes(dst, lambda fh: torch.save(state, fh))
+    if settings:
+        try:
+            model_from_checkpoint(dst)
+        except (CheckpointError, ValueError) as err:
+            Path(dst).unlink()
+            raise CheckpointError(f"settings {settings} do not fit {src}: {err}") from err
     return load_checkpoint(dst)
 
 

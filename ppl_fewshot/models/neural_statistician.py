@@ -23,6 +23,13 @@ it is instead a product of per-item Gaussian factors with the prior ([4]),
 adds up with the set's size (and ``q(c | {}) = p(c)``). "Sample dropout" removes
 random items from the pooling during training (never emptying a set).
 
+With ``urn_concentration`` the items of a set are a draw from a random discrete measure
+with atoms from ``p(x | c)`` (:mod:`ppl_fewshot.models.urn`: a Dirichlet process, or N atoms
+with ``urn_atoms``), so an exact repeat of an earlier item costs ``-log w_copy`` nats instead
+of a new drawing's: ``p(x_t | x_<t, z_t, c) = w_new p(x_t | z_t, c) + w_copy``. The guide
+pools only the distinct items into ``q(c | X)`` and draws a repeat's ``z`` from ``p(z | c)``
+(it does not shape the repeat). ``sample`` draws new atoms.
+
 ELBO per set (the objective of [1], eq. 3)::
 
     L(X) = sum_t E_q[log p(x_t | z_t, c)]
@@ -51,11 +58,12 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ppl_fewshot.models import urn
 from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, GaussianProductEncoder, SetEncoder
+from ppl_fewshot.nn.sets import sample_dropout
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +85,7 @@ def _normal(params: Tensor, min_scale: float) -> dist.Independent:
     return dist.Normal(*loc_scale(params, min_scale)).to_event(1)
 
 
-class NeuralStatistician(FewShotModel):
+class NeuralStatistician(urn.UrnConditionals, FewShotModel):
     """Neural Statistician [1] with a Bernoulli conv decoder and ``L`` layers of ``z``.
 
     Defaults follow the paper's Omniglot model: ``c`` of 512 units, one ``z`` layer
@@ -106,6 +114,10 @@ class NeuralStatistician(FewShotModel):
             3e-4; with ``"layer"`` at 1e-3 it does not diverge but leaves ``c`` unused;
             with ``"batch"`` it trains at 1e-3 without spikes, but min-KL classification
             is worse than without (docs/findings.md sections 15 and 17).
+        urn_concentration: ``None`` (no urn) or the urn's ``theta`` (> 0, ``inf`` allowed;
+            a setting, not trained: fit it with :func:`~ppl_fewshot.models.urn.
+            fit_concentration` on the partitions of training sets).
+        urn_atoms: 0 (a Dirichlet process) or the urn's number of atoms N.
         layer_norm: ``True`` is ``norm="layer"`` (the setting's name before ``norm``; kept
             so that older checkpoints and commands rebuild).
         event_shape: shape of one item.
@@ -127,6 +139,8 @@ class NeuralStatistician(FewShotModel):
         min_scale: float = 1e-4,
         norm: str = "none",
         layer_norm: bool = False,
+        urn_concentration: float | None = None,
+        urn_atoms: int = 0,
         event_shape: tuple[int, ...] = (1, 28, 28),
     ) -> None:
         super().__init__(tuple(event_shape))
@@ -138,6 +152,9 @@ class NeuralStatistician(FewShotModel):
             raise ValueError(f"sample_dropout must be in [0, 1), got {sample_dropout}")
         self.c_dim, self.z_dim, self.num_z_layers = c_dim, z_dim, num_z_layers
         self.sample_dropout, self.min_scale = float(sample_dropout), float(min_scale)
+        if urn_concentration is not None:
+            urn.check_urn(float(urn_concentration), urn_atoms)
+        self.urn_concentration, self.urn_atoms = urn_concentration, int(urn_atoms)
         L = num_z_layers
         if layer_norm:
             if norm not in ("none", "layer"):
@@ -200,6 +217,12 @@ class NeuralStatistician(FewShotModel):
         inp = _cat(h, c) if z_above is None else _cat(h, c, z_above)
         return _normal(self.posterior_nets[layer - 1](inp), self.min_scale)
 
+    def repeats(self, x: Tensor, mask: Tensor) -> Tensor | None:
+        """``[B, T]``: items equal to an earlier present item of their set (``None``: no urn)."""
+        if self.urn_concentration is None or x.shape[1] == 0:
+            return None
+        return mask & (urn.repeat_counts(x, mask)[2] > 0)
+
     def likelihood(self, zs: list[Tensor], c: Tensor) -> dist.Independent:
         """``p(x | z_1..z_L, c)``: Bernoulli pixels, ``zs`` ordered bottom to top."""
         logits = self.decoder(_cat(*zs, c))
@@ -225,15 +248,20 @@ class NeuralStatistician(FewShotModel):
                         self.z_names[layer - 1], self.prior_z(layer, c, z_above).mask(mask)
                     )
                     zs.insert(0, z_above)
-                pyro.sample("x", self.likelihood(zs, c).mask(mask), obs=x)
+                px = self.likelihood(zs, c)
+                if self.urn_concentration is not None:
+                    w = urn.urn_log_weights(x, mask, self.urn_concentration, self.urn_atoms)
+                    px = urn.UrnMixture(px, w[0], w[1])
+                pyro.sample("x", px.mask(mask), obs=x)
 
     def guide(self, x: Tensor, mask: Tensor | None = None, ctx: dict | None = None) -> None:
         mask = as_mask(x, mask)
         B, T = x.shape[:2]
         h = ctx["h"] if ctx is not None else self.encoder(x)
-        pool_mask = mask
+        repeat = self.repeats(x, mask)
+        pool_mask = mask if repeat is None else mask & ~repeat  # distinct items only
         if self.training and self.sample_dropout > 0 and T > 0:
-            pool_mask = self.dropout_mask(mask)
+            pool_mask = self.dropout_mask(pool_mask)
         with pyro.plate("sets", B, dim=-2):
             c = pyro.sample("c", self.posterior_c(h, pool_mask))
             if T == 0:
@@ -241,25 +269,24 @@ class NeuralStatistician(FewShotModel):
             with pyro.plate("items", T, dim=-1):
                 z_above = None
                 for layer in range(self.num_z_layers, 0, -1):
-                    z_above = pyro.sample(
-                        self.z_names[layer - 1],
-                        self.posterior_z(layer, h, c, z_above).mask(mask),
-                    )
+                    q = self.posterior_z(layer, h, c, z_above)
+                    if repeat is not None:  # a repeat's z does not shape it: p(z | c)
+                        p = self.prior_z(layer, c, z_above).base_dist
+                        r = repeat.unsqueeze(-1)
+                        q = dist.Normal(torch.where(r, p.loc, q.base_dist.loc),
+                                        torch.where(r, p.scale, q.base_dist.scale)).to_event(1)
+                    z_above = pyro.sample(self.z_names[layer - 1], q.mask(mask))
 
     def dropout_mask(self, mask: Tensor) -> Tensor:
         """Sample dropout: drop each present item with prob. ``sample_dropout``, keep >= 1."""
-        keep = mask & (torch.rand(mask.shape, device=mask.device) >= self.sample_dropout)
-        lost = mask.any(-1) & ~keep.any(-1)  # sets that dropout would empty
-        if lost.any():
-            score = torch.rand(mask.shape, device=mask.device).masked_fill(~mask, -1.0)
-            one = F.one_hot(score.argmax(-1), mask.shape[-1]).bool()
-            keep = keep | (one & lost.unsqueeze(-1))
-        return keep
+        return sample_dropout(mask, self.sample_dropout)
 
     # ----------------------------------------------------------- user facing
     def context_posterior(self, context: Tensor, mask: Tensor | None = None) -> dist.Independent:
         """``q(c | context)``: ``Independent(Normal)``, batch ``[B]``, event ``[c_dim]``."""
-        q = self.posterior_c(self.encoder(context), as_mask(context, mask))
+        mask = as_mask(context, mask)
+        repeat = self.repeats(context, mask)
+        q = self.posterior_c(self.encoder(context), mask if repeat is None else mask & ~repeat)
         return dist.Normal(q.base_dist.loc[..., 0, :], q.base_dist.scale[..., 0, :]).to_event(1)
 
     def sample(
@@ -323,7 +350,8 @@ class NeuralStatistician(FewShotModel):
         Pairs ``(c_k, z_k)`` with ``c_k ~ q(c | X)`` and ``z_k ~ q(z | x, c_k)`` give
         ``log (1/K) sum_k p(x, z_k | c_k) / q(z_k | x, c_k)``. This treats ``q(c | X)``
         as the posterior, so it is *not* the importance-sampled ``log p(x | X)`` of
-        :meth:`log_predictive`; report it under its own name.
+        :meth:`log_predictive`; report it under its own name. With an urn it is
+        ``log(w_new E_q[p(x | c)] + w_copy)``, the query taken as the context's next item.
         """
         with torch.no_grad():
             qc = self.context_posterior(context, context_mask)
@@ -334,8 +362,12 @@ class NeuralStatistician(FewShotModel):
                 c = qc.sample(torch.Size([k])).unsqueeze(-2)  # [k, B, 1, C]
                 chunks.append(self.item_log_weights(query, h, c))
                 done += k
-            lw = torch.cat(chunks, 0)
-            return torch.logsumexp(lw, 0) - math.log(num_particles)
+            out = torch.logsumexp(torch.cat(chunks, 0), 0) - math.log(num_particles)
+            if self.urn_concentration is None:
+                return out
+            cmask = as_mask(context, context_mask)
+            return urn.urn_log_prob(out, *urn.query_urn_weights(query, context, cmask,
+                                                        self.urn_concentration, self.urn_atoms))
 
     def features(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Mean of ``q(c | {x})`` for each item: ``[..., *event] -> [..., c_dim]``.

@@ -18,9 +18,11 @@ from ppl_fewshot.nn.sets import (
     SetEncoder,
     gaussian_product,
     masked_mean,
+    sample_dropout,
     sorted_sum,
 )
 
 __all__ = ["MLP", "ConvDecoder", "ConvEncoder", "GaussianProductEncoder", "ResDecoder",
            "ResEncoder", "SetEncoder", "batch_norm_layers", "batch_statistics",
-           "gaussian_product", "image_decoder", "image_encoder", "masked_mean", "sorted_sum"]
+           "gaussian_product", "image_decoder", "image_encoder", "masked_mean", "sample_dropout",
+           "sorted_sum"]

@@ -154,3 +154,15 @@ class GaussianProductEncoder(nn.Module):
         """``h[..., B, T, in_dim]``, ``mask[B, T]`` -> ``(loc, scale) [..., B, out_dim]``."""
         r, raw = self.factor(h).chunk(2, -1)
         return gaussian_product(r, F.softplus(raw), mask.bool())
+
+
+def sample_dropout(mask: Tensor, p: float) -> Tensor:
+    """"Sample dropout" ([3]): drop each present item of ``mask[..., T]`` with probability
+    ``p``, keeping at least one item of every non-empty set."""
+    keep = mask & (torch.rand(mask.shape, device=mask.device) >= p)
+    lost = mask.any(-1) & ~keep.any(-1)  # sets that dropout would empty
+    if lost.any():
+        score = torch.rand(mask.shape, device=mask.device).masked_fill(~mask, -1.0)
+        one = F.one_hot(score.argmax(-1), mask.shape[-1]).bool()
+        keep = keep | (one & lost.unsqueeze(-1))
+    return keep
