@@ -295,17 +295,20 @@ class FewShotModel(PyroModule):
         """
         B, Q = query.shape[:2]
         Tc = context.shape[1]
-        cmask = as_mask(context, context_mask)
-        xs = torch.cat(
-            [context.unsqueeze(1).expand(B, Q, *context.shape[1:]), query.unsqueeze(2)], 2
-        ).reshape(B * Q, Tc + 1, *self.event_shape)
-        ms = torch.cat([cmask.unsqueeze(1).expand(B, Q, Tc), cmask.new_ones(B, Q, 1)], 2).reshape(
-            B * Q, Tc + 1
-        )
+        xs, ms = query_sets(query, context, as_mask(context, context_mask))
         # the query is item Tc of its set: log p(x_q | context) = log p(x_Tc | x_<Tc)
         ll = self.conditional_log_likelihoods(xs, ms, num_particles, positions=[Tc], ais=ais,
                                               inner=inner)
         return ll.reshape(B, Q)
+
+
+def query_sets(query: Tensor, context: Tensor, context_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """One set per query, its context then the query: ``([B * Q, Tc + 1, *event], mask)``
+    from ``query[B, Q, *event]``, ``context[B, Tc, *event]`` and ``context_mask[B, Tc]``."""
+    B, Q, Tc = *query.shape[:2], context.shape[1]
+    xs = torch.cat([context.unsqueeze(1).expand(B, Q, *context.shape[1:]), query.unsqueeze(2)], 2)
+    ms = torch.cat([context_mask.unsqueeze(1).expand(B, Q, Tc), context_mask.new_ones(B, Q, 1)], 2)
+    return xs.flatten(0, 1), ms.flatten(0, 1)
 
 
 def loc_scale(params: Tensor, min_scale: float = 1e-4) -> tuple[Tensor, Tensor]:

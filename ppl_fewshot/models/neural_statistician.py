@@ -217,11 +217,12 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
         inp = _cat(h, c) if z_above is None else _cat(h, c, z_above)
         return _normal(self.posterior_nets[layer - 1](inp), self.min_scale)
 
-    def repeats(self, x: Tensor, mask: Tensor) -> Tensor | None:
-        """``[B, T]``: items equal to an earlier present item of their set (``None``: no urn)."""
+    def urn_weights(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The urn's ``(log w_new, log w_copy, repeat)`` of every item, ``[B, T]`` each
+        (:func:`~ppl_fewshot.models.urn.urn_log_weights`); ``None`` without an urn."""
         if self.urn_concentration is None or x.shape[1] == 0:
             return None
-        return mask & (urn.repeat_counts(x, mask)[2] > 0)
+        return urn.urn_log_weights(x, mask, self.urn_concentration, self.urn_atoms)
 
     def likelihood(self, zs: list[Tensor], c: Tensor) -> dist.Independent:
         """``p(x | z_1..z_L, c)``: Bernoulli pixels, ``zs`` ordered bottom to top."""
@@ -229,9 +230,10 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
         return dist.Bernoulli(logits=logits, validate_args=False).to_event(len(self.event_shape))
 
     # --------------------------------------------------------------- contract
-    def prepare(self, x: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-        """Conv features of every item, ``{"h": [B, T, hidden]}``, shared by both guide networks."""
-        return {"h": self.encoder(x)}
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> dict:
+        """Conv features of every item, ``{"h": [B, T, hidden]}``, shared by both guide networks,
+        and with an urn its weights, ``"urn"`` (:meth:`urn_weights`), shared by model and guide."""
+        return {"h": self.encoder(x), "urn": self.urn_weights(x, as_mask(x, mask))}
 
     def model(self, x: Tensor, mask: Tensor | None = None, ctx: dict | None = None) -> None:
         mask = as_mask(x, mask)
@@ -249,16 +251,17 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
                     )
                     zs.insert(0, z_above)
                 px = self.likelihood(zs, c)
-                if self.urn_concentration is not None:
-                    w = urn.urn_log_weights(x, mask, self.urn_concentration, self.urn_atoms)
+                w = ctx["urn"] if ctx is not None else self.urn_weights(x, mask)
+                if w is not None:
                     px = urn.UrnMixture(px, w[0], w[1])
                 pyro.sample("x", px.mask(mask), obs=x)
 
     def guide(self, x: Tensor, mask: Tensor | None = None, ctx: dict | None = None) -> None:
         mask = as_mask(x, mask)
         B, T = x.shape[:2]
-        h = ctx["h"] if ctx is not None else self.encoder(x)
-        repeat = self.repeats(x, mask)
+        ctx = ctx if ctx is not None else self.prepare(x, mask)
+        h, w = ctx["h"], ctx["urn"]
+        repeat = None if w is None else w[2]
         pool_mask = mask if repeat is None else mask & ~repeat  # distinct items only
         if self.training and self.sample_dropout > 0 and T > 0:
             pool_mask = self.dropout_mask(pool_mask)
@@ -285,8 +288,8 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
     def context_posterior(self, context: Tensor, mask: Tensor | None = None) -> dist.Independent:
         """``q(c | context)``: ``Independent(Normal)``, batch ``[B]``, event ``[c_dim]``."""
         mask = as_mask(context, mask)
-        repeat = self.repeats(context, mask)
-        q = self.posterior_c(self.encoder(context), mask if repeat is None else mask & ~repeat)
+        w = self.urn_weights(context, mask)
+        q = self.posterior_c(self.encoder(context), mask if w is None else mask & ~w[2])
         return dist.Normal(q.base_dist.loc[..., 0, :], q.base_dist.scale[..., 0, :]).to_event(1)
 
     def sample(

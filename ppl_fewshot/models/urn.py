@@ -51,7 +51,7 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch import Tensor
 
-from ppl_fewshot.models.base import as_mask
+from ppl_fewshot.models.base import as_mask, query_sets
 
 NEG = -1e30  # stands for log 0 where gradients pass (logaddexp of two -inf is NaN)
 
@@ -111,13 +111,9 @@ def query_urn_weights(query: Tensor, context: Tensor, context_mask: Tensor, conc
                       atoms: int = 0) -> tuple[Tensor, Tensor]:
     """``(log w_new, log w_copy)``, each ``[B, Q]``, of each query ``[B, Q, *event]`` taken
     as the next item after its set's ``context[B, Tc, *event]`` (mask ``[B, Tc]``)."""
-    B, Q, Tc = *query.shape[:2], context.shape[1]
-    xs = torch.cat([context.unsqueeze(1).expand(B, Q, *context.shape[1:]), query.unsqueeze(2)],
-                   2).flatten(0, 1)
-    ms = torch.cat([context_mask.unsqueeze(1).expand(B, Q, Tc),
-                    context_mask.new_ones(B, Q, 1)], 2).flatten(0, 1)
-    new, copy, _ = urn_log_weights(xs, ms, concentration, atoms)
-    return new[:, -1].reshape(B, Q), copy[:, -1].reshape(B, Q)
+    new, copy, _ = urn_log_weights(*query_sets(query, context, context_mask), concentration,
+                                   atoms)
+    return new[:, -1].reshape(query.shape[:2]), copy[:, -1].reshape(query.shape[:2])
 
 
 def urn_conditionals(base_conditionals: Callable[[Tensor, list[int]], Tensor], x: Tensor,
