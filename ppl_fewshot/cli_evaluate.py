@@ -115,7 +115,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="importance samples K of likelihood classification")
     p.add_argument("--fit-steps", type=positive_int, default=500,
                    help="empirical-Bayes steps of --model pixel-beta-bernoulli")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0,
+                   help="seeds the episodes, the tasks and the estimators' draws")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--data-dir", default=None)
@@ -314,6 +315,7 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
 
     from ppl_fewshot.data import get_protocol, load_split
     from ppl_fewshot.inference.eval_data import eval_split, training_class_overlap
@@ -352,6 +354,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if train_ds is not None:
         prov = _fit_free_model(model, args, train_ds, out)
     model.eval()
+    torch.manual_seed(args.seed)  # the estimators' draws too: a rerun repeats every number
     label = f"{args.label or model_label(model)} (ppl_fewshot)"
     if args.split != "test":
         label += f", {args.split} classes"

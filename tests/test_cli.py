@@ -151,6 +151,10 @@ def test_evaluate_on_real_data_writes_tables(capsys, tmp_path, checkpoint, share
     assert res["protocol"] == "gmn28" and res["label"].endswith("(ppl_fewshot)")
     assert "K=5" in res["estimator"] and len(res["checkpoint_sha256"]) == 64
     assert (out / "nll.md").read_text().count("|") > 10 and (out / "nll.csv").exists()
+    again = tmp_path / "again"  # the importance samples are seeded: a rerun repeats the numbers
+    code, _, _ = run(["evaluate", "--checkpoint", str(checkpoint), "--episodes", "3", "--samples",
+                      "5", "--shots", "0,1,4", "--set-size", "5", "--out", str(again)], capsys)
+    assert code == 0 and json.loads((again / "nll.json").read_text())["nll"] == res["nll"]
 
 
 def test_help_of_every_command() -> None:
