@@ -19,11 +19,14 @@
 #   K 200, ~21 min each), paired with the exported model's (ns_context.sh `distinct`); section
 #   33 ran it for the mean-pooled model only.
 # `classify`: gmn28 few-shot classification by min-KL both ways and cosine (1000 tasks).
+# `final`: the mean-pooled run's NLL table (K 100) and classification after all 20k steps
+#   (section 34 ran `train` again to finish it; the product run stays at 15k), into folders
+#   named -s20k.
 # Each evaluation takes the model as a second argument: mean, product or both (the default).
 # The context's information by set size: `python docs/results/ns_information.py
 #   runs/ns-gmn28-sets1-20/checkpoint.pt runs/ns-gmn28-sets1-20-product/checkpoint.pt`.
 # One CPU thread each; an output that exists is skipped; a stopped training resumes.
-# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_setsizes.sh [train|product|nll|distinct|classify|all] [mean|product|both]
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_setsizes.sh [train|product|nll|distinct|classify|final|all] [mean|product|both]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/ns-gmn28-sets1-20
@@ -62,7 +65,11 @@ case "${1:-all}" in
   train) train_ns $run ;;
   product) train_ns $run-product --set pooling=product ;;
   nll|distinct|classify) each "$M" "$1_one" ;;
+  final) L20="ns-medium trained on gmn28 sets of 1-20 (20k steps)"
+    nll_one $run/checkpoint.pt "$L20" ns-gmn28trained-sets1-20-s20k
+    classify_one $run/checkpoint.pt "$L20" ns-gmn28trained-sets1-20-s20k ;;
   all) train_ns $run; train_ns $run-product --set pooling=product; each both nll_one
     each both classify_one ;;
-  *) echo "usage: $0 [train|product|nll|distinct|classify|all] [mean|product|both]" >&2; exit 2 ;;
+  *) echo "usage: $0 [train|product|nll|distinct|classify|final|all] [mean|product|both]" >&2
+    exit 2 ;;
 esac

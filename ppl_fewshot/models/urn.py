@@ -71,8 +71,8 @@ def repeat_counts(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     ``m[b, t]`` present items before ``t``; ``k`` the distinct ones among them; ``n`` how
     many of them equal ``x[b, t]`` exactly. ``x[B, T, *event]``, ``mask[B, T]``.
     """
-    B, T = mask.shape
-    flat = x.reshape(B, T, -1)
+    T = mask.shape[-1]
+    flat = x.flatten(2)
     before = torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1)  # [t, s]: s < t
     seen = before & mask.unsqueeze(-2)  # [B, t, s]
     same = seen & (flat.unsqueeze(2) == flat.unsqueeze(1)).all(-1)

@@ -88,6 +88,8 @@ def test_padding_neither_counts_nor_scores() -> None:
     assert copy[0, 2].item() == pytest.approx(math.log(1 / 3))  # one earlier copy, m = 1
     assert new[0, 3].item() == pytest.approx(math.log(2 / 4))  # m = 2 present before it
     assert new[0, 1].item() == 0.0
+    empty = urn_log_weights(torch.zeros(2, 0, 3), torch.zeros(2, 0, dtype=torch.bool), 2.0)
+    assert [t.shape for t in empty] == [torch.Size([2, 0])] * 3
 
 
 def test_fit_concentration_recovers_theta_of_simulated_sets() -> None:
