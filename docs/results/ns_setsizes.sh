@@ -20,8 +20,9 @@
 #   33 ran it for the mean-pooled model only.
 # `classify`: gmn28 few-shot classification by min-KL both ways and cosine (1000 tasks).
 # `final`: the mean-pooled run's NLL table (K 100) and classification after all 20k steps
-#   (section 34 ran `train` again to finish it; the product run stays at 15k), into folders
-#   named -s20k.
+#   (the session of section 34 ran `train` again to finish it; the product run stays at 15k),
+#   into folders named -s20k. The mean run's folder now holds the 20k checkpoint: its 15k
+#   results are kept, and redoing them would score the 20k one under the 15k label.
 # Each evaluation takes the model as a second argument: mean, product or both (the default).
 # The context's information by set size: `python docs/results/ns_information.py
 #   runs/ns-gmn28-sets1-20/checkpoint.pt runs/ns-gmn28-sets1-20-product/checkpoint.pt`.
