@@ -5,7 +5,7 @@
 # -log w_copy nats (ppl_fewshot.models.urn; NeuralStatistician(urn_concentration, urn_atoms)).
 # `fit`: the urn's theta by maximum likelihood on the partitions of 5000 training episodes
 #   (gmn28 training classes, 20 items with replacement; docs/results/ns_urn_fit.py, seconds);
-# `export`: two checkpoints in runs/ns-urn with the fitted theta (`ppl-fewshot export --set`):
+# `export`: two checkpoints in runs/ns-urn (mkdir) with the fitted theta (`ppl-fewshot export --set`):
 #   a Dirichlet process (atoms 0) and 20 atoms;
 # `nll`: their NLL tables on the shared 100-episode bank (with replacement, C_test 1, K 100;
 #   a query that repeats a context drawing scores log w_copy exactly, a new one log w_new plus
@@ -24,13 +24,14 @@ R=docs/results run=runs/ns-urn
 # shellcheck source=docs/results/common.sh
 . docs/results/common.sh
 BASE=models/ns-medium-gmn28-omniglot.pt
-fit() {
-  mkdir -p $run
-  [ -f $run/fit.json ] || python docs/results/ns_urn_fit.py --episodes 5000 --out $run/fit.json
-  mkdir -p $R/ns-urn-fit && cp $run/fit.json $R/ns-urn-fit/fit.json; }
+fit() {  # the fit is kept in docs/results, so `export` needs no refit on a fresh clone
+  mkdir -p $R/ns-urn-fit
+  [ -f $R/ns-urn-fit/fit.json ] ||
+    python docs/results/ns_urn_fit.py --episodes 5000 --out $R/ns-urn-fit/fit.json; }
 theta() {  # theta ATOMS: the fitted concentration
-  python -c "import json, sys; print(json.load(open('$run/fit.json'))['fits']['atoms=$1']['theta'])"; }
+  python -c "import json; print(json.load(open('$R/ns-urn-fit/fit.json'))['fits']['atoms=$1']['theta'])"; }
 export_one() {  # export_one NAME ATOMS
+  mkdir -p $run
   [ -f $run/$1.pt ] || ppl-fewshot export --checkpoint $BASE --out $run/$1.pt \
     --set urn_concentration="$(theta "$2")" --set urn_atoms="$2"; }
 nll_one() {  # nll_one NAME LABEL
