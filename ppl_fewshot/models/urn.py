@@ -65,6 +65,15 @@ def check_urn(concentration: float, atoms: int) -> None:
                          f"got {atoms}")
 
 
+def earlier_copies(x: Tensor, mask: Tensor) -> Tensor:
+    """``[B, T, T]``: entry ``[b, t, s]`` is true when item ``s < t`` is present and equals item
+    ``t`` exactly. ``x[B, T, *event]``, ``mask[B, T]``."""
+    T = mask.shape[-1]
+    flat = x.flatten(2)
+    before = torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1)  # [t, s]: s < t
+    return before & mask.unsqueeze(-2) & (flat.unsqueeze(2) == flat.unsqueeze(1)).all(-1)
+
+
 def repeat_counts(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Counts of the urn from the items themselves: ``(m, k, n)``, each ``[B, T]`` long.
 
@@ -72,11 +81,9 @@ def repeat_counts(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     many of them equal ``x[b, t]`` exactly. ``x[B, T, *event]``, ``mask[B, T]``.
     """
     T = mask.shape[-1]
-    flat = x.flatten(2)
-    before = torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1)  # [t, s]: s < t
+    before = torch.ones(T, T, dtype=torch.bool, device=x.device).tril(-1)
     seen = before & mask.unsqueeze(-2)  # [B, t, s]
-    same = seen & (flat.unsqueeze(2) == flat.unsqueeze(1)).all(-1)
-    n = same.sum(-1)
+    n = earlier_copies(x, mask).sum(-1)
     first = mask & (n == 0)
     return seen.sum(-1), (seen & first.unsqueeze(-2)).sum(-1), n
 
@@ -168,19 +175,10 @@ def partition_log_prob(counts: Sequence[int], concentration: float, atoms: int =
 
 def set_partition(x: Tensor) -> list[int]:
     """How often each distinct item of one set ``x[T, *event]`` occurs, in order of first
-    appearance (exact equality)."""
-    flat = x.reshape(x.shape[0], -1)
-    counts: list[int] = []
-    firsts: list[Tensor] = []
-    for item in flat:
-        for j, f in enumerate(firsts):
-            if torch.equal(item, f):
-                counts[j] += 1
-                break
-        else:
-            firsts.append(item)
-            counts.append(1)
-    return counts
+    appearance (exact equality, :func:`earlier_copies`)."""
+    same = earlier_copies(x.unsqueeze(0), x.new_ones(1, x.shape[0], dtype=torch.bool))[0]
+    first = ~same.any(-1)  # [t, s] -> the first occurrences; column j counts j's later copies
+    return (1 + same.sum(0))[first].tolist()
 
 
 def fit_concentration(partitions: Iterable[Sequence[int]], atoms: int = 0,
