@@ -363,7 +363,7 @@ def register_all(sub: argparse._SubParsersAction) -> None:
                    help="precision of the stored weights (float16: half the file)")
     p.add_argument("--set", type=key_value, action="append", metavar="KEY=VALUE",
                    help="model setting that keeps the weights, repeatable (e.g. "
-                        "--set urn_concentration=12.5 for a Neural Statistician)")
+                        "--set urn_concentration=12.5: a Pólya urn over each set, any model)")
     p.set_defaults(func=cmd_export)
 
     add_quickstart(sub)

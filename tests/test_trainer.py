@@ -353,6 +353,12 @@ def test_init_from_starts_at_the_given_weights_with_a_new_schedule(tmp_path) -> 
     bad = cfg(steps=1, model_overrides={"z_dim": 8}, init_from=warm.init_from)
     with pytest.raises(CheckpointError, match="--init-from"):
         train(bad, tmp_path / "d", data=DATA, progress=False)
+    # an urn holds no weights: the same weights may continue with one
+    urn = cfg(steps=1, lr=(1e-12,), model_overrides={"urn_concentration": 3.0},
+              init_from=warm.init_from)
+    train(urn, tmp_path / "e", data=DATA, progress=False)
+    got = load_checkpoint(tmp_path / "e" / "checkpoint.pt")
+    assert got["model_config"]["urn_concentration"] == 3.0
 
 
 def test_a_continued_run_carries_the_budget_of_the_runs_before_it(tmp_path) -> None:

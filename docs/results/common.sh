@@ -10,6 +10,10 @@
 #   "kept RUN") when RUN/summary.json exists, i.e. the training has finished.
 # bank_nll CHECKPOINT K LABEL OUT [ARGS...]: `ev` of the NLL table on the shared 100-episode
 #   bank (C_test 1, K importance samples, no k-hat), ARGS (e.g. --sampler distinct) added.
+# urn_theta ATOMS: the urn's theta fitted for ATOMS atoms (0: a Dirichlet process) in
+#   docs/results/ns-urn-fit/fit.json (docs/results/ns_urn.sh fit).
+# urn_export CHECKPOINT OUT ATOMS: `ppl-fewshot export` of CHECKPOINT with a Pólya urn of ATOMS
+#   atoms and urn_theta's theta, unless OUT exists.
 have_result() { compgen -G "$1/*.json" > /dev/null; }
 ev() {
   local out="${*: -1}"
@@ -18,6 +22,15 @@ ev() {
 bank_nll() {
   ev --checkpoint "$1" --task nll --classes 1 --episodes 100 --samples "$2" --khat-episodes 0 \
     --label "$3" "${@:5}" --out "$4"
+}
+urn_theta() {
+  python -c "import json, sys; print(json.load(open(sys.argv[1]))['fits']['atoms=$1']['theta'])" \
+    docs/results/ns-urn-fit/fit.json
+}
+urn_export() {
+  [ -f "$2" ] && return 0
+  ppl-fewshot export --checkpoint "$1" --out "$2" --set urn_concentration="$(urn_theta "$3")" \
+    --set urn_atoms="$3"
 }
 train_run() {
   local run="${*: -1}"

@@ -2,10 +2,10 @@
 # The Neural Statistician with a Pólya urn over its items (docs/findings.md section 34): the
 # exported gmn28 NS (models/ns-medium-gmn28-omniglot.pt, unchanged weights) as the base measure
 # p(x | c) of a random discrete measure, so that an exact repeat of an earlier drawing costs
-# -log w_copy nats (ppl_fewshot.models.urn; NeuralStatistician(urn_concentration, urn_atoms)).
+# -log w_copy nats (ppl_fewshot.models.urn; the settings urn_concentration, urn_atoms).
 # `fit`: the urn's theta by maximum likelihood on the partitions of 5000 training episodes
 #   (gmn28 training classes, 20 items with replacement; docs/results/ns_urn_fit.py, seconds);
-# `export`: two checkpoints in runs/ns-urn (mkdir) with the fitted theta (`ppl-fewshot export --set`):
+# `export`: two checkpoints in runs/ns-urn (mkdir) with the fitted theta (common.sh's urn_export):
 #   a Dirichlet process (atoms 0) and 20 atoms;
 # `nll`: their NLL tables on the shared 100-episode bank (with replacement, C_test 1, K 100;
 #   a query that repeats a context drawing scores log w_copy exactly, a new one log w_new plus
@@ -28,12 +28,9 @@ fit() {  # the fit is kept in docs/results, so `export` needs no refit on a fres
   mkdir -p $R/ns-urn-fit
   [ -f $R/ns-urn-fit/fit.json ] ||
     python docs/results/ns_urn_fit.py --episodes 5000 --out $R/ns-urn-fit/fit.json; }
-theta() {  # theta ATOMS: the fitted concentration
-  python -c "import json; print(json.load(open('$R/ns-urn-fit/fit.json'))['fits']['atoms=$1']['theta'])"; }
 export_one() {  # export_one NAME ATOMS
   mkdir -p $run
-  [ -f $run/$1.pt ] || ppl-fewshot export --checkpoint $BASE --out $run/$1.pt \
-    --set urn_concentration="$(theta "$2")" --set urn_atoms="$2"; }
+  urn_export $BASE $run/$1.pt "$2"; }
 nll_one() {  # nll_one NAME LABEL
   bank_nll $run/$1.pt 100 "$2" $R/ns-medium-gmn28trained-sets5-urn-$1-C1-K100-100ep; }
 M=${2:-both}

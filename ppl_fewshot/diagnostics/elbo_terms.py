@@ -44,7 +44,9 @@ def elbo_terms(
     prior, a Monte Carlo estimate over ``num_particles`` draws of the guide), an observed
     site's ``E_q[-log p]``; each is summed over the site's items in a set (padded items,
     ``mask`` False, count 0). The terms add up to the set's ``-ELBO``. Guide sites come first,
-    in the guide's order, then the observed ones. The model is scored in evaluation mode (no
+    in the guide's order, then the observed ones; with an urn (``model.urn``) the sites score
+    the distinct items and a last term ``"urn"`` holds the urn's ``-sum_t log w`` (exact:
+    ``-log`` of the partition's probability). The model is scored in evaluation mode (no
     sample dropout, running batch-norm statistics) and put back in its mode afterwards.
 
     Args:
@@ -58,7 +60,7 @@ def elbo_terms(
     """
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    mask = as_mask(x, mask)
+    mask, urn_terms = model.urn_split(x, as_mask(x, mask))
     B = x.shape[0]
     training = model.training
     model.eval()
@@ -91,4 +93,5 @@ def elbo_terms(
                     totals[name] = totals.get(name, 0.0) + term.reshape(B, -1).sum(-1)
     finally:
         model.train(training)
-    return {name: total / num_particles for name, total in totals.items()}
+    out = {name: total / num_particles for name, total in totals.items()}
+    return out if model.urn is None else {**out, "urn": -urn_terms.sum(-1)}

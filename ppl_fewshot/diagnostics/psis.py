@@ -121,10 +121,13 @@ def importance_log_weights(
     ``chunk`` particles per call (default :func:`~ppl_fewshot.models.base.auto_chunk`,
     divided by ``inner``); ``ais`` anneals them and ``inner`` nests them
     (:mod:`ppl_fewshot.models.annealing`): the weights are then those of the set latent.
+    With an urn the model weighs the distinct items, and the urn's exact terms are added.
     """
+    mask, terms = model.urn_split(x, as_mask(x, mask))
     with torch.no_grad():
-        return particles_in_chunks(lambda k: model.log_weights(x, mask, k, ais=ais, inner=inner),
-                                   num_particles, chunk or max(1, auto_chunk(x) // inner))
+        lw = particles_in_chunks(lambda k: model.log_weights(x, mask, k, ais=ais, inner=inner),
+                                 num_particles, chunk or max(1, auto_chunk(x) // inner))
+    return lw + terms.sum(-1)
 
 
 def importance_diagnostics(
@@ -198,9 +201,11 @@ def conditional_importance_diagnostics(
     diagnoses the annealed weights instead, ``inner`` the nested ones (one weight per draw
     of the set latent).
 
-    Returns ``{"khat": [B, P], "ess": [B, P]}`` (float64, padded items NaN).
+    Returns ``{"khat": [B, P], "ess": [B, P]}`` (float64, padded items NaN; with an urn also
+    the repeats, which are scored exactly, and the new items' weights are the model's own
+    given the distinct earlier items).
     """
-    mask = as_mask(x, mask)
+    mask = model.urn_split(x, as_mask(x, mask))[0]
     pos = check_positions(positions, x.shape[1])
     B, P = x.shape[0], len(pos)
     check_inner(model, inner)

@@ -86,8 +86,8 @@ def export_checkpoint(
     parameters, so only the rounding of the weights differs (the export records it in
     ``extra["export_dtype"]``). The budget of the runs a continued run started from
     (:func:`earlier_runs`) is written into the copy, so it survives without their files.
-    ``settings`` overrides model settings that leave the weights as they are (e.g. a Neural
-    Statistician's ``urn_concentration``; recorded in ``extra["export_settings"]``); the copy
+    ``settings`` overrides model settings that leave the weights as they are (e.g. a Pólya
+    urn's ``urn_concentration``, any model; recorded in ``extra["export_settings"]``); the copy
     is removed and :class:`CheckpointError` raised when the weights no longer fit.
     """
     state = load_checkpoint(src)

@@ -198,13 +198,16 @@ class ELBOLoss(nn.Module):
         weights or a singleton term, the weighted sum of the terms per real item.
 
         ``normalizer`` replaces the local item count as the divisor (data-parallel
-        training divides by the global count over the world size).
+        training divides by the global count over the world size). A model with an urn
+        (``model.urn``) is trained on each set's distinct items, and the urn's exact terms
+        (no parameters) are added, so the loss is still the whole set's bound.
         """
         mask = as_mask(x, mask)
         n_items = mask.sum().clamp(min=1) if normalizer is None else normalizer
+        mask, urn_terms = self.model.urn_split(x, mask)
         with pyro.settings.context(module_local_params=True):
             ctx = self.model.prepare(x, mask)
-            loss = self._negative_bound(x, mask, ctx)
+            loss = self._negative_bound(x, mask, ctx) - urn_terms.sum()
             if self.singleton_weight and bool(mask.any()):
                 # every real item as a set of one, from the episode's features where the
                 # model can (prepare_singletons); position weights are for episodes: a set

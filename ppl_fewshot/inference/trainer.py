@@ -57,7 +57,7 @@ from ppl_fewshot.inference.checkpoint import (
 )
 from ppl_fewshot.inference.objectives import ELBOLoss
 from ppl_fewshot.inference.train_config import TrainConfig
-from ppl_fewshot.models import FewShotModel, build
+from ppl_fewshot.models import URN_SETTINGS, FewShotModel, build
 from ppl_fewshot.utils import (
     atomic_write_text,
     folder_lock,
@@ -168,10 +168,11 @@ def train(
 
 
 def _warm_start(model: FewShotModel, config: TrainConfig) -> dict[str, Any]:
-    """Load the weights of ``config.init_from`` into ``model`` (same name and settings);
-    return that checkpoint."""
+    """Load the weights of ``config.init_from`` into ``model`` (same name and settings, but for
+    an urn's, which hold no weights); return that checkpoint."""
     src, state = model_from_checkpoint(config.init_from)
-    if src.name != model.name or src.config() != model.config():
+    nets = [{k: v for k, v in m.config().items() if k not in URN_SETTINGS} for m in (src, model)]
+    if src.name != model.name or nets[0] != nets[1]:
         raise CheckpointError(
             f"--init-from {config.init_from} holds {src.name} {src.config()}, "
             f"not {model.name} {model.config()}"

@@ -1,7 +1,9 @@
 """Few-shot generative models, found by name.
 
 ``available()`` lists the registered names and ``build(name, **overrides)`` makes a
-model with its default configuration (a preset's settings, then the overrides).
+model with its default configuration (a preset's settings, then the overrides). Every
+model also takes the settings of :data:`URN_SETTINGS`: a Pólya urn over each set's items
+(:meth:`FewShotModel.set_urn`, :mod:`ppl_fewshot.models.urn`).
 The registry is a constant table of import paths: nothing is imported or mutated
 until a model is asked for.
 """
@@ -50,6 +52,10 @@ _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
+#: settings every model takes: a Pólya urn's concentration (None: no urn) and atoms
+URN_SETTINGS: dict[str, Any] = {"urn_concentration": None, "urn_atoms": 0}
+
+
 def _resolve(name: str) -> tuple[type[FewShotModel], dict[str, Any]]:
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
@@ -77,6 +83,7 @@ def default_config(name: str) -> dict[str, Any]:
         if k != "self" and p.default is not inspect.Parameter.empty
     }
     cfg.update(preset)
+    cfg.update(URN_SETTINGS)
     return cfg
 
 
@@ -93,10 +100,12 @@ def build(name: str, **overrides: Any) -> FewShotModel:
             f"model {name!r} has no setting(s) {sorted(unknown)}; settings: {sorted(cfg)}"
         )
     cfg.update(overrides)
+    urn = {k: cfg.pop(k) for k in URN_SETTINGS}
     model = cls(**cfg)
     model.name = name
     model._config = cfg
+    model.set_urn(urn["urn_concentration"], urn["urn_atoms"])
     return model
 
 
-__all__ = ["FewShotModel", "as_mask", "available", "build", "default_config"]
+__all__ = ["URN_SETTINGS", "FewShotModel", "as_mask", "available", "build", "default_config"]

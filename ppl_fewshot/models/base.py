@@ -40,6 +40,7 @@ from ppl_fewshot.models.annealing import (
     guide_draws,
     nested_log_weights,
 )
+from ppl_fewshot.models.urn import Urn, urn_conditionals
 
 
 def as_mask(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -68,6 +69,9 @@ class FewShotModel(PyroModule):
     #: True when the guide only conditions item t on items < t (GMN): then the
     #: per-item importance weights estimate log p(x_t | x_<t) directly
     autoregressive: bool = False
+    #: a Pólya urn over each set's items (:mod:`ppl_fewshot.models.urn`), or None: see
+    #: :meth:`set_urn`
+    urn: Urn | None = None
 
     def __init__(self, event_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         super().__init__()
@@ -102,6 +106,29 @@ class FewShotModel(PyroModule):
     def config(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this model with ``models.build(name, **config)``."""
         return dict(self._config)
+
+    def set_urn(self, concentration: float | None, atoms: int = 0) -> None:
+        """Make each set a draw from a Pólya urn whose new atoms are this model's items
+        (``concentration`` theta > 0, ``inf`` allowed; ``atoms`` 0 for a Dirichlet process or
+        N), or remove the urn (``None``). With an urn the model scores a set's distinct items
+        only and every item adds its urn term (:meth:`urn_split`): an exact repeat of an
+        earlier item costs ``-log w_copy`` nats. Recorded in :meth:`config`, so checkpoints
+        keep it (``models.build(name, urn_concentration=..., urn_atoms=...)`` does the same)."""
+        if concentration is None:
+            if atoms:
+                raise ValueError("urn_atoms needs urn_concentration")
+            self.urn = None
+        else:
+            self.urn = Urn(float(concentration), int(atoms))
+        self._config.update(urn_concentration=concentration, urn_atoms=int(atoms))
+
+    def urn_split(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(scored, terms)``, each ``[B, T]``: the mask of the items this model's own program
+        scores and each item's urn term (:meth:`~ppl_fewshot.models.urn.Urn.split`); without an
+        urn, ``mask`` and zeros."""
+        if self.urn is None:
+            return mask, x.new_zeros(mask.shape)
+        return self.urn.split(x, mask)
 
     # -------------------------------------------------------------- estimators
     def prepare_queries(
@@ -162,7 +189,8 @@ class FewShotModel(PyroModule):
         (models with a per-set latent) draws ``inner`` latents per item for each draw of
         the set latent and averages each item's ratio first: nested importance sampling,
         far less variance for sets of many items at ``inner`` times the cost
-        (:func:`~ppl_fewshot.models.annealing.nested_log_weights`).
+        (:func:`~ppl_fewshot.models.annealing.nested_log_weights`). These are the model's own
+        weights of the items ``mask`` marks: an urn enters through :meth:`urn_split`.
         """
         if per_item and self.has_set_latent:
             raise ValueError("per-item weights need a model without a per-set latent")
@@ -192,8 +220,15 @@ class FewShotModel(PyroModule):
 
         Particles are drawn ``chunk`` at a time (default: :func:`auto_chunk`, divided by
         ``inner``); ``ais`` anneals them and ``inner`` nests them (see :meth:`log_weights`).
+        With an urn: the partition's log-probability plus the distinct items' ``log p``.
         """
         check_inner(self, inner)
+        scored, terms = self.urn_split(x, as_mask(x, mask))
+        return self._log_marginal(x, scored, num_particles, chunk, ais, inner) + terms.sum(-1)
+
+    def _log_marginal(self, x: Tensor, mask: Tensor, num_particles: int, chunk: int | None,
+                      ais: AIS | None, inner: int) -> Tensor:
+        """The model's own importance-sampled ``log p(X)`` of the items ``mask`` marks."""
         chunk = chunk or max(1, auto_chunk(x) // inner)
         with torch.no_grad():
             lw = particles_in_chunks(
@@ -220,7 +255,10 @@ class FewShotModel(PyroModule):
         Padded items score 0. ``positions`` scores only those items (still
         conditioned on everything before them), which is all an NLL table needs.
         ``ais`` anneals every importance sampler involved and ``inner`` nests those of
-        models with a per-set latent (see :meth:`log_weights`).
+        models with a per-set latent (see :meth:`log_weights`). With an urn a repeat scores
+        its ``log w_copy`` exactly and a new item ``log w_new`` plus the model's own
+        conditional given the distinct earlier items (:func:`~ppl_fewshot.models.urn.
+        urn_conditionals`).
         """
         mask = as_mask(x, mask)
         B, T = x.shape[:2]
@@ -228,11 +266,23 @@ class FewShotModel(PyroModule):
         check_inner(self, inner)
         if not pos or B == 0:
             return x.new_zeros(B, len(pos))
-        with torch.no_grad():
-            if not self.has_set_latent:
-                lw = self.conditional_log_weights(x, mask, pos, num_particles, chunk, ais)
-                return torch.logsumexp(lw, 0) - math.log(num_particles)
-            return self._prefix_differences(x, mask, pos, num_particles, chunk, ais, inner)
+
+        def own(scored: Tensor, p: list[int]) -> Tensor:
+            with torch.no_grad():
+                return self.own_conditionals(x, scored, p, num_particles, chunk, ais, inner)
+
+        return own(mask, pos) if self.urn is None else urn_conditionals(own, x, mask, pos,
+                                                                          self.urn)
+
+    def own_conditionals(self, x: Tensor, mask: Tensor, pos: list[int], num_particles: int,
+                         chunk: int | None = None, ais: AIS | None = None,
+                         inner: int = 1) -> Tensor:
+        """The model's own ``log p(x_t | x_<t)`` (no urn) of the items ``pos``, ``[B, len(pos)]``,
+        conditioned on the items ``mask`` marks; models with exact conditionals override it."""
+        if not self.has_set_latent:
+            lw = self.conditional_log_weights(x, mask, pos, num_particles, chunk, ais)
+            return torch.logsumexp(lw, 0) - math.log(num_particles)
+        return self._prefix_differences(x, mask, pos, num_particles, chunk, ais, inner)
 
     def conditional_log_weights(
         self,
@@ -273,8 +323,8 @@ class FewShotModel(PyroModule):
         before, upto = prefix_pairs(mask, pos)
         table = x.new_zeros(B, T + 1)  # column n: log p(first n items); column 0 = 0
         for n in prefix_lengths(before, upto):
-            table[:, n] = self.log_marginal(x[:, :n], mask[:, :n], num_particles, chunk, ais,
-                                            inner)
+            table[:, n] = self._log_marginal(x[:, :n], mask[:, :n], num_particles, chunk, ais,
+                                             inner)
         diff = table.gather(1, upto) - table.gather(1, before)
         return diff.masked_fill(~mask[:, pos], 0.0)
 

@@ -23,12 +23,11 @@ it is instead a product of per-item Gaussian factors with the prior ([4]),
 adds up with the set's size (and ``q(c | {}) = p(c)``). "Sample dropout" removes
 random items from the pooling during training (never emptying a set).
 
-With ``urn_concentration`` the items of a set are a draw from a random discrete measure
-with atoms from ``p(x | c)`` (:mod:`ppl_fewshot.models.urn`: a Dirichlet process, or N atoms
-with ``urn_atoms``), so an exact repeat of an earlier item costs ``-log w_copy`` nats instead
-of a new drawing's: ``p(x_t | x_<t, z_t, c) = w_new p(x_t | z_t, c) + w_copy``. The guide
-pools only the distinct items into ``q(c | X)`` and draws a repeat's ``z`` from ``p(z | c)``
-(it does not shape the repeat). ``sample`` draws new atoms.
+With an urn (``set_urn``, or the settings ``urn_concentration`` and ``urn_atoms`` of
+``models.build``) the items of a set are a draw from a random discrete measure with atoms from
+``p(x | c)`` (:mod:`ppl_fewshot.models.urn`: a Dirichlet process, or N atoms), so an exact
+repeat of an earlier item costs ``-log w_copy`` nats instead of a new drawing's; ``q(c | X)``
+pools the distinct items only, and ``sample`` draws new atoms.
 
 ELBO per set (the objective of [1], eq. 3)::
 
@@ -60,8 +59,8 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from ppl_fewshot.models import urn
-from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale
+from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale, query_sets
+from ppl_fewshot.models.urn import urn_log_prob
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, GaussianProductEncoder, SetEncoder
 from ppl_fewshot.nn.sets import sample_dropout
 
@@ -85,7 +84,7 @@ def _normal(params: Tensor, min_scale: float) -> dist.Independent:
     return dist.Normal(*loc_scale(params, min_scale)).to_event(1)
 
 
-class NeuralStatistician(urn.UrnConditionals, FewShotModel):
+class NeuralStatistician(FewShotModel):
     """Neural Statistician [1] with a Bernoulli conv decoder and ``L`` layers of ``z``.
 
     Defaults follow the paper's Omniglot model: ``c`` of 512 units, one ``z`` layer
@@ -114,10 +113,6 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
             3e-4; with ``"layer"`` at 1e-3 it does not diverge but leaves ``c`` unused;
             with ``"batch"`` it trains at 1e-3 without spikes, but min-KL classification
             is worse than without (docs/findings.md sections 15 and 17).
-        urn_concentration: ``None`` (no urn) or the urn's ``theta`` (> 0, ``inf`` allowed;
-            a setting, not trained: fit it with :func:`~ppl_fewshot.models.urn.
-            fit_concentration` on the partitions of training sets).
-        urn_atoms: 0 (a Dirichlet process) or the urn's number of atoms N.
         layer_norm: ``True`` is ``norm="layer"`` (the setting's name before ``norm``; kept
             so that older checkpoints and commands rebuild).
         event_shape: shape of one item.
@@ -139,8 +134,6 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
         min_scale: float = 1e-4,
         norm: str = "none",
         layer_norm: bool = False,
-        urn_concentration: float | None = None,
-        urn_atoms: int = 0,
         event_shape: tuple[int, ...] = (1, 28, 28),
     ) -> None:
         super().__init__(tuple(event_shape))
@@ -152,9 +145,6 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
             raise ValueError(f"sample_dropout must be in [0, 1), got {sample_dropout}")
         self.c_dim, self.z_dim, self.num_z_layers = c_dim, z_dim, num_z_layers
         self.sample_dropout, self.min_scale = float(sample_dropout), float(min_scale)
-        if urn_concentration is not None:
-            urn.check_urn(float(urn_concentration), urn_atoms)
-        self.urn_concentration, self.urn_atoms = urn_concentration, int(urn_atoms)
         L = num_z_layers
         if layer_norm:
             if norm not in ("none", "layer"):
@@ -217,13 +207,6 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
         inp = _cat(h, c) if z_above is None else _cat(h, c, z_above)
         return _normal(self.posterior_nets[layer - 1](inp), self.min_scale)
 
-    def urn_weights(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-        """The urn's ``(log w_new, log w_copy, repeat)`` of every item, ``[B, T]`` each
-        (:func:`~ppl_fewshot.models.urn.urn_log_weights`); ``None`` without an urn."""
-        if self.urn_concentration is None or x.shape[1] == 0:
-            return None
-        return urn.urn_log_weights(x, mask, self.urn_concentration, self.urn_atoms)
-
     def likelihood(self, zs: list[Tensor], c: Tensor) -> dist.Independent:
         """``p(x | z_1..z_L, c)``: Bernoulli pixels, ``zs`` ordered bottom to top."""
         logits = self.decoder(_cat(*zs, c))
@@ -231,9 +214,8 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
 
     # --------------------------------------------------------------- contract
     def prepare(self, x: Tensor, mask: Tensor | None = None) -> dict:
-        """Conv features of every item, ``{"h": [B, T, hidden]}``, shared by both guide networks,
-        and with an urn its weights, ``"urn"`` (:meth:`urn_weights`), shared by model and guide."""
-        return {"h": self.encoder(x), "urn": self.urn_weights(x, as_mask(x, mask))}
+        """Conv features of every item, ``{"h": [B, T, hidden]}``, shared by both guide networks."""
+        return {"h": self.encoder(x)}
 
     def model(self, x: Tensor, mask: Tensor | None = None, ctx: dict | None = None) -> None:
         mask = as_mask(x, mask)
@@ -250,19 +232,13 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
                         self.z_names[layer - 1], self.prior_z(layer, c, z_above).mask(mask)
                     )
                     zs.insert(0, z_above)
-                px = self.likelihood(zs, c)
-                w = ctx["urn"] if ctx is not None else self.urn_weights(x, mask)
-                if w is not None:
-                    px = urn.UrnMixture(px, w[0], w[1])
-                pyro.sample("x", px.mask(mask), obs=x)
+                pyro.sample("x", self.likelihood(zs, c).mask(mask), obs=x)
 
     def guide(self, x: Tensor, mask: Tensor | None = None, ctx: dict | None = None) -> None:
         mask = as_mask(x, mask)
         B, T = x.shape[:2]
         ctx = ctx if ctx is not None else self.prepare(x, mask)
-        h, w = ctx["h"], ctx["urn"]
-        repeat = None if w is None else w[2]
-        pool_mask = mask if repeat is None else mask & ~repeat  # distinct items only
+        h, pool_mask = ctx["h"], mask
         if self.training and self.sample_dropout > 0 and T > 0:
             pool_mask = self.dropout_mask(pool_mask)
         with pyro.plate("sets", B, dim=-2):
@@ -273,11 +249,6 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
                 z_above = None
                 for layer in range(self.num_z_layers, 0, -1):
                     q = self.posterior_z(layer, h, c, z_above)
-                    if repeat is not None:  # a repeat's z does not shape it: p(z | c)
-                        p = self.prior_z(layer, c, z_above).base_dist
-                        r = repeat.unsqueeze(-1)
-                        q = dist.Normal(torch.where(r, p.loc, q.base_dist.loc),
-                                        torch.where(r, p.scale, q.base_dist.scale)).to_event(1)
                     z_above = pyro.sample(self.z_names[layer - 1], q.mask(mask))
 
     def dropout_mask(self, mask: Tensor) -> Tensor:
@@ -286,10 +257,10 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
 
     # ----------------------------------------------------------- user facing
     def context_posterior(self, context: Tensor, mask: Tensor | None = None) -> dist.Independent:
-        """``q(c | context)``: ``Independent(Normal)``, batch ``[B]``, event ``[c_dim]``."""
-        mask = as_mask(context, mask)
-        w = self.urn_weights(context, mask)
-        q = self.posterior_c(self.encoder(context), mask if w is None else mask & ~w[2])
+        """``q(c | context)``: ``Independent(Normal)``, batch ``[B]``, event ``[c_dim]`` (with an
+        urn, of the distinct items)."""
+        mask = self.urn_split(context, as_mask(context, mask))[0]
+        q = self.posterior_c(self.encoder(context), mask)
         return dist.Normal(q.base_dist.loc[..., 0, :], q.base_dist.scale[..., 0, :]).to_event(1)
 
     def sample(
@@ -366,11 +337,12 @@ class NeuralStatistician(urn.UrnConditionals, FewShotModel):
                 chunks.append(self.item_log_weights(query, h, c))
                 done += k
             out = torch.logsumexp(torch.cat(chunks, 0), 0) - math.log(num_particles)
-            if self.urn_concentration is None:
+            if self.urn is None:
                 return out
-            cmask = as_mask(context, context_mask)
-            return urn.urn_log_prob(out, *urn.query_urn_weights(query, context, cmask,
-                                                        self.urn_concentration, self.urn_atoms))
+            # the query as its context's next item: log(w_new E_q[p(x | c)] + w_copy)
+            new, copy, _ = self.urn.log_weights(*query_sets(query, context,
+                                                            as_mask(context, context_mask)))
+            return urn_log_prob(out, new[:, -1].reshape(out.shape), copy[:, -1].reshape(out.shape))
 
     def features(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Mean of ``q(c | {x})`` for each item: ``[..., *event] -> [..., c_dim]``.

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ppl_fewshot.models.annealing import AIS
-from ppl_fewshot.models.base import as_mask, check_positions
+from ppl_fewshot.models.base import as_mask
 from ppl_fewshot.models.set_latent import SetLatentModel
 
 logger = logging.getLogger(__name__)
@@ -138,18 +138,18 @@ class HierarchicalBernoulliPixels(SetLatentModel):
         lp = query * (a.log() - (a + b).log()) + (1 - query) * (b.log() - (a + b).log())
         return lp.flatten(2).sum(-1)
 
-    def conditional_log_likelihoods(
+    def own_conditionals(
         self,
         x: Tensor,
-        mask: Tensor | None = None,
-        num_particles: int = 1000,
+        mask: Tensor,
+        pos: list[int],
+        num_particles: int,
         chunk: int | None = None,
-        positions: list[int] | tuple[int, ...] | None = None,
         ais: AIS | None = None,
         inner: int = 1,
     ) -> Tensor:
-        """Exact ``log p(x_t | x_<t)`` for every item, ``[B, T]`` (0 for padded items), or
-        for the items ``positions`` only, ``[B, len(positions)]``.
+        """Exact ``log p(x_t | x_<t)`` of the items ``pos``, ``[B, len(pos)]`` (0 for padded
+        items), behind :meth:`conditional_log_likelihoods`.
 
         ``num_particles``, ``chunk``, ``ais`` and ``inner`` are accepted for the base-class
         signature and ignored: no sampling happens.
@@ -161,10 +161,7 @@ class HierarchicalBernoulliPixels(SetLatentModel):
         n_before = torch.cumsum(mm, 1) - mm
         a, b = self.alpha + s_before, self.beta + n_before - s_before
         lp = x * (a.log() - (a + b).log()) + (1 - x) * (b.log() - (a + b).log())
-        ll = lp.flatten(2).sum(-1) * m
-        if positions is None:
-            return ll
-        return ll[:, check_positions(positions, x.shape[1])]
+        return (lp.flatten(2).sum(-1) * m)[:, pos]
 
     # empirical Bayes -----------------------------------------------------------------
     def fit_empirical_bayes(

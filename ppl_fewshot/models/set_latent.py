@@ -108,8 +108,10 @@ class SetLatentModel(FewShotModel):
             pyro.sample("a", self.make_q(params))
 
     def context_posterior(self, context: Tensor, mask: Tensor | None = None) -> dist.Distribution:
-        """The amortized ``q(a | context)``, batch shape ``[B]``; exactly order invariant."""
-        return self.make_q(self.guide_params(context, as_mask(context, mask)))
+        """The amortized ``q(a | context)``, batch shape ``[B]``; exactly order invariant (with
+        an urn, of the distinct items)."""
+        return self.make_q(self.guide_params(context, self.urn_split(context,
+                                                                     as_mask(context, mask))[0]))
 
     def sample_latent(
         self, context: Tensor, num_samples: int, context_mask: Tensor | None = None

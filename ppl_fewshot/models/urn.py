@@ -32,9 +32,15 @@ distinct items ``d_j`` (:func:`partition_log_prob`): repeats say nothing about `
 For the DP the counting by equal items is exact for any ``P_c``; with N atoms it assumes
 that two atoms never draw the same item (true in practice for 784-pixel drawings).
 
-In a Pyro model the observed site is :class:`UrnMixture` (the Neural Statistician's
-``urn_concentration``); :func:`urn_conditionals` (through the mixin :class:`UrnConditionals`)
-computes the conditionals of an NLL table with no sampling spent on repeats.
+Any model of the library takes an urn (:class:`Urn`; the settings ``urn_concentration`` and
+``urn_atoms`` of ``models.build``, or ``model.set_urn``): its own model then scores the
+distinct items only, in order of first appearance (a repeat is masked out), and each item adds
+its urn term, ``log w_copy`` for a repeat and ``log w_new`` for a new one (:meth:`Urn.split`).
+That is the urn's joint whenever a tie means a copy, i.e. up to a new atom that happens to
+equal an earlier item exactly (at most e^-80 of a repeat's probability for drawings, dropped).
+``log p(X)``, the NLL tables' conditionals (:func:`urn_conditionals`: no sampling spent on a
+repeat), ``log_predictive``, training and ``q(c | X)`` all follow from it, for an exchangeable
+set model (the Neural Statistician) and an autoregressive one (GMN) alike.
 
 References:
     [1] Blackwell & MacQueen, "Ferguson distributions via Pólya urn schemes", Ann. Statist.
@@ -46,12 +52,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
-from pyro.distributions import TorchDistribution
 from torch import Tensor
-
-from ppl_fewshot.models.base import as_mask, query_sets
 
 NEG = -1e30  # stands for log 0 where gradients pass (logaddexp of two -inf is NaN)
 
@@ -114,30 +118,20 @@ def urn_log_weights(x: Tensor, mask: Tensor, concentration: float,
     return log_new.masked_fill(~mask, 0.0), log_copy, repeat
 
 
-def query_urn_weights(query: Tensor, context: Tensor, context_mask: Tensor, concentration: float,
-                      atoms: int = 0) -> tuple[Tensor, Tensor]:
-    """``(log w_new, log w_copy)``, each ``[B, Q]``, of each query ``[B, Q, *event]`` taken
-    as the next item after its set's ``context[B, Tc, *event]`` (mask ``[B, Tc]``)."""
-    new, copy, _ = urn_log_weights(*query_sets(query, context, context_mask), concentration,
-                                   atoms)
-    return new[:, -1].reshape(query.shape[:2]), copy[:, -1].reshape(query.shape[:2])
-
-
 def urn_conditionals(base_conditionals: Callable[[Tensor, list[int]], Tensor], x: Tensor,
-                     mask: Tensor, positions: list[int], concentration: float,
-                     atoms: int = 0) -> Tensor:
+                     mask: Tensor, positions: list[int], urn: Urn) -> Tensor:
     """The urn's ``log p(x_t | x_<t)`` for ``t`` in ``positions``, ``[B, len(positions)]``.
 
-    A repeat scores ``log w_copy`` exactly (the share of a new atom equal to it, ``w_new p(x_t |
-    ...)``, is at most e^-80 of it for drawings, and dropped); a new item scores ``log w_new``
-    plus the set model's own conditional given the distinct earlier items,
-    ``base_conditionals(distinct_mask, positions)`` (e.g. importance-sampled). No sampling is
-    spent on repeats, and the distinct items' conditionals have the set model's variance.
+    A repeat scores ``log w_copy`` exactly; a new item scores ``log w_new`` plus the set
+    model's own conditional given the distinct earlier items, ``base_conditionals(scored,
+    positions)`` with ``scored`` the mask of the distinct items (e.g. importance-sampled). No
+    sampling is spent on repeats, and the distinct items' conditionals have the set model's
+    variance.
     """
-    new, copy, repeat = urn_log_weights(x, mask, concentration, atoms)
-    base = base_conditionals(mask & ~repeat, positions)
-    out = torch.where(repeat[:, positions], copy[:, positions], new[:, positions] + base)
-    return out.masked_fill(~mask[:, positions], 0.0)
+    scored, terms = urn.split(x, mask)
+    base = base_conditionals(scored, positions)
+    repeat, terms = (mask & ~scored)[:, positions], terms[:, positions]
+    return torch.where(repeat, terms, terms + base).masked_fill(~mask[:, positions], 0.0)
 
 
 def urn_log_prob(log_base: Tensor, log_new: Tensor, log_copy: Tensor) -> Tensor:
@@ -147,6 +141,32 @@ def urn_log_prob(log_base: Tensor, log_new: Tensor, log_copy: Tensor) -> Tensor:
     that broadcasts against ``[B, T]``, e.g. ``[K, B, T]`` over particles).
     """
     return torch.logaddexp(log_new + log_base, log_copy)
+
+
+@dataclass(frozen=True)
+class Urn:
+    """A Pólya urn over a set's items: ``concentration`` theta (> 0, ``inf`` allowed) and
+    ``atoms`` (0: a Dirichlet process; N: N atoms with Dirichlet(theta / N) weights)."""
+
+    concentration: float
+    atoms: int = 0
+
+    def __post_init__(self) -> None:
+        check_urn(self.concentration, self.atoms)
+
+    def log_weights(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(log w_new, log w_copy, repeat)`` of every item (:func:`urn_log_weights`)."""
+        return urn_log_weights(x, mask, self.concentration, self.atoms)
+
+    def split(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(scored, terms)``, each ``[B, T]``: the mask of the items the set model scores (the
+        present items that repeat no earlier one) and every item's urn term, ``log w_copy``
+        for a repeat and ``log w_new`` for a new item (0 when padded). Summed over a set, the
+        terms are its partition's log-probability (:func:`partition_log_prob`)."""
+        if x.shape[1] == 0:
+            return mask, x.new_zeros(mask.shape)
+        new, copy, repeat = self.log_weights(x, mask)
+        return mask & ~repeat, torch.where(repeat, copy, new).masked_fill(~mask, 0.0)
 
 
 def partition_log_prob(counts: Sequence[int], concentration: float, atoms: int = 0) -> float:
@@ -211,64 +231,3 @@ def fit_concentration(partitions: Iterable[Sequence[int]], atoms: int = 0,
             b = lo + g * (hi - lo)
             fb = nll(b)
     return math.exp((lo + hi) / 2)
-
-
-class UrnMixture(TorchDistribution):
-    """The urn's density of observed items: ``log(w_new p_base(x) + w_copy)`` per item.
-
-    ``base`` is the set model's distribution of an item as a new atom; ``log_new`` and
-    ``log_copy`` (:func:`urn_log_weights`) were computed from the very items this scores, so
-    :meth:`log_prob` is only meaningful for them (an observed site). Sampling is refused: a
-    set model with an urn draws new atoms from ``base`` (copies are the context's items).
-    """
-
-    arg_constraints: dict = {}
-
-    def __init__(self, base: TorchDistribution, log_new: Tensor, log_copy: Tensor) -> None:
-        self.base, self.log_new, self.log_copy = base, log_new, log_copy
-        batch = torch.broadcast_shapes(base.batch_shape, log_new.shape, log_copy.shape)
-        super().__init__(batch, base.event_shape, validate_args=False)
-
-    @property
-    def support(self):  # type: ignore[override]
-        return self.base.support
-
-    def expand(self, batch_shape, _instance=None) -> UrnMixture:
-        return UrnMixture(self.base.expand(batch_shape), self.log_new, self.log_copy)
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        return urn_log_prob(self.base.log_prob(value), self.log_new, self.log_copy)
-
-    def sample(self, sample_shape: torch.Size | None = None) -> Tensor:
-        raise NotImplementedError("an urn's observed site scores items; draw new items from "
-                                  "the set model (its sample method)")
-
-
-class UrnConditionals:
-    """Mixin for a :class:`~ppl_fewshot.models.base.FewShotModel` with an urn (attributes
-    ``urn_concentration``, ``None`` for none, and ``urn_atoms``; its model and guide apply the
-    urn): ``conditional_log_likelihoods``, hence the NLL tables and ``log_predictive``, by
-    :func:`urn_conditionals`, the model's own estimator (urn off) on the distinct items."""
-
-    urn_concentration: float | None
-    urn_atoms: int
-
-    def conditional_log_likelihoods(self, x: Tensor, mask: Tensor | None = None,
-                                    num_particles: int = 1000, chunk: int | None = None,
-                                    positions: list[int] | tuple[int, ...] | None = None,
-                                    ais=None, inner: int = 1) -> Tensor:
-        plain = super().conditional_log_likelihoods  # type: ignore[misc]
-        theta = self.urn_concentration
-        if theta is None or x.shape[1] == 0:
-            return plain(x, mask, num_particles, chunk, positions, ais, inner)
-        mask = as_mask(x, mask)
-        pos = list(range(x.shape[1]) if positions is None else positions)
-
-        def base(distinct: Tensor, pos: list[int]) -> Tensor:
-            self.urn_concentration = None
-            try:
-                return plain(x, distinct, num_particles, chunk, pos, ais, inner)
-            finally:
-                self.urn_concentration = theta
-
-        return urn_conditionals(base, x, mask, pos, theta, self.urn_atoms)

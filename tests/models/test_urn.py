@@ -1,24 +1,25 @@
-"""The Pólya urn over a set's items (ppl_fewshot.models.urn) and the Neural Statistician with it."""
+"""The Pólya urn over a set's items (ppl_fewshot.models.urn) and the models with one."""
 
 from __future__ import annotations
 
 import itertools
 import math
 
-import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
 
+from ppl_fewshot.diagnostics import elbo_terms
 from ppl_fewshot.inference.checkpoint import (
     CheckpointError,
     export_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
 )
+from ppl_fewshot.inference.objectives import ELBOLoss
 from ppl_fewshot.models import build
 from ppl_fewshot.models.urn import (
-    UrnMixture,
+    Urn,
     fit_concentration,
     partition_log_prob,
     set_partition,
@@ -111,90 +112,148 @@ def test_bad_urn_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="concentration"):
         build("ns-small", urn_concentration=0.0)
     with pytest.raises(ValueError, match="atoms"):
-        build("ns-small", urn_concentration=1.0, urn_atoms=-2)
-    x = labelled_items([0, 1])
-    mix = UrnMixture(dist.Normal(x, 1.0).to_event(1), torch.zeros(1, 2),
-                     torch.zeros(1, 2))
-    with pytest.raises(NotImplementedError):
-        mix.sample()
+        build("gmn-small", urn_concentration=1.0, urn_atoms=-2)
+    with pytest.raises(ValueError, match="needs urn_concentration"):
+        build("vae-small", urn_atoms=20)
 
 
-def tiny_ns(**kw) -> torch.nn.Module:
+TINY = {
+    "ns-small": {"c_dim": 4, "z_dim": 3, "hidden": 16, "channels": 4},
+    "gmn-small": {"z_dim": 3, "state_dim": 8, "hidden": 16, "channels": 4},
+    "gmn-small/mixture+image-read": {"z_dim": 3, "state_dim": 8, "hidden": 16, "channels": 4,
+                                     "prior": "mixture", "image_read": True},
+    "cvae-small/last": {"z_dim": 3, "hidden": 16, "channels": 4, "condition_on": "last"},
+}
+
+
+def tiny(case: str, **kw) -> torch.nn.Module:
     torch.manual_seed(0)
-    m = build("ns-small", c_dim=4, z_dim=3, hidden=16, channels=4, **kw)
-    return m.eval()
+    return build(case.split("/")[0], **TINY[case], **kw).eval()
 
 
-def test_ns_urn_without_repeats_adds_log_w_new_exactly() -> None:
-    """On a set of distinct drawings the urn changes only the mixing weights: the same draws
-    of the guide give the plain model's log-weights plus sum_t log w_new(t)."""
-    plain, withurn = tiny_ns(), tiny_ns(urn_concentration=2.5)
-    withurn.load_state_dict(plain.state_dict())
-    x = torch.rand(2, 4, 1, 28, 28).bernoulli()
-    torch.manual_seed(3)
-    lw_plain = plain.log_weights(x, None, 7)
-    torch.manual_seed(3)
-    lw_urn = withurn.log_weights(x, None, 7)
-    shift = sum(math.log(2.5 / (2.5 + m)) for m in range(4))
-    assert torch.allclose(lw_urn - lw_plain, torch.full_like(lw_plain, shift), atol=1e-3)
-
-
-def test_ns_urn_repeat_costs_log_w_copy_and_leaves_the_context() -> None:
-    """A repeated drawing: the guide pools only the distinct items into q(c | X), draws the
-    repeat's z from p(z | c) (log p - log q of z is 0), and x scores log(n / (theta + m))."""
-    m = tiny_ns(urn_concentration=2.5)
-    x = torch.rand(1, 3, 1, 28, 28).bernoulli()
-    x[:, 2] = x[:, 0]
-    q3, q2 = m.context_posterior(x), m.context_posterior(x[:, :2])
-    assert torch.equal(q3.base_dist.loc, q2.base_dist.loc)
-    guide = poutine.trace(m.guide).get_trace(x)
-    model = poutine.trace(poutine.replay(m.model, trace=guide)).get_trace(x)
-    for site in (guide.nodes["z"], model.nodes["z"]):
-        site["log_prob"] = site["fn"].log_prob(site["value"])
-    dz = model.nodes["z"]["log_prob"] - guide.nodes["z"]["log_prob"]
-    assert dz[..., 2].abs().max().item() < 1e-5 and dz[..., :2].abs().min().item() > 1e-3
-    lx = model.nodes["x"]["fn"].log_prob(x)
-    assert lx[..., 2].item() == pytest.approx(math.log(1 / 4.5), abs=1e-5)
-    assert lx[..., 1].item() < -100  # a new drawing still costs its pixels
-    plug = m.log_predictive_plugin(x[:, :1], x[:, 1:], num_particles=5)
-    assert plug.item() == pytest.approx(math.log(1 / 4.5), abs=1e-5)
-
-
-def test_urn_settings_export_onto_a_plain_checkpoint(tmp_path) -> None:
-    plain = tiny_ns()
-    save_checkpoint(tmp_path / "plain.pt", plain)
-    state = export_checkpoint(tmp_path / "plain.pt", tmp_path / "urn.pt",
-                              settings={"urn_concentration": 14.3, "urn_atoms": 20})
-    assert state["extra"]["export_settings"] == {"urn_concentration": 14.3, "urn_atoms": 20}
-    model, _ = model_from_checkpoint(tmp_path / "urn.pt")
-    assert (model.urn_concentration, model.urn_atoms) == (14.3, 20)
-    with pytest.raises(CheckpointError, match="do not fit"):
-        export_checkpoint(tmp_path / "plain.pt", tmp_path / "bad.pt", settings={"c_dim": 5})
-    assert not (tmp_path / "bad.pt").exists()
-
-
-def test_ns_urn_conditionals_are_exact_at_repeats_and_the_plain_model_elsewhere() -> None:
-    """The NLL table's estimator with an urn: log w_copy at a repeat (no sampling), and
-    log w_new plus the plain model's conditional given the distinct earlier items elsewhere
-    (the same draws, the same seed)."""
-    plain, withurn = tiny_ns(), tiny_ns(urn_concentration=2.5, urn_atoms=6)
-    withurn.load_state_dict(plain.state_dict())
+def with_repeats() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two sets of 5 drawings with exact repeats, and the mask of their distinct items."""
+    torch.manual_seed(1)
     x = torch.rand(2, 5, 1, 28, 28).bernoulli()
     x[0, 3], x[1, 2], x[1, 4] = x[0, 1], x[1, 0], x[1, 0]
     distinct = torch.tensor([[True, True, True, False, True], [True, True, False, True, False]])
+    return x, distinct
+
+
+@pytest.mark.parametrize("case", list(TINY))
+def test_a_masked_item_is_as_if_absent(case: str) -> None:
+    """What the urn relies on in every model: the model's and the guide's densities of a set
+    whose item is masked out equal those of the set without it, for the same latent values."""
+    m = tiny(case)
+    x, _ = with_repeats()
+    x, keep = x[:1], [0, 2, 4]
+    mask = torch.tensor([[True, False, True, False, True]])
+    xc = x[:, keep]
+    guide = poutine.trace(m.guide).get_trace(xc)
+    vals_c, vals = {}, {}
+    for name, site in guide.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and name in ("c", "z"):
+            v = site["value"]
+            vals_c[name] = v
+            if name == "z":
+                full = torch.randn(*v.shape[:-2], 5, v.shape[-1])  # holes: any value
+                full[..., keep, :] = v
+                v = full
+            vals[name] = v
+
+    def log_density(fn, xs, mk, data) -> float:
+        return poutine.trace(poutine.condition(fn, data=data)).get_trace(xs, mk).log_prob_sum()
+
+    for fn in (m.model, m.guide):
+        got = log_density(fn, x, mask, vals)
+        ref = log_density(fn, xc, None, vals_c)
+        assert got.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-3)
+
+
+@pytest.mark.parametrize("case", list(TINY))
+def test_urn_log_marginal_is_the_partition_plus_the_distinct_items(case: str) -> None:
+    plain, withurn = tiny(case), tiny(case, urn_concentration=2.5)
+    x, distinct = with_repeats()
+    torch.manual_seed(3)
+    got = withurn.log_marginal(x, num_particles=7)
+    torch.manual_seed(3)
+    ref = plain.log_marginal(x, distinct, num_particles=7)
+    for b in range(2):
+        part = partition_log_prob(set_partition(x[b]), 2.5)
+        assert got[b].item() == pytest.approx(ref[b].item() + part, abs=1e-3)
+
+
+@pytest.mark.parametrize("case", list(TINY))
+def test_urn_conditionals_are_exact_at_repeats_and_the_model_elsewhere(case: str) -> None:
+    """The NLL table's estimator with an urn: log w_copy at a repeat (no sampling), and
+    log w_new plus the model's own conditional given the distinct earlier items elsewhere
+    (the same draws, the same seed)."""
+    plain, withurn = tiny(case), tiny(case, urn_concentration=2.5, urn_atoms=6)
+    x, distinct = with_repeats()
+    pos = [1, 2, 3, 4]
     torch.manual_seed(5)
-    got = withurn.conditional_log_likelihoods(x, num_particles=6, positions=[1, 2, 3, 4])
+    got = withurn.conditional_log_likelihoods(x, num_particles=6, positions=pos)
     torch.manual_seed(5)
-    ref = plain.conditional_log_likelihoods(x, distinct, num_particles=6, positions=[1, 2, 3, 4])
+    ref = plain.conditional_log_likelihoods(x, distinct, num_particles=6, positions=pos)
     a = 2.5 / 6  # theta / N
     expect_copy = {(0, 3): math.log((1 + a) / (2.5 + 3)), (1, 2): math.log((1 + a) / (2.5 + 2)),
                    (1, 4): math.log((2 + a) / (2.5 + 4))}
     for b in range(2):
-        for j, t in enumerate([1, 2, 3, 4]):
+        for j, t in enumerate(pos):
             if (b, t) in expect_copy:
                 assert got[b, j].item() == pytest.approx(expect_copy[b, t], abs=1e-5)
                 continue
             k = int(distinct[b, :t].sum())
             shift = math.log(2.5 * (1 - k / 6) / (2.5 + t))
             assert got[b, j].item() == pytest.approx(ref[b, j].item() + shift, abs=1e-3)
-    assert withurn.urn_concentration == 2.5  # restored after the plain model's pass
+    query = x[:, 3:4]  # the predictive: a repeat of the context is log w_copy
+    lp = withurn.log_predictive(query, x[:, :3], num_particles=4)
+    assert lp[0, 0].item() == pytest.approx(math.log((1 + a) / (2.5 + 3)), abs=1e-5)
+
+
+@pytest.mark.parametrize("case", ["ns-small", "gmn-small"])
+def test_urn_training_loss_is_the_distinct_items_bound_plus_the_urn(case: str) -> None:
+    plain, withurn = tiny(case), tiny(case, urn_concentration=2.5)
+    x, distinct = with_repeats()
+    torch.manual_seed(7)
+    got = ELBOLoss(withurn)(x) * 10
+    torch.manual_seed(7)
+    ref = ELBOLoss(plain)(x, distinct) * 7
+    _, terms = Urn(2.5).split(x, torch.ones(2, 5, dtype=torch.bool))
+    assert got.item() == pytest.approx(ref.item() - terms.sum().item(), rel=1e-5)
+    torch.manual_seed(8)
+    split = elbo_terms(withurn, x, num_particles=2)
+    assert torch.allclose(split["urn"], -terms.sum(-1))
+
+
+def test_ns_urn_context_ignores_repeats_and_the_plugin_copies() -> None:
+    m = tiny("ns-small", urn_concentration=2.5)
+    x = torch.rand(1, 3, 1, 28, 28).bernoulli()
+    x[:, 2] = x[:, 0]
+    q3, q2 = m.context_posterior(x), m.context_posterior(x[:, :2])
+    assert torch.equal(q3.base_dist.loc, q2.base_dist.loc)
+    plug = m.log_predictive_plugin(x[:, :1], x[:, 1:], num_particles=5)
+    assert plug.item() == pytest.approx(math.log(1 / 4.5), abs=1e-5)
+
+
+def test_urn_settings_export_onto_a_plain_checkpoint(tmp_path) -> None:
+    plain = tiny("gmn-small")
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    state = export_checkpoint(tmp_path / "plain.pt", tmp_path / "urn.pt",
+                              settings={"urn_concentration": 14.3, "urn_atoms": 20})
+    assert state["extra"]["export_settings"] == {"urn_concentration": 14.3, "urn_atoms": 20}
+    model, _ = model_from_checkpoint(tmp_path / "urn.pt")
+    assert model.urn == Urn(14.3, 20)
+    assert model.config()["urn_concentration"] == 14.3
+    with pytest.raises(CheckpointError, match="do not fit"):
+        export_checkpoint(tmp_path / "plain.pt", tmp_path / "bad.pt", settings={"hidden": 5})
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_urn_diagnostics_leave_out_the_exact_repeats() -> None:
+    from ppl_fewshot.diagnostics import conditional_importance_diagnostics
+
+    m = tiny("gmn-small", urn_concentration=2.5)
+    x, distinct = with_repeats()
+    out = conditional_importance_diagnostics(m, x, positions=[1, 2, 3, 4], num_particles=8)
+    assert torch.equal(torch.isnan(out["khat"]), ~distinct[:, 1:])
