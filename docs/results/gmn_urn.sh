@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Generative Matching Networks with a Pólya urn over each episode's drawings (docs/findings.md
+# section 35): any model takes an urn (ppl_fewshot.models.urn; the settings urn_concentration
+# and urn_atoms), here the Dirichlet process with the theta that ns_urn.sh fitted on training
+# partitions (docs/results/ns-urn-fit/fit.json, 14.26; the fit involves no model). A query that
+# repeats a context drawing scores log w_copy exactly; a new one log w_new plus the GMN's own
+# conditional given the distinct context drawings. Weights unchanged (`ppl-fewshot export --set`).
+# `nll`: on the shared 100-episode bank (C_test 1, K 1000, one thread; a few minutes each) the
+#   zoo GMN (models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt, quickstart's) plain and with
+#   the urn, and the image-read gmn-small with the urn (its plain row exists), for
+#   docs/results/paired_nll.py and docs/results/nll_by_repeat.py;
+# `full`: the zoo GMN with the urn on the whole 659-episode bank (the README's headline table;
+#   paired with zoo_table.sh's plain row of the same file; ~20 min);
+# `train plain|urn`: does training under the urn help? The zoo GMN continued 5000 steps (3e-4 /
+#   1e-4, seed 7, episodes of 20 with replacement, as section 29's `small t20`) without or with
+#   the urn (--set urn_concentration: each episode's repeats leave the GMN's own terms, so it
+#   trains on the distinct drawings, as the urn asks it at test time), then scored with the urn
+#   on the 100-episode bank (K 1000) and on the distinct bank (K 200: new drawings only); run
+#   the two side by side (~35-45 min each beside other jobs), then `paired`;
+# `full-trained`: the urn-trained one on the whole 659-episode bank (~20 min);
+# `more`: the urn-trained one 5000 steps more with the urn (seed 8; ~20 min), scored like it.
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_urn.sh
+#   [nll|full|train plain|train urn|full-trained|more|paired|all]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+R=docs/results run=runs/gmn-urn
+# shellcheck source=docs/results/common.sh
+. docs/results/common.sh
+ZOO=models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt IMG=models/gmn-small-imgread-omniglot.pt
+ZL="gmn-small mixture prior C_train 1, rot90/flip classes, 40k steps"
+IL="gmn-small with the image read, 10k steps"
+U="+ Dirichlet-process urn (theta fitted; repeats exact)"
+exports() {
+  mkdir -p $run
+  urn_export $ZOO $run/zoo-dp.pt 0
+  urn_export $IMG $run/imgread-dp.pt 0; }
+nll() {
+  exports
+  bank_nll $ZOO 1000 "$ZL" $R/gmn-small-mixture-ctrain1-rotflip-cont3-export-gmn28-C1-K1000-100ep
+  bank_nll $run/zoo-dp.pt 1000 "$ZL $U" $R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000-100ep
+  bank_nll $run/imgread-dp.pt 1000 "$IL $U" $R/gmn-small-imgread-urn-dp-gmn28-C1-K1000-100ep; }
+full() {
+  exports
+  ev --checkpoint $run/zoo-dp.pt --task nll --classes 1 --samples 1000 --khat-episodes 0 \
+    --label "$ZL $U" --out $R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000; }
+trained() {  # trained plain|urn: the continued zoo GMN's run and its table with the urn
+  local run=$run/cont5k-$1 args=()
+  [ "$1" = urn ] && args=(--set urn_concentration="$(urn_theta 0)")
+  train_run gmn-small --protocol gmn28 --classes 1 --set prior=mixture --augmentation rot90,flip \
+    --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed 7 \
+    --steps 5000 --lr 3e-4,1e-4 --init-from $ZOO "${args[@]}" --out $run
+  local ck=$run/checkpoint.pt
+  if [ "$1" = plain ]; then urn_export $ck $run/urn.pt 0; ck=$run/urn.pt; fi
+  local label
+  label="$ZL + 5k steps $([ "$1" = urn ] && echo "trained with the urn " || echo "")$U"
+  bank_nll $ck 1000 "$label" $R/gmn-small-mixture-ctrain1-rotflip-cont5k-$1-urn-dp-gmn28-C1-K1000-100ep
+  bank_nll $ck 200 "$label" $R/gmn-small-mixture-ctrain1-rotflip-cont5k-$1-urn-dp-gmn28-distinct-K200-100ep \
+    --sampler distinct; }
+full_trained() {
+  ev --checkpoint $run/cont5k-urn/checkpoint.pt --task nll --classes 1 --samples 1000 \
+    --khat-episodes 0 --label "$ZL + 5k steps trained with the urn $U" \
+    --out $R/gmn-small-mixture-ctrain1-rotflip-cont5k-urn-urn-dp-gmn28-C1-K1000; }
+more() {
+  train_run gmn-small --protocol gmn28 --classes 1 --set prior=mixture --augmentation rot90,flip \
+    --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed 8 \
+    --steps 5000 --lr 3e-4,1e-4 --init-from $run/cont5k-urn/checkpoint.pt \
+    --set urn_concentration="$(urn_theta 0)" --out $run/cont10k-urn
+  bank_nll $run/cont10k-urn/checkpoint.pt 1000 "$ZL + 10k steps trained with the urn $U" \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000-100ep; }
+paired() {
+  local a=$R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000-100ep
+  local p=$R/gmn-small-mixture-ctrain1-rotflip-cont5k-plain-urn-dp-gmn28-C1-K1000-100ep
+  local u=$R/gmn-small-mixture-ctrain1-rotflip-cont5k-urn-urn-dp-gmn28-C1-K1000-100ep
+  python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-export-gmn28-C1-K1000-100ep $a
+  python $R/paired_nll.py $R/gmn-small-imgread-gmn28-C1-K1000-100ep \
+    $R/gmn-small-imgread-urn-dp-gmn28-C1-K1000-100ep
+  python $R/paired_nll.py $R/ns-medium-gmn28trained-sets5-urn-dp-C1-K1000-100ep $a
+  python $R/paired_nll.py $a $p
+  python $R/paired_nll.py $p $u
+  python $R/paired_nll.py ${p/C1-K1000/distinct-K200} ${u/C1-K1000/distinct-K200}
+  python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000 \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000
+  python $R/nll_by_repeat.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-export-gmn28-C1-K1000-100ep \
+    $a $R/gmn-small-imgread-urn-dp-gmn28-C1-K1000-100ep \
+    $R/ns-medium-gmn28trained-sets5-urn-dp-C1-K1000-100ep $p $u; }
+case "${1:-all}" in
+  nll) nll ;;
+  full) full ;;
+  train) trained "${2:?train plain or train urn}" ;;
+  full-trained) full_trained ;;
+  more) more ;;
+  paired) paired ;;
+  all) nll; full; trained plain; trained urn; full_trained; more; paired ;;
+  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|paired|all]" >&2; exit 2 ;;
+esac
