@@ -26,7 +26,6 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from ppl_fewshot.models import FewShotModel
-from ppl_fewshot.models.base import as_mask
 
 
 def _sample_sites(trace: poutine.Trace) -> list[tuple[str, dict]]:
@@ -60,7 +59,7 @@ def elbo_terms(
     """
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    mask, urn_terms = model.urn_split(x, as_mask(x, mask))
+    mask, urn_terms = model.urn_split(x, mask)
     B = x.shape[0]
     training = model.training
     model.eval()

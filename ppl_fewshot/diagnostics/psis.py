@@ -42,7 +42,6 @@ from torch import Tensor
 
 from ppl_fewshot.models.annealing import AIS, check_inner
 from ppl_fewshot.models.base import (
-    as_mask,
     auto_chunk,
     check_positions,
     particles_in_chunks,
@@ -123,7 +122,7 @@ def importance_log_weights(
     (:mod:`ppl_fewshot.models.annealing`): the weights are then those of the set latent.
     With an urn the model weighs the distinct items, and the urn's exact terms are added.
     """
-    mask, terms = model.urn_split(x, as_mask(x, mask))
+    mask, terms = model.urn_split(x, mask)
     with torch.no_grad():
         lw = particles_in_chunks(lambda k: model.log_weights(x, mask, k, ais=ais, inner=inner),
                                  num_particles, chunk or max(1, auto_chunk(x) // inner))
@@ -205,7 +204,7 @@ def conditional_importance_diagnostics(
     the repeats, which are scored exactly, and the new items' weights are the model's own
     given the distinct earlier items).
     """
-    mask = model.urn_split(x, as_mask(x, mask))[0]
+    mask = model.urn_split(x, mask)[0]
     pos = check_positions(positions, x.shape[1])
     B, P = x.shape[0], len(pos)
     check_inner(model, inner)

@@ -122,10 +122,12 @@ class FewShotModel(PyroModule):
             self.urn = Urn(float(concentration), int(atoms))
         self._config.update(urn_concentration=concentration, urn_atoms=int(atoms))
 
-    def urn_split(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def urn_split(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         """``(scored, terms)``, each ``[B, T]``: the mask of the items this model's own program
-        scores and each item's urn term (:meth:`~ppl_fewshot.models.urn.Urn.split`); without an
-        urn, ``mask`` and zeros."""
+        scores (or reads, for a context) and each item's urn term
+        (:meth:`~ppl_fewshot.models.urn.Urn.split`); without an urn, ``mask`` (all ``True`` when
+        None) and zeros."""
+        mask = as_mask(x, mask)
         if self.urn is None:
             return mask, x.new_zeros(mask.shape)
         return self.urn.split(x, mask)
@@ -223,7 +225,7 @@ class FewShotModel(PyroModule):
         With an urn: the partition's log-probability plus the distinct items' ``log p``.
         """
         check_inner(self, inner)
-        scored, terms = self.urn_split(x, as_mask(x, mask))
+        scored, terms = self.urn_split(x, mask)
         return self._log_marginal(x, scored, num_particles, chunk, ais, inner) + terms.sum(-1)
 
     def _log_marginal(self, x: Tensor, mask: Tensor, num_particles: int, chunk: int | None,

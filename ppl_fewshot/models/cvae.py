@@ -207,7 +207,7 @@ class OneShotCVAE(FewShotModel):
         """The embedding ``[B, num_queries, hidden]`` of the exemplar that the rule picks
         from ``context[B, Tc]`` for a new item after it (null for an empty context; with an
         urn, among the distinct items)."""
-        cmask = self.urn_split(context, as_mask(context, context_mask))[0]
+        cmask = self.urn_split(context, context_mask)[0]
         B, Tc = cmask.shape
         ex = exemplar_index(torch.cat([cmask, cmask.new_ones(B, 1)], 1), self.condition_on)
         ex = ex[:, Tc:]  # [B, 1]: the exemplar of item Tc

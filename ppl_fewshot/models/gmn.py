@@ -330,7 +330,7 @@ class GenerativeMatchingNetwork(FewShotModel):
     def _context(
         self, context: Tensor, context_mask: Tensor | None, num_queries: int
     ) -> tuple[dict[str, Tensor], Tensor]:
-        cmask = self.urn_split(context, as_mask(context, context_mask))[0]  # urn: distinct ones
+        cmask = self.urn_split(context, context_mask)[0]  # with an urn, the distinct ones
         ctx = self.prepare(context, cmask)
         return ctx, full_allowed(ctx["memory_mask"], num_queries)
 

@@ -259,7 +259,7 @@ class NeuralStatistician(FewShotModel):
     def context_posterior(self, context: Tensor, mask: Tensor | None = None) -> dist.Independent:
         """``q(c | context)``: ``Independent(Normal)``, batch ``[B]``, event ``[c_dim]`` (with an
         urn, of the distinct items)."""
-        mask = self.urn_split(context, as_mask(context, mask))[0]
+        mask = self.urn_split(context, mask)[0]
         q = self.posterior_c(self.encoder(context), mask)
         return dist.Normal(q.base_dist.loc[..., 0, :], q.base_dist.scale[..., 0, :]).to_event(1)
 

@@ -110,8 +110,7 @@ class SetLatentModel(FewShotModel):
     def context_posterior(self, context: Tensor, mask: Tensor | None = None) -> dist.Distribution:
         """The amortized ``q(a | context)``, batch shape ``[B]``; exactly order invariant (with
         an urn, of the distinct items)."""
-        return self.make_q(self.guide_params(context, self.urn_split(context,
-                                                                     as_mask(context, mask))[0]))
+        return self.make_q(self.guide_params(context, self.urn_split(context, mask)[0]))
 
     def sample_latent(
         self, context: Tensor, num_samples: int, context_mask: Tensor | None = None
