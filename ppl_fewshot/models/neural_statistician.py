@@ -60,7 +60,6 @@ import torch
 from torch import Tensor, nn
 
 from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale, query_sets
-from ppl_fewshot.models.urn import urn_log_prob
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, GaussianProductEncoder, SetEncoder
 from ppl_fewshot.nn.sets import sample_dropout
 
@@ -213,7 +212,7 @@ class NeuralStatistician(FewShotModel):
         return dist.Bernoulli(logits=logits, validate_args=False).to_event(len(self.event_shape))
 
     # --------------------------------------------------------------- contract
-    def prepare(self, x: Tensor, mask: Tensor | None = None) -> dict:
+    def prepare(self, x: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         """Conv features of every item, ``{"h": [B, T, hidden]}``, shared by both guide networks."""
         return {"h": self.encoder(x)}
 
@@ -324,8 +323,9 @@ class NeuralStatistician(FewShotModel):
         Pairs ``(c_k, z_k)`` with ``c_k ~ q(c | X)`` and ``z_k ~ q(z | x, c_k)`` give
         ``log (1/K) sum_k p(x, z_k | c_k) / q(z_k | x, c_k)``. This treats ``q(c | X)``
         as the posterior, so it is *not* the importance-sampled ``log p(x | X)`` of
-        :meth:`log_predictive`; report it under its own name. With an urn it is
-        ``log(w_new E_q[p(x | c)] + w_copy)``, the query taken as the context's next item.
+        :meth:`log_predictive`; report it under its own name. With an urn the query is the
+        context's next item, as in :meth:`conditional_log_likelihoods`: ``log w_copy`` when it
+        repeats a context item, else ``log w_new`` plus the plug-in estimate.
         """
         with torch.no_grad():
             qc = self.context_posterior(context, context_mask)
@@ -339,10 +339,11 @@ class NeuralStatistician(FewShotModel):
             out = torch.logsumexp(torch.cat(chunks, 0), 0) - math.log(num_particles)
             if self.urn is None:
                 return out
-            # the query as its context's next item: log(w_new E_q[p(x | c)] + w_copy)
-            new, copy, _ = self.urn.log_weights(*query_sets(query, context,
-                                                            as_mask(context, context_mask)))
-            return urn_log_prob(out, new[:, -1].reshape(out.shape), copy[:, -1].reshape(out.shape))
+            xs, ms = query_sets(query, context, as_mask(context, context_mask))
+            scored, terms = self.urn.split(xs, ms)
+            new = scored[:, -1].reshape(out.shape)  # False: the query repeats a context item
+            term = terms[:, -1].reshape(out.shape)
+            return torch.where(new, term + out, term)
 
     def features(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Mean of ``q(c | {x})`` for each item: ``[..., *event] -> [..., c_dim]``.

@@ -135,10 +135,12 @@ def urn_conditionals(base_conditionals: Callable[[Tensor, list[int]], Tensor], x
 
 
 def urn_log_prob(log_base: Tensor, log_new: Tensor, log_copy: Tensor) -> Tensor:
-    """``log(w_new p(x_t | ...) + w_copy)``: an item's log-density under the urn.
+    """``log(w_new p(x_t | ...) + w_copy)``: an item's exact log-probability under the urn,
+    including a new atom that equals an earlier item (the case :meth:`Urn.split` drops; needed
+    for a base measure on few values, where it is not negligible).
 
-    ``log_base`` is the set model's log-density of the item as a new atom (any batch shape
-    that broadcasts against ``[B, T]``, e.g. ``[K, B, T]`` over particles).
+    ``log_base`` is the set model's log-probability of the item as a new atom (any batch shape
+    that broadcasts against ``[B, T]``).
     """
     return torch.logaddexp(log_new + log_base, log_copy)
 
