@@ -18,9 +18,12 @@
 #   on the 100-episode bank (K 1000) and on the distinct bank (K 200: new drawings only); run
 #   the two side by side (~35-45 min each beside other jobs), then `paired`;
 # `full-trained`: the urn-trained one on the whole 659-episode bank (~20 min);
-# `more`: the urn-trained one 5000 steps more with the urn (seed 8; ~20 min), scored like it.
+# `more`: the urn-trained one 5000 steps more with the urn (seed 8; ~20 min), scored like it;
+# `full-more`: that one (50k steps, 10k of them with the urn) on the whole 659-episode bank;
+# `longer`: it continued 10000 steps more with the urn (3e-4 / 1e-4, seed 9; ~45 min beside one
+#   other job), scored like it, to see whether urn training keeps gaining past 10k steps.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_urn.sh
-#   [nll|full|train plain|train urn|full-trained|more|paired|all]
+#   [nll|full|train plain|train urn|full-trained|more|full-more|longer|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/gmn-urn
@@ -67,6 +70,17 @@ more() {
     --set urn_concentration="$(urn_theta 0)" --out $run/cont10k-urn
   bank_nll $run/cont10k-urn/checkpoint.pt 1000 "$ZL + 10k steps trained with the urn $U" \
     $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000-100ep; }
+full_more() {
+  ev --checkpoint $run/cont10k-urn/checkpoint.pt --task nll --classes 1 --samples 1000 \
+    --khat-episodes 0 --label "$ZL + 10k steps trained with the urn $U" \
+    --out $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000; }
+longer() {
+  train_run gmn-small --protocol gmn28 --classes 1 --set prior=mixture --augmentation rot90,flip \
+    --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed 9 \
+    --steps 10000 --lr 3e-4,1e-4 --init-from $run/cont10k-urn/checkpoint.pt \
+    --set urn_concentration="$(urn_theta 0)" --out $run/cont20k-urn
+  bank_nll $run/cont20k-urn/checkpoint.pt 1000 "$ZL + 20k steps trained with the urn $U" \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont20k-urn-urn-dp-gmn28-C1-K1000-100ep; }
 paired() {
   local a=$R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000-100ep
   local p=$R/gmn-small-mixture-ctrain1-rotflip-cont5k-plain-urn-dp-gmn28-C1-K1000-100ep
@@ -89,7 +103,10 @@ case "${1:-all}" in
   train) trained "${2:?train plain or train urn}" ;;
   full-trained) full_trained ;;
   more) more ;;
+  full-more) full_more ;;
+  longer) longer ;;
   paired) paired ;;
-  all) nll; full; trained plain; trained urn; full_trained; more; paired ;;
-  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|paired|all]" >&2; exit 2 ;;
+  all) nll; full; trained plain; trained urn; full_trained; more; full_more; longer; paired ;;
+  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|longer|paired|all]" >&2
+     exit 2 ;;
 esac

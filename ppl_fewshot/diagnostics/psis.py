@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from ppl_fewshot.models.annealing import AIS, check_inner
-from ppl_fewshot.models.base import (
+from ppl_fewshot.models.particles import (
     auto_chunk,
     check_positions,
     particles_in_chunks,
@@ -117,7 +117,7 @@ def importance_log_weights(
 ) -> Tensor:
     """``model.log_weights`` for ``num_particles`` particles, ``[K, B]``, in chunks, no grad.
 
-    ``chunk`` particles per call (default :func:`~ppl_fewshot.models.base.auto_chunk`,
+    ``chunk`` particles per call (default :func:`~ppl_fewshot.models.particles.auto_chunk`,
     divided by ``inner``); ``ais`` anneals them and ``inner`` nests them
     (:mod:`ppl_fewshot.models.annealing`): the weights are then those of the set latent.
     With an urn the model weighs the distinct items, and the urn's exact terms are added.

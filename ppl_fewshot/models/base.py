@@ -25,7 +25,6 @@ passed to both as ``ctx``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,6 +38,14 @@ from ppl_fewshot.models.annealing import (
     check_inner,
     guide_draws,
     nested_log_weights,
+)
+from ppl_fewshot.models.particles import (
+    auto_chunk,
+    check_positions,
+    particles_in_chunks,
+    prefix_lengths,
+    prefix_pairs,
+    query_sets,
 )
 from ppl_fewshot.models.urn import Urn, urn_conditionals
 
@@ -220,8 +227,9 @@ class FewShotModel(PyroModule):
     ) -> Tensor:
         """Importance-sampled ``log p(X)`` per set, ``[B]``, in nats (K = num_particles).
 
-        Particles are drawn ``chunk`` at a time (default: :func:`auto_chunk`, divided by
-        ``inner``); ``ais`` anneals them and ``inner`` nests them (see :meth:`log_weights`).
+        Particles are drawn ``chunk`` at a time (default:
+        :func:`~ppl_fewshot.models.particles.auto_chunk`, divided by ``inner``); ``ais`` anneals
+        them and ``inner`` nests them (see :meth:`log_weights`).
         With an urn: the partition's log-probability plus the distinct items' ``log p``.
         """
         check_inner(self, inner)
@@ -354,15 +362,6 @@ class FewShotModel(PyroModule):
         return ll.reshape(B, Q)
 
 
-def query_sets(query: Tensor, context: Tensor, context_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """One set per query, its context then the query: ``([B * Q, Tc + 1, *event], mask)``
-    from ``query[B, Q, *event]``, ``context[B, Tc, *event]`` and ``context_mask[B, Tc]``."""
-    B, Q, Tc = *query.shape[:2], context.shape[1]
-    xs = torch.cat([context.unsqueeze(1).expand(B, Q, *context.shape[1:]), query.unsqueeze(2)], 2)
-    ms = torch.cat([context_mask.unsqueeze(1).expand(B, Q, Tc), context_mask.new_ones(B, Q, 1)], 2)
-    return xs.flatten(0, 1), ms.flatten(0, 1)
-
-
 def loc_scale(params: Tensor, min_scale: float = 1e-4) -> tuple[Tensor, Tensor]:
     """A diagonal Normal's loc and scale from a network output ``[..., 2 D]``.
 
@@ -377,62 +376,3 @@ def check_temperature(temperature: float) -> None:
     """Refuse a sampling temperature that is not a positive finite number."""
     if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-
-
-def prefix_pairs(mask: Tensor, pos: list[int]) -> tuple[Tensor, Tensor]:
-    """Prefix lengths ``(before, upto)``, each ``[B, len(pos)]``, whose log-marginals give
-    ``log p(x_t | x_<t) = log p(first upto items) - log p(first before items)``.
-
-    For every position (``pos == range(T)``) each present item is differenced against the
-    prefix that ends at the previous *present* item, so the sum over items telescopes to
-    ``log p(X)`` exactly whatever the padding; otherwise ``before = t``, ``upto = t + 1``.
-    """
-    B, T = mask.shape
-    upto = torch.tensor(pos, device=mask.device).expand(B, len(pos)) + 1
-    if pos != list(range(T)):
-        return upto - 1, upto
-    ar = torch.arange(T, device=mask.device)
-    present = torch.where(mask, ar + 1, torch.zeros_like(ar))
-    before = torch.cat([present.new_zeros(B, 1), present.cummax(1).values[:, :-1]], 1)
-    return before, upto
-
-
-def prefix_lengths(before: Tensor, upto: Tensor) -> list[int]:
-    """The distinct non-empty prefix lengths that :func:`prefix_pairs` asks for, sorted."""
-    return sorted((set(before.unique().tolist()) | set(upto.unique().tolist())) - {0})
-
-
-def check_positions(positions: list[int] | tuple[int, ...], num_items: int) -> list[int]:
-    """``positions`` as a list of ints, or ``ValueError`` if one is outside ``0..num_items-1``."""
-    pos = [int(t) for t in positions]
-    bad = [t for t in pos if not 0 <= t < num_items]
-    if bad:
-        raise ValueError(f"positions {bad} are outside the {num_items} items of each set")
-    return pos
-
-
-def auto_chunk(x: Tensor, items: int | None = None, budget: int = 200_000) -> int:
-    """Particles per call so that one call handles about ``budget`` input values.
-
-    ``x`` is the batch ``[B, T, *event]`` and ``items`` the number of items scored per
-    particle (default ``B * T``). On a CPU, importance sampling runs fastest with a few
-    hundred 28x28 images per network call (larger activations fall out of cache: gmn-small
-    scores ~6200 item-particles/s at 128-256 images per call, ~5100 at 512-1024, ~4400 at
-    2048; one thread); ``budget`` = 200,000 values is ~256 such images. Small items (the
-    conjugate models) get proportionally more particles per call.
-    """
-    n = x.shape[0] * max(x.shape[1], 1) if items is None else items
-    size = math.prod(x.shape[2:]) if x.dim() > 2 else 1
-    return max(1, budget // max(n * size, 1))
-
-
-def particles_in_chunks(fn: Callable[[int], Tensor], num_particles: int, chunk: int) -> Tensor:
-    """``torch.cat([fn(k) ...], 0)`` over chunks ``k <= chunk`` that add up to ``num_particles``."""
-    if num_particles < 1:
-        raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    parts, done = [], 0
-    while done < num_particles:
-        k = min(chunk, num_particles - done)
-        parts.append(fn(k))
-        done += k
-    return torch.cat(parts, 0)

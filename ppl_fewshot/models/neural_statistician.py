@@ -59,7 +59,8 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale, query_sets
+from ppl_fewshot.models.base import FewShotModel, as_mask, check_temperature, loc_scale
+from ppl_fewshot.models.particles import query_sets
 from ppl_fewshot.nn import MLP, ConvDecoder, ConvEncoder, GaussianProductEncoder, SetEncoder
 from ppl_fewshot.nn.sets import sample_dropout
 
