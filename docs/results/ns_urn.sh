@@ -17,7 +17,14 @@
 #   at 19 shots): nothing to run.
 # `k1000`: the Dirichlet-process urn's table at the protocol's K 1000 (~2 h on one thread),
 #   paired with the plain model's K 1000 row (section 32; the same weights).
+# `train plain|urn`: does training under the urn help the NS, as it helps the GMN (section 35)?
+#   The gmn28 NS's run (runs/ns-medium-gmn28-sets5, `bash docs/results/ns_gmn28.sh sets5`)
+#   continued 5000 steps (3e-4 / 1e-4, seed 7, its sets of 5, 16 a step) without or with the
+#   Dirichlet-process urn (--set urn_concentration: a set's repeats leave the NS's own terms), then
+#   scored with the urn on the 100-episode bank at K 100; run the two side by side (~40 min
+#   each beside one other job), then `paired`.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_urn.sh [fit|export|nll|k1000|all] [dp|n20|both]
+#   or ns_urn.sh train plain|urn, ns_urn.sh paired
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/ns-urn
@@ -33,6 +40,28 @@ export_one() {  # export_one NAME ATOMS
   urn_export $BASE $run/$1.pt "$2"; }
 nll_one() {  # nll_one NAME LABEL
   bank_nll $run/$1.pt 100 "$2" $R/ns-medium-gmn28trained-sets5-urn-$1-C1-K100-100ep; }
+trained() {  # trained plain|urn: the continued gmn28 NS and its K 100 table with the urn
+  local out=$run/cont5k-$1 args=()
+  [ "$1" = urn ] && args=(--set urn_concentration="$(urn_theta 0)")
+  train_run ns-small --protocol gmn28 --steps 5000 --batch-size 16 --set-size 5 --classes 1 \
+    --set channels=32 --set hidden=256 --set c_dim=128 --set sample_dropout=0.1 \
+    --augmentation rot90,flip --lr 3e-4,1e-4 --val-every 1000 --checkpoint-every 500 --seed 7 \
+    --quiet --init-from runs/ns-medium-gmn28-sets5/checkpoint.pt "${args[@]}" --out $out
+  local ck=$out/checkpoint.pt
+  if [ "$1" = plain ]; then urn_export $ck $out/urn.pt 0; ck=$out/urn.pt; fi
+  bank_nll $ck 100 "ns-medium trained on gmn28 sets of 5, + 5k steps$([ "$1" = urn ] &&
+    echo " trained with the urn"), + Dirichlet-process urn (theta fitted; repeats exact)" \
+    $R/ns-medium-gmn28trained-sets5-cont5k-$1-urn-dp-C1-K100-100ep; }
+paired() {
+  local a=$R/ns-medium-gmn28trained-sets5-urn-dp-C1-K100-100ep
+  local p=$R/ns-medium-gmn28trained-sets5-cont5k-plain-urn-dp-C1-K100-100ep
+  python $R/paired_nll.py $a $p
+  python $R/paired_nll.py $p ${p/plain/urn}
+  python $R/nll_by_repeat.py $a $p ${p/plain/urn}; }
+case "${1:-all}" in
+  train) trained "${2:?train plain or train urn}"; exit ;;
+  paired) paired; exit ;;
+esac
 M=${2:-both}
 names() { case "$M" in dp) echo dp ;; n20) echo n20 ;; both) echo dp n20 ;;
   *) echo "unknown model $M (dp, n20 or both)" >&2; return 2 ;; esac; }
