@@ -19,11 +19,17 @@
 #   the two side by side (~35-45 min each beside other jobs), then `paired`;
 # `full-trained`: the urn-trained one on the whole 659-episode bank (~20 min);
 # `more`: the urn-trained one 5000 steps more with the urn (seed 8; ~20 min), scored like it;
-# `full-more`: that one (50k steps, 10k of them with the urn) on the whole 659-episode bank;
+# `full-more`: that one (50k steps, 10k of them with the urn; exported as
+#   models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt) on the whole 659-episode bank;
+# `ais`: that one on the 100-episode bank by annealed importance sampling (docs/results/ais.sh:
+#   K 8, 100 steps; ~15 min beside one other job);
 # `longer`: it continued 10000 steps more with the urn (3e-4 / 1e-4, seed 9; ~45 min beside one
-#   other job), scored like it, to see whether urn training keeps gaining past 10k steps.
+#   other job), scored like it, to see whether urn training keeps gaining past 10k steps;
+# `samples`: do the samples of the zoo GMN, its plain control and the urn-trained ones (5k, 10k,
+#   20k urn steps) draw the context's character, and do they copy it? (sample_fidelity.py, the
+#   NS judge; temperatures 1 and 0.5; a few minutes.)
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_urn.sh
-#   [nll|full|train plain|train urn|full-trained|more|full-more|longer|paired|all]
+#   [nll|full|train plain|train urn|full-trained|more|full-more|ais|longer|samples|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/gmn-urn
@@ -70,10 +76,13 @@ more() {
     --set urn_concentration="$(urn_theta 0)" --out $run/cont10k-urn
   bank_nll $run/cont10k-urn/checkpoint.pt 1000 "$ZL + 10k steps trained with the urn $U" \
     $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000-100ep; }
-full_more() {
-  ev --checkpoint $run/cont10k-urn/checkpoint.pt --task nll --classes 1 --samples 1000 \
-    --khat-episodes 0 --label "$ZL + 10k steps trained with the urn $U" \
-    --out $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000; }
+full_urn() {  # full_urn N: the model trained N k steps with the urn on the whole bank
+  ev --checkpoint $run/cont$1k-urn/checkpoint.pt --task nll --classes 1 --samples 1000 \
+    --khat-episodes 0 --label "$ZL + $1k steps trained with the urn $U" \
+    --out $R/gmn-small-mixture-ctrain1-rotflip-cont$1k-urn-urn-dp-gmn28-C1-K1000; }
+ais() {
+  bash $R/ais.sh $run/cont10k-urn/checkpoint.pt gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp \
+    "$ZL + 10k steps trained with the urn $U"; }
 longer() {
   train_run gmn-small --protocol gmn28 --classes 1 --set prior=mixture --augmentation rot90,flip \
     --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed 9 \
@@ -81,6 +90,10 @@ longer() {
     --set urn_concentration="$(urn_theta 0)" --out $run/cont20k-urn
   bank_nll $run/cont20k-urn/checkpoint.pt 1000 "$ZL + 20k steps trained with the urn $U" \
     $R/gmn-small-mixture-ctrain1-rotflip-cont20k-urn-urn-dp-gmn28-C1-K1000-100ep; }
+samples() {
+  [ -f $R/sample-fidelity-urn/fidelity.json ] || python $R/sample_fidelity.py $R/sample-fidelity-urn \
+    $ZOO $run/cont5k-plain/checkpoint.pt $run/cont5k-urn/checkpoint.pt \
+    $run/cont10k-urn/checkpoint.pt $run/cont20k-urn/checkpoint.pt --temperatures 1,0.5; }
 paired() {
   local a=$R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000-100ep
   local p=$R/gmn-small-mixture-ctrain1-rotflip-cont5k-plain-urn-dp-gmn28-C1-K1000-100ep
@@ -94,6 +107,9 @@ paired() {
   python $R/paired_nll.py ${p/C1-K1000/distinct-K200} ${u/C1-K1000/distinct-K200}
   python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000 \
     $R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000
+  local f=$R/gmn-small-mixture-ctrain1-rotflip-cont
+  python $R/paired_nll.py ${u/cont5k/cont10k} ${u/cont5k/cont20k}
+  python $R/paired_nll.py ${f}5k-urn-urn-dp-gmn28-C1-K1000 ${f}10k-urn-urn-dp-gmn28-C1-K1000
   python $R/nll_by_repeat.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-export-gmn28-C1-K1000-100ep \
     $a $R/gmn-small-imgread-urn-dp-gmn28-C1-K1000-100ep \
     $R/ns-medium-gmn28trained-sets5-urn-dp-C1-K1000-100ep $p $u; }
@@ -103,10 +119,12 @@ case "${1:-all}" in
   train) trained "${2:?train plain or train urn}" ;;
   full-trained) full_trained ;;
   more) more ;;
-  full-more) full_more ;;
+  full-more) full_urn 10 ;;
+  ais) ais ;;
   longer) longer ;;
+  samples) samples ;;
   paired) paired ;;
-  all) nll; full; trained plain; trained urn; full_trained; more; full_more; longer; paired ;;
-  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|longer|paired|all]" >&2
+  all) nll; full; trained plain; trained urn; full_trained; more; full_urn 10; ais; longer; samples; paired ;;
+  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|ais|longer|samples|paired|all]" >&2
      exit 2 ;;
 esac
