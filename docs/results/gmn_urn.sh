@@ -21,6 +21,7 @@
 # `more`: the urn-trained one 5000 steps more with the urn (seed 8; ~20 min), scored like it;
 # `full-more`: that one (50k steps, 10k of them with the urn; exported as
 #   models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt) on the whole 659-episode bank;
+# `distinct`: that one on the distinct bank (K 200: new drawings only; a few minutes);
 # `ais`: that one on the 100-episode bank by annealed importance sampling (docs/results/ais.sh:
 #   K 8, 100 steps; ~15 min beside one other job);
 # `longer`: it continued 10000 steps more with the urn (3e-4 / 1e-4, seed 9; ~45 min beside one
@@ -29,7 +30,7 @@
 #   20k urn steps) draw the context's character, and do they copy it? (sample_fidelity.py, the
 #   NS judge; temperatures 1 and 0.5; a few minutes.)
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_urn.sh
-#   [nll|full|train plain|train urn|full-trained|more|full-more|ais|longer|samples|paired|all]
+#   [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|samples|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/gmn-urn
@@ -80,6 +81,10 @@ full_urn() {  # full_urn N: the model trained N k steps with the urn on the whol
   ev --checkpoint $run/cont$1k-urn/checkpoint.pt --task nll --classes 1 --samples 1000 \
     --khat-episodes 0 --label "$ZL + $1k steps trained with the urn $U" \
     --out $R/gmn-small-mixture-ctrain1-rotflip-cont$1k-urn-urn-dp-gmn28-C1-K1000; }
+distinct() {
+  bank_nll $run/cont10k-urn/checkpoint.pt 200 "$ZL + 10k steps trained with the urn $U" \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-distinct-K200-100ep \
+    --sampler distinct; }
 ais() {
   bash $R/ais.sh $run/cont10k-urn/checkpoint.pt gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp \
     "$ZL + 10k steps trained with the urn $U"; }
@@ -105,6 +110,7 @@ paired() {
   python $R/paired_nll.py $a $p
   python $R/paired_nll.py $p $u
   python $R/paired_nll.py ${p/C1-K1000/distinct-K200} ${u/C1-K1000/distinct-K200}
+  python $R/paired_nll.py ${u/C1-K1000/distinct-K200} ${u/cont5k-urn-urn-dp-gmn28-C1-K1000/cont10k-urn-urn-dp-gmn28-distinct-K200}
   python $R/paired_nll.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-gmn28-C1-K1000 \
     $R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000
   local f=$R/gmn-small-mixture-ctrain1-rotflip-cont
@@ -120,11 +126,12 @@ case "${1:-all}" in
   full-trained) full_trained ;;
   more) more ;;
   full-more) full_urn 10 ;;
+  distinct) distinct ;;
   ais) ais ;;
   longer) longer ;;
   samples) samples ;;
   paired) paired ;;
-  all) nll; full; trained plain; trained urn; full_trained; more; full_urn 10; ais; longer; samples; paired ;;
-  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|ais|longer|samples|paired|all]" >&2
+  all) nll; full; trained plain; trained urn; full_trained; more; full_urn 10; distinct; ais; longer; samples; paired ;;
+  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|samples|paired|all]" >&2
      exit 2 ;;
 esac

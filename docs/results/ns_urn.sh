@@ -22,9 +22,10 @@
 #   continued 5000 steps (3e-4 / 1e-4, seed 7, its sets of 5, 16 a step) without or with the
 #   Dirichlet-process urn (--set urn_concentration: a set's repeats leave the NS's own terms), then
 #   scored with the urn on the 100-episode bank at K 100; run the two side by side (~40 min
-#   each beside one other job), then `paired`.
+#   each beside one other job), then `paired`; `classify-trained`: both on gmn28 few-shot
+#   classification (min-KL both ways and cosine, 1000 tasks; ns_gmn28.sh classify's settings).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_urn.sh [fit|export|nll|k1000|all] [dp|n20|both]
-#   or ns_urn.sh train plain|urn, ns_urn.sh paired
+#   or ns_urn.sh train plain|urn, ns_urn.sh classify-trained, ns_urn.sh paired
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/ns-urn
@@ -52,6 +53,14 @@ trained() {  # trained plain|urn: the continued gmn28 NS and its K 100 table wit
   bank_nll $ck 100 "ns-medium trained on gmn28 sets of 5, + 5k steps$([ "$1" = urn ] &&
     echo " trained with the urn"), + Dirichlet-process urn (theta fitted; repeats exact)" \
     $R/ns-medium-gmn28trained-sets5-cont5k-$1-urn-dp-C1-K100-100ep; }
+classify_trained() {
+  local arm
+  for arm in plain urn; do
+    ev --checkpoint $run/cont5k-$arm/checkpoint.pt --task classify --protocol gmn28 --ways 5,20 \
+      --k-shots 1,5 --tasks 1000 --methods min-kl,min-kl-reverse,cosine \
+      --label "ns-medium trained on gmn28 sets of 5, + 5k steps$([ $arm = urn ] &&
+        echo " trained with the urn")" --out $R/ns-medium-gmn28trained-sets5-cont5k-$arm-gmn28-classify
+  done; }
 paired() {
   local a=$R/ns-medium-gmn28trained-sets5-urn-dp-C1-K100-100ep
   local p=$R/ns-medium-gmn28trained-sets5-cont5k-plain-urn-dp-C1-K100-100ep
@@ -60,6 +69,7 @@ paired() {
   python $R/nll_by_repeat.py $a $p ${p/plain/urn}; }
 case "${1:-all}" in
   train) trained "${2:?train plain or train urn}"; exit ;;
+  classify-trained) classify_trained; exit ;;
   paired) paired; exit ;;
 esac
 M=${2:-both}
