@@ -66,17 +66,14 @@ trained() {  # trained plain|urn: the continued zoo GMN's run and its table with
   bank_nll $ck 1000 "$label" $R/gmn-small-mixture-ctrain1-rotflip-cont5k-$1-urn-dp-gmn28-C1-K1000-100ep
   bank_nll $ck 200 "$label" $R/gmn-small-mixture-ctrain1-rotflip-cont5k-$1-urn-dp-gmn28-distinct-K200-100ep \
     --sampler distinct; }
-full_trained() {
-  ev --checkpoint $run/cont5k-urn/checkpoint.pt --task nll --classes 1 --samples 1000 \
-    --khat-episodes 0 --label "$ZL + 5k steps trained with the urn $U" \
-    --out $R/gmn-small-mixture-ctrain1-rotflip-cont5k-urn-urn-dp-gmn28-C1-K1000; }
-more() {
+urn_block() {  # urn_block SEED STEPS FROM N: the urn-trained GMN continued from FROM with the
+  # urn, STEPS steps at seed SEED, to N thousand urn steps in all (runs/gmn-urn/contNk-urn)
   train_run gmn-small --protocol gmn28 --classes 1 --set prior=mixture --augmentation rot90,flip \
-    --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed 8 \
-    --steps 5000 --lr 3e-4,1e-4 --init-from $run/cont5k-urn/checkpoint.pt \
-    --set urn_concentration="$(urn_theta 0)" --out $run/cont10k-urn
-  bank_nll $run/cont10k-urn/checkpoint.pt 1000 "$ZL + 10k steps trained with the urn $U" \
-    $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000-100ep; }
+    --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed "$1" \
+    --steps "$2" --lr 3e-4,1e-4 --init-from "$3" --set urn_concentration="$(urn_theta 0)" \
+    --out $run/cont$4k-urn
+  bank_nll $run/cont$4k-urn/checkpoint.pt 1000 "$ZL + $4k steps trained with the urn $U" \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont$4k-urn-urn-dp-gmn28-C1-K1000-100ep; }
 full_urn() {  # full_urn N: the model trained N k steps with the urn on the whole bank
   ev --checkpoint $run/cont$1k-urn/checkpoint.pt --task nll --classes 1 --samples 1000 \
     --khat-episodes 0 --label "$ZL + $1k steps trained with the urn $U" \
@@ -88,13 +85,6 @@ distinct() {
 ais() {
   bash $R/ais.sh $run/cont10k-urn/checkpoint.pt gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp \
     "$ZL + 10k steps trained with the urn $U"; }
-longer() {
-  train_run gmn-small --protocol gmn28 --classes 1 --set prior=mixture --augmentation rot90,flip \
-    --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed 9 \
-    --steps 10000 --lr 3e-4,1e-4 --init-from $run/cont10k-urn/checkpoint.pt \
-    --set urn_concentration="$(urn_theta 0)" --out $run/cont20k-urn
-  bank_nll $run/cont20k-urn/checkpoint.pt 1000 "$ZL + 20k steps trained with the urn $U" \
-    $R/gmn-small-mixture-ctrain1-rotflip-cont20k-urn-urn-dp-gmn28-C1-K1000-100ep; }
 samples() {
   [ -f $R/sample-fidelity-urn/fidelity.json ] || python $R/sample_fidelity.py $R/sample-fidelity-urn \
     $ZOO $run/cont5k-plain/checkpoint.pt $run/cont5k-urn/checkpoint.pt \
@@ -116,6 +106,9 @@ paired() {
   local f=$R/gmn-small-mixture-ctrain1-rotflip-cont
   python $R/paired_nll.py ${u/cont5k/cont10k} ${u/cont5k/cont20k}
   python $R/paired_nll.py ${f}5k-urn-urn-dp-gmn28-C1-K1000 ${f}10k-urn-urn-dp-gmn28-C1-K1000
+  python $R/paired_nll.py ${f}3-urn-dp-gmn28-C1-K1000 ${f}10k-urn-urn-dp-gmn28-C1-K1000
+  python $R/paired_nll.py ${f}10k-urn-urn-dp-gmn28-C1-K1000-100ep ${f}10k-urn-urn-dp-gmn28-C1-AIS100-K8-100ep
+  python $R/nll_by_repeat.py ${f}10k-urn-urn-dp-gmn28-C1-K1000-100ep ${f}10k-urn-urn-dp-gmn28-C1-AIS100-K8-100ep
   python $R/nll_by_repeat.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-export-gmn28-C1-K1000-100ep \
     $a $R/gmn-small-imgread-urn-dp-gmn28-C1-K1000-100ep \
     $R/ns-medium-gmn28trained-sets5-urn-dp-C1-K1000-100ep $p $u; }
@@ -123,15 +116,17 @@ case "${1:-all}" in
   nll) nll ;;
   full) full ;;
   train) trained "${2:?train plain or train urn}" ;;
-  full-trained) full_trained ;;
-  more) more ;;
+  full-trained) full_urn 5 ;;
+  more) urn_block 8 5000 $run/cont5k-urn/checkpoint.pt 10 ;;
   full-more) full_urn 10 ;;
   distinct) distinct ;;
   ais) ais ;;
-  longer) longer ;;
+  longer) urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20 ;;
   samples) samples ;;
   paired) paired ;;
-  all) nll; full; trained plain; trained urn; full_trained; more; full_urn 10; distinct; ais; longer; samples; paired ;;
+  all) nll; full; trained plain; trained urn; full_urn 5
+    urn_block 8 5000 $run/cont5k-urn/checkpoint.pt 10; full_urn 10; distinct; ais
+    urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20; samples; paired ;;
   *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|samples|paired|all]" >&2
      exit 2 ;;
 esac
