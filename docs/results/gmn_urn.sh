@@ -26,11 +26,12 @@
 #   K 8, 100 steps; ~15 min beside one other job);
 # `longer`: it continued 10000 steps more with the urn (3e-4 / 1e-4, seed 9; ~45 min beside one
 #   other job), scored like it, to see whether urn training keeps gaining past 10k steps;
+# `full-longer`: that one (60k steps) on the whole 659-episode bank;
 # `samples`: do the samples of the zoo GMN, its plain control and the urn-trained ones (5k, 10k,
 #   20k urn steps) draw the context's character, and do they copy it? (sample_fidelity.py, the
 #   NS judge; temperatures 1 and 0.5; a few minutes.)
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_urn.sh
-#   [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|samples|paired|all]
+#   [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/gmn-urn
@@ -107,6 +108,7 @@ paired() {
   python $R/paired_nll.py ${u/cont5k/cont10k} ${u/cont5k/cont20k}
   python $R/paired_nll.py ${f}5k-urn-urn-dp-gmn28-C1-K1000 ${f}10k-urn-urn-dp-gmn28-C1-K1000
   python $R/paired_nll.py ${f}3-urn-dp-gmn28-C1-K1000 ${f}10k-urn-urn-dp-gmn28-C1-K1000
+  python $R/paired_nll.py ${f}10k-urn-urn-dp-gmn28-C1-K1000 ${f}20k-urn-urn-dp-gmn28-C1-K1000
   python $R/paired_nll.py ${f}10k-urn-urn-dp-gmn28-C1-K1000-100ep ${f}10k-urn-urn-dp-gmn28-C1-AIS100-K8-100ep
   python $R/nll_by_repeat.py ${f}10k-urn-urn-dp-gmn28-C1-K1000-100ep ${f}10k-urn-urn-dp-gmn28-C1-AIS100-K8-100ep
   python $R/nll_by_repeat.py $R/gmn-small-mixture-ctrain1-rotflip-cont3-export-gmn28-C1-K1000-100ep \
@@ -122,11 +124,12 @@ case "${1:-all}" in
   distinct) distinct ;;
   ais) ais ;;
   longer) urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20 ;;
+  full-longer) full_urn 20 ;;
   samples) samples ;;
   paired) paired ;;
   all) nll; full; trained plain; trained urn; full_urn 5
     urn_block 8 5000 $run/cont5k-urn/checkpoint.pt 10; full_urn 10; distinct; ais
-    urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20; samples; paired ;;
-  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|samples|paired|all]" >&2
+    urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20; full_urn 20; samples; paired ;;
+  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|paired|all]" >&2
      exit 2 ;;
 esac
