@@ -138,10 +138,17 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------- train
 def _config_from_args(args: argparse.Namespace):
     from ppl_fewshot.inference import TrainConfig
+    from ppl_fewshot.inference.checkpoint import checkpoint_settings
 
+    overrides = dict(args.set or [])
+    if args.init_from:  # the checkpoint's settings, under --set
+        name, settings = checkpoint_settings(args.init_from)
+        if name != args.model:
+            raise ValueError(f"--init-from {args.init_from} holds a {name}, not a {args.model}")
+        overrides = {**settings, **overrides}
     return TrainConfig(
         model=args.model,
-        model_overrides=dict(args.set or []),
+        model_overrides=overrides,
         protocol=args.protocol,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -329,8 +336,10 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--init-from",
         metavar="CHECKPOINT",
-        help="start from these weights (same model and settings) with a fresh optimizer and "
-        "this run's schedule, e.g. to continue a finished run for more steps",
+        help="start from these weights with a fresh optimizer and this run's schedule, e.g. to "
+        "continue a finished run for more steps; the model's settings are the checkpoint's "
+        "(urn included), --set changes those that hold no weights (urn_concentration=null "
+        "drops the urn)",
     )
     p.add_argument(
         "--validate-steps", type=nonneg_int, default=10,

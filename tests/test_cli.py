@@ -39,6 +39,7 @@ def checkpoint(tmp_path_factory):
         (["train", "vae", "--steps", "-3"], "positive"),
         (["train", "vae", "--set-size", "5-2"], "LO > HI"),
         (["train", "vae", "--set", "nonsense=1", "--steps", "1"], "no setting"),
+        (["train", "vae", "--init-from", "/nonexistent.pt"], "does not exist"),
         (
             ["data", "describe", "--protocol", "gmn28", "--data-dir", "/nonexistent/dir"],
             "PPL_FEWSHOT_DATA",
@@ -327,6 +328,37 @@ def test_train_binarization_flag_reaches_the_config() -> None:
     assert cfg.binarization == "none" and TrainConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(SystemExit):
         parse(["train", "ns-small", "--binarization", "grey"])
+
+
+def test_init_from_takes_the_checkpoint_settings_under_set(tmp_path) -> None:
+    """`train --init-from` builds the checkpoint's model (urn included) without the settings
+    being repeated; --set changes the urn, and a network setting that disagrees still fails."""
+    import dataclasses
+
+    from ppl_fewshot.cli import build_parser
+    from ppl_fewshot.cli_commands import _config_from_args
+    from ppl_fewshot.inference import CheckpointError, load_checkpoint
+
+    data = (make_prototype_classes(6, 10), make_prototype_classes(2, 10, seed=3))
+    src = TrainConfig(model="vae-small", model_overrides={"z_dim": 4, "urn_concentration": 2.0},
+                      protocol="synthetic", steps=1, batch_size=2, set_size=3, val_batches=1,
+                      device="cpu")
+    train(src, tmp_path / "a", data=data, progress=False)
+    ck = str(tmp_path / "a" / "checkpoint.pt")
+    parse = build_parser().parse_args
+    cfg = _config_from_args(parse(["train", "vae-small", "--init-from", ck]))
+    assert cfg.model_overrides == {"z_dim": 4, "urn_concentration": 2.0}
+    cont = dataclasses.replace(src, init_from=ck, model_overrides=cfg.model_overrides)
+    train(cont, tmp_path / "b", data=data, progress=False)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model_config"]["z_dim"] == 4
+    plain = _config_from_args(parse(["train", "vae-small", "--init-from", ck,
+                                     "--set", "urn_concentration=null", "--set", "hidden=64"]))
+    assert plain.model_overrides == {"z_dim": 4, "urn_concentration": None, "hidden": 64}
+    with pytest.raises(CheckpointError, match="--init-from"):
+        train(dataclasses.replace(cont, model_overrides=plain.model_overrides),
+              tmp_path / "c", data=data, progress=False)
+    with pytest.raises(ValueError, match="holds a vae-small, not a vae"):
+        _config_from_args(parse(["train", "vae", "--init-from", ck]))
 
 
 def test_train_augmentation_flag_reaches_the_config(capsys) -> None:

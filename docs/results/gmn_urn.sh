@@ -30,8 +30,14 @@
 # `samples`: do the samples of the zoo GMN, its plain control and the urn-trained ones (5k, 10k,
 #   20k urn steps) draw the context's character, and do they copy it? (sample_fidelity.py, the
 #   NS judge; temperatures 1 and 0.5; a few minutes.)
+# `transfer mnist|classify`: the exported urn GMN (models/, 50k steps) in tables 2 and 3, as
+#   more_steps.sh and zoo_table.sh scored the zoo GMN (the same seeded tasks and MNIST bank):
+#   `mnist` the MNIST NLL table (200 episodes, K 1000, with the urn) and 10-way 1/5-shot
+#   classification; `classify` 5- and 20-way 1- and 5-shot Omniglot classification
+#   (likelihood, K 10, and cosine). The urn changes no decision: a query that repeats none of a
+#   class's drawings gets the same log w_new in every class. ~25 min each on one thread.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_urn.sh
-#   [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|paired|all]
+#   [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|transfer mnist|transfer classify|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/gmn-urn
@@ -90,6 +96,18 @@ samples() {
   [ -f $R/sample-fidelity-urn/fidelity.json ] || python $R/sample_fidelity.py $R/sample-fidelity-urn \
     $ZOO $run/cont5k-plain/checkpoint.pt $run/cont5k-urn/checkpoint.pt \
     $run/cont10k-urn/checkpoint.pt $run/cont20k-urn/checkpoint.pt --temperatures 1,0.5; }
+transfer() {  # transfer mnist|classify: the exported urn GMN in tables 3 and 2
+  local c=models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt
+  local l="$ZL + 10k steps trained with the urn $U" t=$R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn
+  case "$1" in
+    mnist) ev --checkpoint $c --label "$l" --task transfer --samples 1000 --episodes 200 \
+      --k-shots 1,5 --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out $t-mnist28 ;;
+    classify) for k in 1 5; do
+      ev --checkpoint $c --label "$l" --task classify --protocol gmn28 --ways 5,20 --k-shots $k \
+        --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out $t-gmn28-classify-${k}shot
+    done ;;
+    *) echo "transfer mnist or transfer classify" >&2; return 2 ;;
+  esac; }
 paired() {
   local a=$R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000-100ep
   local p=$R/gmn-small-mixture-ctrain1-rotflip-cont5k-plain-urn-dp-gmn28-C1-K1000-100ep
@@ -126,10 +144,12 @@ case "${1:-all}" in
   longer) urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20 ;;
   full-longer) full_urn 20 ;;
   samples) samples ;;
+  transfer) transfer "${2:?transfer mnist or transfer classify}" ;;
   paired) paired ;;
   all) nll; full; trained plain; trained urn; full_urn 5
     urn_block 8 5000 $run/cont5k-urn/checkpoint.pt 10; full_urn 10; distinct; ais
-    urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20; full_urn 20; samples; paired ;;
-  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|paired|all]" >&2
+    urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20; full_urn 20; samples
+    transfer mnist; transfer classify; paired ;;
+  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|transfer mnist|transfer classify|paired|all]" >&2
      exit 2 ;;
 esac

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ppl_fewshot.models import FewShotModel, build
+from ppl_fewshot.models import FewShotModel, build, default_config
 from ppl_fewshot.utils import atomic_write_bytes, versions
 
 logger = logging.getLogger(__name__)
@@ -183,3 +183,17 @@ def model_from_checkpoint(
     model.to(device)
     model.eval()
     return model, state
+
+
+def checkpoint_settings(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The model name of a checkpoint and those of its settings that differ from the name's
+    defaults (:func:`ppl_fewshot.models.default_config`), urn settings included.
+
+    ``ppl-fewshot train --init-from`` takes them as the run's settings, under its own ``--set``:
+    a continued run builds the checkpoint's model without the settings being repeated.
+    """
+    state = load_checkpoint(path)
+    name, config = state["model_name"], state["model_config"]
+    defaults = json.loads(json.dumps(default_config(name), default=list))
+    return name, {k: v for k, v in json.loads(json.dumps(config, default=list)).items()
+                  if k not in defaults or defaults[k] != v}
