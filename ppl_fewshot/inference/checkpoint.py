@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ppl_fewshot.models import FewShotModel, build, default_config
+from ppl_fewshot.models import URN_SETTINGS, FewShotModel, build, default_config
 from ppl_fewshot.utils import atomic_write_bytes, versions
 
 logger = logging.getLogger(__name__)
@@ -197,3 +197,21 @@ def checkpoint_settings(path: str | Path) -> tuple[str, dict[str, Any]]:
     defaults = json.loads(json.dumps(default_config(name), default=list))
     return name, {k: v for k, v in json.loads(json.dumps(config, default=list)).items()
                   if k not in defaults or defaults[k] != v}
+
+
+def warm_start(model: FewShotModel, path: str | Path) -> dict[str, Any]:
+    """Load the weights of checkpoint ``path`` into ``model`` and return the checkpoint.
+
+    The checkpoint must hold the same model name and settings, but for an urn's
+    (:data:`ppl_fewshot.models.URN_SETTINGS`), which hold no weights; else
+    :class:`CheckpointError` (``ppl-fewshot train --init-from``).
+    """
+    src, state = model_from_checkpoint(path)
+    nets = [{k: v for k, v in m.config().items() if k not in URN_SETTINGS} for m in (src, model)]
+    if src.name != model.name or nets[0] != nets[1]:
+        raise CheckpointError(
+            f"--init-from {path} holds {src.name} {src.config()}, not {model.name} {model.config()}"
+        )
+    model.load_state_dict(src.state_dict())
+    logger.info("weights from %s (step %d)", path, state["step"])
+    return state

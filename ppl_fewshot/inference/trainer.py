@@ -51,13 +51,13 @@ from ppl_fewshot.inference.checkpoint import (
     CheckpointError,
     earlier_runs,
     load_checkpoint,
-    model_from_checkpoint,
     run_entry,
     save_checkpoint,
+    warm_start,
 )
 from ppl_fewshot.inference.objectives import ELBOLoss
 from ppl_fewshot.inference.train_config import TrainConfig
-from ppl_fewshot.models import URN_SETTINGS, FewShotModel, build
+from ppl_fewshot.models import build
 from ppl_fewshot.utils import (
     atomic_write_text,
     folder_lock,
@@ -167,21 +167,6 @@ def train(
         distributed.teardown(info, clean)
 
 
-def _warm_start(model: FewShotModel, config: TrainConfig) -> dict[str, Any]:
-    """Load the weights of ``config.init_from`` into ``model`` (same name and settings, but for
-    an urn's, which hold no weights); return that checkpoint."""
-    src, state = model_from_checkpoint(config.init_from)
-    nets = [{k: v for k, v in m.config().items() if k not in URN_SETTINGS} for m in (src, model)]
-    if src.name != model.name or nets[0] != nets[1]:
-        raise CheckpointError(
-            f"--init-from {config.init_from} holds {src.name} {src.config()}, "
-            f"not {model.name} {model.config()}"
-        )
-    model.load_state_dict(src.state_dict())
-    logger.info("weights from %s (step %d)", config.init_from, state["step"])
-    return state
-
-
 class _SpikeCounter:
     """Counts steps whose loss exceeds ``factor`` times the median of the ``window`` before."""
 
@@ -240,7 +225,7 @@ def _train(config, out, resume, progress, data, info: distributed.DistInfo,
             before = {"earlier_runs": state["extra"]["earlier_runs"]}
         logger.info("resuming %s at step %d", out, start)
     elif config.init_from:
-        src = _warm_start(model, config)
+        src = warm_start(model, config.init_from)
         before = {"earlier_runs": earlier_runs(src) + [run_entry(config.init_from, src)]}
     if config.init_from and not before:  # resuming a run from before the record
         before = {"earlier_runs": earlier_runs({"train_config": config.to_json()})}
