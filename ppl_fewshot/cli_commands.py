@@ -183,8 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ppl_fewshot.diagnostics import plot_loss_curve, save_figure
     from ppl_fewshot.inference import TrainConfig, train
 
-    if args.model not in models.available():
-        raise KeyError(f"unknown model {args.model!r}; available: {', '.join(models.available())}")
+    models.resolve(args.model)
     config = _config_from_args(args)
     if args.resume and (Path(args.out) / "config.json").exists():
         saved = json.loads((Path(args.out) / "config.json").read_text())
@@ -276,7 +275,8 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_describe)
 
     p = sub.add_parser("train", help="train a model by SVI on episodes")
-    p.add_argument("model", help="registry name, e.g. vae, gmn, ns")
+    p.add_argument("model", help="registry name, e.g. vae, gmn, ns, or the import path "
+                   "package.module:Class of a model of your own (on PYTHONPATH)")
     p.add_argument("--protocol", default="gmn28")
     p.add_argument("--steps", type=positive_int, default=1000)
     p.add_argument("--batch-size", type=positive_int, default=20, help="sets per step")

@@ -116,8 +116,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist")
     pretrained = ckpt is not None and not args.train
     name = args.model or ("gmn-small" if "gmn-small" in models.available() else "vae-small")
-    if name not in models.available():
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(models.available())}")
+    models.resolve(name)
     config = TrainConfig(
         model=name,
         protocol=protocol,

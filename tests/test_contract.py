@@ -12,6 +12,7 @@ from pyro.poutine.util import site_is_subsample as subsample
 from ppl_fewshot import models
 from ppl_fewshot.data.base import ClassDataset
 from ppl_fewshot.inference import ELBOLoss, load_checkpoint, model_from_checkpoint, save_checkpoint
+from ppl_fewshot.models.contract import check_model
 from tests.conftest import make_prototype_classes
 
 IMAGE_MODELS = [
@@ -41,37 +42,27 @@ def test_registry_lists_and_rejects() -> None:
         models.build("vae", not_a_setting=1)
 
 
-@pytest.mark.parametrize("name", PRESENT)
-def test_sample_shapes_and_empty_context(name: str, data: ClassDataset) -> None:
-    pyro.set_rng_seed(0)
-    m = models.build(name)
-    x = episodes(data, 2, 3, 0)
-    for ctx in (x, x[:, :0]):
-        s = m.sample(ctx, 4)
-        assert s.shape == (2, 4, 1, 28, 28)
-        assert torch.all((s >= 0) & (s <= 1))
+CONTRACT_CASES = [(name, {}) for name in PRESENT] + [
+    (name, kw) for name, kw in [
+        ("gmn-small", {"prior": "mixture", "image_read": True}),
+        ("gmn-small", {"pseudo_input": False}),
+        ("gmn-small", {"urn_concentration": 3.0}),
+        ("ns-small", {"pooling": "attention"}),
+        ("cvae-small", {"condition_on": "last"}),
+    ] if name in PRESENT
+]
 
 
-@pytest.mark.parametrize("name", PRESENT)
-def test_estimators_are_consistent(name: str, data: ClassDataset) -> None:
-    """sum_t log p(x_t | x_<t) = log p(X) (chain rule), and padding changes nothing."""
-    pyro.set_rng_seed(0)
-    m = models.build(name).eval()
-    x = episodes(data, 2, 4, 1)
-    mask = torch.ones(2, 4, dtype=torch.bool)
-    cond = m.conditional_log_likelihoods(x, mask, num_particles=300)
-    assert cond.shape == (2, 4) and torch.isfinite(cond).all()
-    padded = torch.cat([x, torch.ones_like(x[:, :2])], 1)
-    pmask = torch.cat([mask, torch.zeros(2, 2, dtype=torch.bool)], 1)
-    cond_p = m.conditional_log_likelihoods(padded, pmask, num_particles=300)
-    assert torch.allclose(cond_p[:, 4:], torch.zeros(2, 2))
-    # IS noise at K=300 on untrained nets: a few nats per item is plenty of room
-    assert torch.allclose(cond_p[:, :4], cond, atol=3.0 * 4)
-    if m.has_set_latent or getattr(m, "autoregressive", False) or name.startswith("vae"):
-        lm = m.log_marginal(x, mask, num_particles=300)
-        assert torch.allclose(lm, cond.sum(1), atol=0.05 * lm.abs().max().item())
-    lp = m.log_predictive(x[:, 2:], x[:, :2], num_particles=100)
-    assert lp.shape == (2, 2) and torch.isfinite(lp).all()
+@pytest.mark.parametrize("name,kw", CONTRACT_CASES)
+def test_every_model_keeps_the_contract(name: str, kw: dict, data: ClassDataset) -> None:
+    """ppl_fewshot.models.contract.check_model: sites, masked items as absent, sample shapes
+    (empty context included), the chain rule, q(c | X)'s order invariance, rebuild."""
+    torch.manual_seed(0)
+    report = check_model(models.build(name, **kw), episodes(data, 2, 5, 1), num_particles=100)
+    refuses = report.results["sample-empty-context"].startswith("n/a")
+    assert refuses == (kw.get("pseudo_input") is False), report.results
+    assert report.results["exchangeable-posterior"].startswith("n/a") != (name == "ns-small" or
+                                                                          name.startswith("neural"))
 
 
 @pytest.mark.parametrize("name", PRESENT)

@@ -18,7 +18,8 @@ class TrainConfig:
     """Everything that defines a training run (saved with every checkpoint).
 
     Attributes:
-        model: registry name (``ppl_fewshot.models.available()``).
+        model: registry name (``ppl_fewshot.models.available()``) or import path
+            ``package.module:Class`` of a model of your own.
         model_overrides: settings passed to ``models.build``.
         protocol: data protocol (``ppl_fewshot.data.available_protocols()``).
         steps: optimizer steps.

@@ -6,6 +6,12 @@ model also takes the settings of :data:`URN_SETTINGS`: a Pólya urn over each se
 (:meth:`FewShotModel.set_urn`, :mod:`ppl_fewshot.models.urn`).
 The registry is a constant table of import paths: nothing is imported or mutated
 until a model is asked for.
+
+A model of your own needs no registration: its import path ``"package.module:Class"`` (a
+subclass of :class:`FewShotModel` whose ``__init__`` takes keyword settings with defaults)
+is a name wherever a registry name is, in ``build``, ``ppl-fewshot train`` and checkpoints,
+which record it and rebuild the model from it. :func:`~ppl_fewshot.models.contract.
+check_model` checks such a model against the contract (``tutorials/04_your_own_model.ipynb``).
 """
 
 from __future__ import annotations
@@ -57,11 +63,28 @@ URN_SETTINGS: dict[str, Any] = {"urn_concentration": None, "urn_atoms": 0}
 
 
 def _resolve(name: str) -> tuple[type[FewShotModel], dict[str, Any]]:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
-    module, cls_name, preset = _REGISTRY[name]
-    cls = getattr(importlib.import_module(module), cls_name)
-    return cls, dict(preset)
+    """The class and preset of a registry name or of an import path ``module:Class``."""
+    if name in _REGISTRY:
+        module, cls_name, preset = _REGISTRY[name]
+        return getattr(importlib.import_module(module), cls_name), dict(preset)
+    if ":" not in name:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}, or "
+                       "the import path 'package.module:Class' of a model of your own")
+    module, _, cls_name = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise KeyError(f"unknown model {name!r}: {err}") from err
+    if not (isinstance(cls, type) and issubclass(cls, FewShotModel)):
+        raise KeyError(f"model {name!r} is not a subclass of ppl_fewshot.models.FewShotModel")
+    return cls, {}
+
+
+def resolve(name: str) -> str:
+    """``name`` when it names a model (a registry name, or an importable ``module:Class``
+    subclass of :class:`FewShotModel`); ``KeyError`` saying what is wrong otherwise."""
+    _resolve(name)
+    return name
 
 
 def available() -> list[str]:
@@ -108,4 +131,6 @@ def build(name: str, **overrides: Any) -> FewShotModel:
     return model
 
 
-__all__ = ["URN_SETTINGS", "FewShotModel", "as_mask", "available", "build", "default_config"]
+__all__ = [
+    "URN_SETTINGS", "FewShotModel", "as_mask", "available", "build", "default_config", "resolve"
+]

@@ -69,7 +69,7 @@ class FewShotModel(PyroModule):
     :meth:`context_posterior` and the estimators below with exact versions.
     """
 
-    #: registry name, set by :func:`ppl_fewshot.models.register`
+    #: registry name or import path ``module:Class``, set by :func:`ppl_fewshot.models.build`
     name: str = "base"
     #: True when the model has a per-set latent (c, alpha) in the "sets" plate
     has_set_latent: bool = False
