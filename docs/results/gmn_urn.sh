@@ -36,8 +36,17 @@
 #   classification; `classify` 5- and 20-way 1- and 5-shot Omniglot classification
 #   (likelihood, K 10, and cosine). The urn changes no decision: a query that repeats none of a
 #   class's drawings gets the same log w_new in every class. ~25 min each on one thread.
+# `ctest`: the exported urn GMN on the 200-episode banks of C_test 2, 3 and 4 (K 1000, with the
+#   urn), table 1's other GMN rows, beside zoo_table.sh's plain rows of the zoo GMN (~10 min each).
+# `ctrain2`: does the paper's C_train 2 help under the urn? The 50k urn GMN continued 10k steps
+#   with the urn on episodes of two characters (seed 9, as `longer`, so that the two 60k models
+#   differ only in C_train; ~50 min on one thread beside another job), then both 60k models on
+#   the banks of C_test 1 (100 episodes) to 4 (200 episodes), K 1000 (as ctrain2.sh did without
+#   the urn, section 26). `ctest-60k` and `ctrain2-only` are its two halves (one per core).
+# `classify-control`: is `transfer classify`'s gain the urn's or the steps'? The 5k-step plain
+#   control and the 5k-step urn-trained GMN (`train plain|urn`) on the same 1-shot tasks.
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/gmn_urn.sh
-#   [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|transfer mnist|transfer classify|paired|all]
+#   [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|transfer mnist|transfer classify|ctest|ctrain2|ctest-60k|ctrain2-only|classify-control|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/gmn-urn
@@ -108,6 +117,36 @@ transfer() {  # transfer mnist|classify: the exported urn GMN in tables 3 and 2
     done ;;
     *) echo "transfer mnist or transfer classify" >&2; return 2 ;;
   esac; }
+ctables() {  # ctables CHECKPOINT LABEL PREFIX C_TEST...: the banks of C_test 1 (100 episodes)
+  # and 2-4 (200 episodes), K 1000, into PREFIX-gmn28-C<c>-K1000-<n>ep
+  local ck=$1 label=$2 t=$3 c n; shift 3
+  for c in "$@"; do
+    n=$([ "$c" = 1 ] && echo 100 || echo 200)
+    ev --checkpoint "$ck" --task nll --classes "$c" --episodes "$n" --samples 1000 \
+      --khat-episodes 0 --label "$label" --out "$t-gmn28-C$c-K1000-${n}ep"
+  done; }
+ctest() {
+  ctables models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt \
+    "$ZL + 10k steps trained with the urn $U" \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp 2 3 4; }
+ctrain2() {
+  train_run gmn-small --protocol gmn28 --classes 2 --set prior=mixture --augmentation rot90,flip \
+    --val-every 1000 --checkpoint-every 500 --quiet --batch-size 10 --set-size 20 --seed 9 \
+    --steps 10000 --lr 3e-4,1e-4 --init-from $run/cont10k-urn/checkpoint.pt \
+    --set urn_concentration="$(urn_theta 0)" --out $run/cont20k-urn-ctrain2
+  ctables $run/cont20k-urn-ctrain2/checkpoint.pt \
+    "$ZL + 10k steps trained with the urn + 10k with the urn at C_train 2 $U" \
+    $R/gmn-small-mixture-ctrain2-rotflip-cont20k-urn-urn-dp 1 2 3 4; }
+ctest_60k() {  # the C_train 1 side of ctrain2: the 60k urn GMN (`longer`) at C_test 2-4
+  ctables $run/cont20k-urn/checkpoint.pt "$ZL + 20k steps trained with the urn $U" \
+    $R/gmn-small-mixture-ctrain1-rotflip-cont20k-urn-urn-dp 2 3 4; }
+classify_control() {
+  local a
+  for a in plain urn; do
+    ev --checkpoint $run/cont5k-$a/checkpoint.pt --label "$ZL + 5k steps ($a)" --task classify \
+      --protocol gmn28 --ways 5,20 --k-shots 1 --tasks 1000 --classify-samples 10 \
+      --methods likelihood,cosine --out $R/gmn-small-mixture-ctrain1-rotflip-cont5k-$a-gmn28-classify-1shot
+  done; }
 paired() {
   local a=$R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000-100ep
   local p=$R/gmn-small-mixture-ctrain1-rotflip-cont5k-plain-urn-dp-gmn28-C1-K1000-100ep
@@ -145,11 +184,17 @@ case "${1:-all}" in
   full-longer) full_urn 20 ;;
   samples) samples ;;
   transfer) transfer "${2:?transfer mnist or transfer classify}" ;;
+  ctest) ctest ;;
+  ctrain2) ctest_60k; ctrain2 ;;
+  ctest-60k) ctest_60k ;;
+  ctrain2-only) ctrain2 ;;
+  classify-control) classify_control ;;
   paired) paired ;;
   all) nll; full; trained plain; trained urn; full_urn 5
     urn_block 8 5000 $run/cont5k-urn/checkpoint.pt 10; full_urn 10; distinct; ais
     urn_block 9 10000 $run/cont10k-urn/checkpoint.pt 20; full_urn 20; samples
-    transfer mnist; transfer classify; paired ;;
-  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|transfer mnist|transfer classify|paired|all]" >&2
+    transfer mnist; transfer classify; ctest; ctest_60k; ctrain2
+    classify_control; paired ;;
+  *) echo "usage: $0 [nll|full|train plain|train urn|full-trained|more|full-more|distinct|ais|longer|full-longer|samples|transfer mnist|transfer classify|ctest|ctrain2|ctest-60k|ctrain2-only|classify-control|paired|all]" >&2
      exit 2 ;;
 esac
