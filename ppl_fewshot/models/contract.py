@@ -84,8 +84,9 @@ def _log_density(fn: Callable, x: Tensor, mask: Tensor | None, values: dict[str,
 
 
 def _check_sites(model: FewShotModel, x: Tensor, measured: dict) -> str:
-    guide = poutine.trace(model.guide).get_trace(x)
-    prog = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(x)
+    with torch.no_grad():
+        guide = poutine.trace(model.guide).get_trace(x)
+        prog = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(x)
     lat_g, lat_m = set(_latents(guide)), set(_latents(prog))
     if lat_g != lat_m:
         return f"guide samples {sorted(lat_g)}, model {sorted(lat_m)}"
@@ -111,7 +112,8 @@ def _check_masked_as_absent(model: FewShotModel, x: Tensor, measured: dict) -> s
     mask = torch.zeros(B, T, dtype=torch.bool, device=x.device)
     mask[:, keep] = True
     compact = x[:, keep]
-    guide = poutine.trace(model.guide).get_trace(compact)
+    with torch.no_grad():
+        guide = poutine.trace(model.guide).get_trace(compact)
     vals_c, vals = {}, {}
     for name, site in _latents(guide).items():
         v, axis = site["value"], _items_axis(site)
