@@ -105,16 +105,17 @@ samples() {
   [ -f $R/sample-fidelity-urn/fidelity.json ] || python $R/sample_fidelity.py $R/sample-fidelity-urn \
     $ZOO $run/cont5k-plain/checkpoint.pt $run/cont5k-urn/checkpoint.pt \
     $run/cont10k-urn/checkpoint.pt $run/cont20k-urn/checkpoint.pt --temperatures 1,0.5; }
+classify_tasks() {  # classify_tasks CHECKPOINT LABEL K OUT: 5- and 20-way K-shot gmn28
+  # classification on the 1000 seeded tasks of every GMN row (likelihood K 10, cosine)
+  ev --checkpoint "$1" --label "$2" --task classify --protocol gmn28 --ways 5,20 --k-shots "$3" \
+    --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out "$4"; }
 transfer() {  # transfer mnist|classify: the exported urn GMN in tables 3 and 2
   local c=models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt
   local l="$ZL + 10k steps trained with the urn $U" t=$R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn
   case "$1" in
     mnist) ev --checkpoint $c --label "$l" --task transfer --samples 1000 --episodes 200 \
       --k-shots 1,5 --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out $t-mnist28 ;;
-    classify) for k in 1 5; do
-      ev --checkpoint $c --label "$l" --task classify --protocol gmn28 --ways 5,20 --k-shots $k \
-        --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out $t-gmn28-classify-${k}shot
-    done ;;
+    classify) for k in 1 5; do classify_tasks $c "$l" $k $t-gmn28-classify-${k}shot; done ;;
     *) echo "transfer mnist or transfer classify" >&2; return 2 ;;
   esac; }
 ctables() {  # ctables CHECKPOINT LABEL PREFIX C_TEST...: the banks of C_test 1 (100 episodes)
@@ -143,9 +144,8 @@ ctest_60k() {  # the C_train 1 side of ctrain2: the 60k urn GMN (`longer`) at C_
 classify_control() {
   local a
   for a in plain urn; do
-    ev --checkpoint $run/cont5k-$a/checkpoint.pt --label "$ZL + 5k steps ($a)" --task classify \
-      --protocol gmn28 --ways 5,20 --k-shots 1 --tasks 1000 --classify-samples 10 \
-      --methods likelihood,cosine --out $R/gmn-small-mixture-ctrain1-rotflip-cont5k-$a-gmn28-classify-1shot
+    classify_tasks $run/cont5k-$a/checkpoint.pt "$ZL + 5k steps ($a)" 1 \
+      $R/gmn-small-mixture-ctrain1-rotflip-cont5k-$a-gmn28-classify-1shot
   done; }
 paired() {
   local a=$R/gmn-small-mixture-ctrain1-rotflip-cont3-urn-dp-gmn28-C1-K1000-100ep
