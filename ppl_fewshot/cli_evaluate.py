@@ -124,26 +124,6 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------- the model
-def model_label(model) -> str:
-    """The registry name, followed by the settings that differ from that preset, e.g.
-    ``ns-small[c_dim=128,channels=32]``, so that a row names exactly what was scored."""
-    from ppl_fewshot import models
-
-    try:
-        preset = models.default_config(model.name)
-    except KeyError:
-        return model.name
-    diff = {k: v for k, v in model.config().items()
-            if k in preset and _plain(preset[k]) != _plain(v)}
-    if not diff:
-        return model.name
-    return model.name + "[" + ",".join(f"{k}={v}" for k, v in sorted(diff.items())) + "]"
-
-
-def _plain(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
-
-
 def _load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any], Any]:
     """``(model, provenance, fit)``: from ``--checkpoint``, or a free baseline to fit later."""
     from ppl_fewshot import models
@@ -317,6 +297,7 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from ppl_fewshot import models
     from ppl_fewshot.data import get_protocol, load_split
     from ppl_fewshot.inference.eval_data import eval_split, training_class_overlap
     from ppl_fewshot.inference.report import (
@@ -355,7 +336,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         prov = _fit_free_model(model, args, train_ds, out)
     model.eval()
     torch.manual_seed(args.seed)  # the estimators' draws too: a rerun repeats every number
-    label = f"{args.label or model_label(model)} (ppl_fewshot)"
+    label = f"{args.label or models.label(model)} (ppl_fewshot)"
     if args.split != "test":
         label += f", {args.split} classes"
     result: dict[str, Any] = {

@@ -47,11 +47,11 @@ def attention_summary(model, bank, context_size: int) -> dict[str, Any]:
 def cmd_figures(args: argparse.Namespace) -> int:
     import torch
 
-    from ppl_fewshot.cli_evaluate import model_label
     from ppl_fewshot.data import get_protocol
     from ppl_fewshot.diagnostics import plot_attention, plot_sample_grid, save_figure
     from ppl_fewshot.inference import model_from_checkpoint
     from ppl_fewshot.inference.eval_data import test_bank
+    from ppl_fewshot.models import label as model_label
     from ppl_fewshot.utils import seed_everything
 
     for protocol in args.protocols:  # unknown names fail before any work

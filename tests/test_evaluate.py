@@ -421,7 +421,7 @@ def test_report_errors_and_published_data(capsys, tmp_path) -> None:
 
 
 def test_model_label_names_the_settings_that_differ_from_the_preset() -> None:
-    from ppl_fewshot.cli_evaluate import model_label
+    from ppl_fewshot.models import label as model_label
 
     assert model_label(models.build("ns-small")) == "ns-small"
     m = models.build("ns-small", c_dim=8, sample_dropout=0.1)

@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 from ppl_fewshot import models
-from ppl_fewshot.cli_evaluate import model_label
 from ppl_fewshot.diagnostics import exchangeability_spread
 from ppl_fewshot.inference import model_from_checkpoint
 from ppl_fewshot.inference.eval_data import test_bank
+from ppl_fewshot.models import label as model_label
 
 
 def measure(model, x: torch.Tensor, orders: int, particles: int) -> dict:

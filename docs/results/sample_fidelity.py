@@ -43,10 +43,10 @@ from pathlib import Path
 
 import torch
 
-from ppl_fewshot.cli_evaluate import model_label
 from ppl_fewshot.diagnostics import copy_distance, sample_diversity, sample_fidelity
 from ppl_fewshot.inference import model_from_checkpoint
 from ppl_fewshot.inference.eval_data import test_bank
+from ppl_fewshot.models import label as model_label
 
 JUDGE = "models/ns-medium-omniglot.pt"
 WAYS, SAMPLES, EPISODES = 20, 10, 100

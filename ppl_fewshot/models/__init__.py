@@ -131,6 +131,21 @@ def build(name: str, **overrides: Any) -> FewShotModel:
     return model
 
 
+def label(model: FewShotModel) -> str:
+    """The registry name, followed by the settings that differ from that preset, e.g.
+    ``ns-small[c_dim=128,channels=32]``, so that a result row names exactly what was scored."""
+    try:
+        preset = default_config(model.name)
+    except (KeyError, ValueError):  # no preset: a model of one's own without defaults
+        return model.name
+    plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    diff = {k: v for k, v in model.config().items() if k in preset and plain(preset[k]) != plain(v)}
+    if not diff:
+        return model.name
+    return model.name + "[" + ",".join(f"{k}={v}" for k, v in sorted(diff.items())) + "]"
+
+
 __all__ = [
-    "URN_SETTINGS", "FewShotModel", "as_mask", "available", "build", "default_config", "resolve"
+    "URN_SETTINGS", "FewShotModel", "as_mask", "available", "build", "default_config", "label",
+    "resolve",
 ]

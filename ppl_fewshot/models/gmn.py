@@ -30,25 +30,20 @@ estimate ``log p(x_t | X_<t)`` directly (``autoregressive = True``).
 
 Image read (``image_read=True``, an extension of [1], off by default): the likelihood's
 last read also averages the memory's *images* with its attention weights (``psi(x) = x``
-for this one read, a trainable pseudo-image for the pseudo-input) and the decoder sees that
-prototype image at full resolution, beside its upsampled features. A vector read of a few
-hundred units cannot reproduce a conditioning drawing pixel for pixel; with the image read
-the decoder can copy an attended item, which is what the many-shot columns of the paper's
-with-replacement episodes reward (a 20th item repeats one of the first 19 with probability
-``1 - (19/20)^19 = 0.62`` when a class has 20 drawings).
+for this one read, a trainable pseudo-image for the pseudo-input), and the decoder sees that
+prototype image beside its upsampled features, so it can copy an attended drawing pixel for
+pixel, as the paper's with-replacement episodes reward (a 20th item repeats one of the first
+19 with probability ``1 - (19/20)^19 = 0.62`` when a class has 20 drawings).
 
 Mixture prior (``prior="mixture"``, an extension of [1], off by default): the paper's
-``p(z | X_<t)`` is one Normal from the prior's read. Trained on episodes of several
-characters it must cover the guide posteriors of every drawing it may see next, so it is
-broad, and a draw from it lands where the decoder ignores the context (docs/findings.md
-section 10). The mixture puts one component on each memory item (and one on the
-pseudo-input), weighted by the prior controller's last attention::
+``p(z | X_<t)`` is one Normal, broad because it must cover every drawing that may come next
+(docs/findings.md section 10). The mixture puts one component on each memory item (and one
+on the pseudo-input), weighted by the prior controller's last attention::
 
     p(z_t | X_<t) = sum_m a_m Normal(z; mu(s_t, v_m), sigma(s_t, v_m))
 
-(``s_t`` the prior controller's state, ``v_m`` item m's prior value). It can say "near
-one of these drawings, or something new" where a single Normal cannot. The ELBO uses its
-log-density by Monte Carlo (no closed-form KL), as every estimator here already does.
+(``s_t`` the prior controller's state, ``v_m`` item m's prior value): "near one of these
+drawings, or something new". The ELBO takes its log-density by Monte Carlo (no closed-form KL).
 
 Ablations: ``pseudo_input=False`` (no pseudo-input), ``attention="average"`` (uniform
 weights over the memory: "no attention"/"avg" rows of [1]), ``attention_steps``,
