@@ -20,6 +20,7 @@ from ppl_fewshot.diagnostics import (
     importance_diagnostics,
     interval_coverage,
     pareto_khat,
+    query_posterior_to_inference_data,
     rank_uniformity_pvalues,
     sbc_ranks,
     summarize_khat,
@@ -167,6 +168,39 @@ def test_inference_data_follows_the_guide_and_seed() -> None:
     empty = context_posterior_draws(model, x[:, :0], 3000, seed=1)
     prior = model.prior()
     assert ((empty.mean(0) - prior.mean).abs() < 4 * prior.variance.sqrt() / math.sqrt(3000)).all()
+
+
+def test_query_inference_data_matches_exact_posterior_with_the_query() -> None:
+    """With the exact guide, q(a | X u {x}) of each query is the conjugate posterior of the
+    context plus that query; the global RNG is untouched and the seed repeats the draws."""
+    az = pytest.importorskip("arviz")
+    model = ExactGuideBB()
+    x, _ = _sets(model, 3, 8)
+    context, query = x[:, :5], x[:, 5:]
+    S = 4000
+    state = torch.get_rng_state()
+    idata = query_posterior_to_inference_data(model, query, context, num_samples=S, seed=2)
+    assert torch.equal(state, torch.get_rng_state())
+    a = idata.posterior["a"]
+    assert a.dims == ("chain", "draw", "set", "query", "a_dim") and a.shape == (1, S, 3, 3, 5)
+    for j in range(3):
+        post = model.exact_posterior(torch.cat([context, query[:, j : j + 1]], 1))
+        mean, sd = post.mean.double(), post.variance.sqrt().double()
+        got = torch.from_numpy(a.isel(query=j).mean(("chain", "draw")).values)
+        assert ((got - mean).abs() < 4 * sd / math.sqrt(S)).all()
+    again = query_posterior_to_inference_data(model, query, context, num_samples=S, seed=2)
+    assert (again.posterior["a"] == a).all()
+    assert len(az.summary(idata, kind="stats")) == 3 * 3 * 5
+
+
+def test_query_inference_data_of_item_latents() -> None:
+    """A GMN's q(z | x, X): one variable per latent site, dims (set, query, z_dim)."""
+    pytest.importorskip("arviz")
+    model = build("gmn-small", **TINY_GMN)
+    x = torch.rand(2, 5, 1, 28, 28).round()
+    idata = query_posterior_to_inference_data(model, x[:, 3:], x[:, :3], num_samples=50)
+    z = idata.posterior["z"]
+    assert list(idata.posterior.data_vars) == ["z"] and z.shape == (1, 50, 2, 2, model.z_dim)
 
 
 def test_inference_data_needs_a_set_latent() -> None:

@@ -5,8 +5,9 @@
 * :mod:`~ppl_fewshot.diagnostics.calibration` -- simulation-based calibration ranks and
   credible-interval coverage of an amortized guide q(c|X) (:func:`sbc_ranks`,
   :func:`interval_coverage`);
-* :mod:`~ppl_fewshot.diagnostics.arviz_adapter` -- draws of q(c|X) as
-  ``arviz.InferenceData`` (:func:`context_posterior_to_inference_data`);
+* :mod:`~ppl_fewshot.diagnostics.arviz_adapter` -- draws of q(c|X) and of a new item's
+  q(z|x,X) as ``arviz.InferenceData`` (:func:`context_posterior_to_inference_data`,
+  :func:`query_posterior_to_inference_data`);
 * :mod:`~ppl_fewshot.diagnostics.elbo_terms` -- the ELBO of each set by sample site: the
   nats the guide puts into each latent (:func:`elbo_terms`);
 * :mod:`~ppl_fewshot.diagnostics.exchangeability` -- the spread of ``log p(X)`` over item
@@ -22,6 +23,7 @@ Matplotlib and ArviZ are imported lazily, inside the functions that need them.
 from ppl_fewshot.diagnostics.arviz_adapter import (
     context_posterior_draws,
     context_posterior_to_inference_data,
+    query_posterior_to_inference_data,
 )
 from ppl_fewshot.diagnostics.calibration import (
     interval_coverage,
@@ -71,6 +73,7 @@ __all__ = [
     "judge_classes",
     "khat_threshold",
     "pareto_khat",
+    "query_posterior_to_inference_data",
     "plot_attention",
     "plot_loss_curve",
     "plot_nll_curves",

@@ -1,4 +1,4 @@
-"""The one ArviZ adapter: draws of the amortized context posterior q(c | X) as InferenceData.
+"""The ArviZ adapter: draws of the amortized posteriors q(c | X) and q(z | x, X) as InferenceData.
 
 For a model with a per-set latent ``c`` (DESIGN.md section 3), the guide gives
 ``q(c | X)`` for every set of a batch in one pass. This module draws from it and wraps
@@ -107,4 +107,58 @@ def context_posterior_to_inference_data(
     )
 
 
-__all__ = ["context_posterior_draws", "context_posterior_to_inference_data"]
+def query_posterior_to_inference_data(
+    model,
+    query: Tensor,
+    context: Tensor,
+    num_samples: int = 1000,
+    context_mask: Tensor | None = None,
+    seed: int = 0,
+    set_names: list[Any] | None = None,
+):
+    """Draws of the guide's posteriors of each query's latents given the context, as an
+    :class:`arviz.InferenceData`: ``q(z | x, X)`` of every per-item site and ``q(c | X u {x})``
+    of every per-set site (:meth:`~ppl_fewshot.models.FewShotModel.query_posteriors`).
+
+    Args:
+        model: any :class:`~ppl_fewshot.models.FewShotModel`.
+        query: ``[B, Q, *event_shape]``, each query beside the context on its own.
+        context: ``[B, Tc, *event_shape]`` (``Tc = 0``: what the guide believes of a lone item).
+        num_samples: draws per set and query.
+        context_mask: boolean ``[B, Tc]``, or None for all items present.
+        seed: seeds the guide pass and the draws (the global RNG is not touched).
+        set_names: coordinates of the ``set`` dim (default ``0..B-1``).
+
+    Returns:
+        ``InferenceData`` whose ``posterior`` group has one variable per latent site, with dims
+        ``(chain=1, draw=num_samples, set=B, query=Q, <site>_dim=L)`` (event dims flattened).
+    """
+    import arviz as az
+
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    posts = model.query_posteriors(query, context, context_mask, seed=seed)
+    B, Q = query.shape[:2]
+    devices = [query.device] if query.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        draws = {k: q.sample((num_samples,)).reshape(num_samples, B, Q, -1)
+                 for k, q in posts.items()}
+    coords: dict[str, list[Any]] = {
+        "set": list(range(B)) if set_names is None else list(set_names), "query": list(range(Q))}
+    if len(coords["set"]) != B:
+        raise ValueError(f"{len(coords['set'])} set names for {B} sets")
+    dims = {}
+    for k, d in draws.items():
+        coords[f"{k}_dim"] = list(range(d.shape[-1]))
+        dims[k] = ["set", "query", f"{k}_dim"]
+    return az.from_dict(
+        posterior={k: d.detach().to(torch.float64).cpu().numpy()[None] for k, d in draws.items()},
+        coords=coords, dims=dims,
+        attrs={"model": str(getattr(model, "name", type(model).__name__)),
+               "source": "amortized posteriors of the queries' latents given the context"},
+    )
+
+
+__all__ = ["context_posterior_draws", "context_posterior_to_inference_data",
+           "query_posterior_to_inference_data"]

@@ -110,6 +110,16 @@ class FewShotModel(PyroModule):
         """q(c | context) as a torch Distribution with batch shape ``[B]``."""
         raise TypeError(f"model {self.name!r} has no per-set latent, so no context posterior")
 
+    def query_posteriors(self, query: Tensor, context: Tensor,
+                         context_mask: Tensor | None = None, seed: int | None = None) -> dict:
+        """The guide's ``q(latents of x | context)`` for each query ``x``, one distribution per
+        latent site, each with batch shape ``[B, Q]``: ``q(z | x, X)`` for per-item sites,
+        ``q(c | X u {x})`` for per-set ones
+        (:func:`~ppl_fewshot.models.posteriors.query_posteriors`)."""
+        from ppl_fewshot.models.posteriors import query_posteriors
+
+        return query_posteriors(self, query, context, context_mask, seed)
+
     def config(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this model with ``models.build(name, **config)``."""
         return dict(self._config)

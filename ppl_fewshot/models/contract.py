@@ -21,6 +21,10 @@ batch of sets ``x[B, T, *event_shape]`` and says which hold:
     items' conditionals are 0; ``log_predictive`` is ``[B, Q]`` and finite;
 ``exchangeable-posterior``
     (models with a per-set latent) ``q(c | X)`` does not depend on the order of ``X``;
+``query-posteriors``
+    ``query_posteriors(query, context)`` gives one distribution per latent site with batch
+    shape ``[B, Q]`` and finite densities, the same whether or not the context carries a
+    masked-out item;
 ``rebuild``
     ``build(model.name, **model.config())`` with the model's weights gives the same importance
     weights: a checkpoint (:func:`ppl_fewshot.inference.model_from_checkpoint`) rebuilds it.
@@ -200,6 +204,32 @@ def _check_exchangeable_posterior(model: FewShotModel, x: Tensor, measured: dict
     return "ok"
 
 
+def _check_query_posteriors(model: FewShotModel, x: Tensor, measured: dict) -> str:
+    B, T = x.shape[:2]
+    query, context = x[:, 2:], x[:, :2]
+    posts = model.query_posteriors(query, context, seed=3)
+    padded = torch.cat([context, x[:, 2:3]], 1)  # one more context item, masked out
+    pmask = torch.ones(B, 3, dtype=torch.bool, device=x.device)
+    pmask[:, 2] = False
+    masked = model.query_posteriors(query, padded, pmask, seed=3)
+    if list(posts) != list(masked):
+        return f"sites {list(posts)} with a masked context item, {list(masked)} without"
+    gap = 0.0
+    for name, q in posts.items():
+        if tuple(q.batch_shape) != (B, T - 2):
+            return f"site {name!r} has batch shape {tuple(q.batch_shape)}, not {(B, T - 2)}"
+        with torch.no_grad():
+            v = q.sample()
+            a, b = q.log_prob(v), masked[name].log_prob(v)
+        if not torch.isfinite(a).all():
+            return f"site {name!r}: the log density of its own draw is not finite"
+        gap = max(gap, float((a - b).abs().max()) / max(1.0, float(a.abs().max())))
+    measured["query_posterior_mask_gap"] = gap
+    if gap > 1e-4:
+        return f"a masked context item moves the query posteriors (relative gap {gap:.3g})"
+    return "ok"
+
+
 def _check_rebuild(model: FewShotModel, x: Tensor) -> str:
     from ppl_fewshot.models import build
 
@@ -257,6 +287,7 @@ def check_model(
         "estimators": lambda: _check_estimators(model, x, measured, num_particles, tolerance,
                                                 rel_tolerance),
         "exchangeable-posterior": lambda: _check_exchangeable_posterior(model, x, measured),
+        "query-posteriors": lambda: _check_query_posteriors(model, x, measured),
         "rebuild": lambda: _check_rebuild(model, x),
     }
     state = get_rng_state()  # python, numpy and torch: restored below

@@ -211,3 +211,21 @@ def test_importance_sampled_predictive_matches_exact(trained) -> None:
         [trained.exact_log_predictive(x[:, t : t + 1], x[:, :t])[:, 0] for t in range(6)], 1
     )
     assert (cond - exact_cond).abs().max() < 0.1
+
+
+def test_query_posterior_is_the_context_posterior_with_the_query_and_near_exact(trained) -> None:
+    """``query_posteriors(query, X)`` of the set latent is ``q(a | X u {x})`` for each query,
+    exactly, and (trained guide) close to the exact conjugate posterior of ``X u {x}``."""
+    pyro.set_rng_seed(11)
+    x, mask, _ = sets_of_sizes(trained, [6], 100, max_items=6)
+    context, query = x[:, :5], x[:, 5:]  # 5 drawings of each set, one query
+    with torch.no_grad():
+        q = trained.query_posteriors(query, context)["a"]
+        own = trained.context_posterior(x)  # the same sets, query included
+        p = trained.exact_posterior(x)
+    assert tuple(q.batch_shape) == (100, 1)
+    assert torch.allclose(q.mean[:, 0], own.mean, atol=1e-5)
+    assert torch.allclose(q.variance[:, 0], own.variance, atol=1e-5)
+    sd_p = p.variance.sqrt()
+    mean_err = (q.mean[:, 0] - p.mean).abs() / sd_p
+    assert mean_err.mean() < 0.5 and (q.variance[:, 0].sqrt() / sd_p - 1).abs().mean() < 0.2

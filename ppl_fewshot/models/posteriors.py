@@ -1,0 +1,129 @@
+"""The guide's posteriors of a new item's latents given a context, as distributions.
+
+Every model's guide is an amortized posterior over the latents of a set: ``q(c | X)`` for
+the set latent, ``q(z_t | x_t, ...)`` for each item. Few-shot questions ask about one new
+item ``x`` beside a context ``X``: what does the model believe about the latents of ``x``
+once it has seen ``X``? For each query this module runs the guide on the set
+``X u {x}`` (the query last, as :meth:`~ppl_fewshot.models.FewShotModel.log_predictive`
+scores it) and returns, for every latent sample site, the guide's distribution of that
+site for the query:
+
+* per-item sites (``z``): ``q(z | x, X)`` of the query item; for the Generative Matching
+  Network and the one-shot CVAE this is exactly the proposal behind ``log p(x | X)``, for
+  a VAE it ignores ``X``;
+* per-set sites (``c``, ``a``): ``q(c | X u {x})``, the context posterior once ``x`` joins
+  the set (``model.context_posterior(X)`` is the one before);
+* sites the guide draws *given* earlier draws (the Neural Statistician's ``z`` given ``c``,
+  a lower ``z`` layer given the one above) are returned at the guide's draw of those
+  (``q(z | x, c)`` at one ``c ~ q(c | X u {x})``), which ``seed`` makes repeatable.
+
+Each distribution has batch shape ``[B, Q]`` (sets, queries) and the site's event shape,
+so it can be sampled, scored and summarized like any torch distribution, and
+:func:`~ppl_fewshot.diagnostics.query_posterior_to_inference_data` turns its draws into
+ArviZ ``InferenceData``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.distributions.torch_distribution import MaskedDistribution
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+from torch.distributions.utils import lazy_property
+
+from ppl_fewshot.models.particles import query_sets
+
+logger = logging.getLogger(__name__)
+
+def query_posteriors(
+    model, query: Tensor, context: Tensor, context_mask: Tensor | None = None,
+    seed: int | None = None,
+) -> dict[str, dist.Distribution]:
+    """The guide's distribution of every latent site for each query, given the context.
+
+    Args:
+        model: a :class:`~ppl_fewshot.models.FewShotModel`.
+        query: new items ``[B, Q, *event]``, each scored on its own beside the context.
+        context: ``[B, Tc, *event]``; ``Tc = 0`` (no context) is legal.
+        context_mask: boolean ``[B, Tc]``; masked context items are absent.
+        seed: seeds the guide's draws (only sites drawn given earlier draws depend on
+            them) with a private copy of torch's RNG; None uses the global one.
+
+    Returns:
+        ``{site name: distribution}`` in the guide's order, each with batch shape ``[B, Q]``.
+        The model is evaluated in eval mode (no sample dropout); its mode is restored.
+
+    Raises:
+        ValueError: ``query`` and ``context`` disagree in their sets or item shapes.
+        TypeError: a guide site's distribution is not one this function can select items
+            of (a torch distribution with parameters, ``Independent`` or masked, is).
+    """
+    from ppl_fewshot.models.base import as_mask
+
+    ev = tuple(model.event_shape)
+    if query.dim() != 2 + len(ev) or tuple(query.shape[2:]) != ev:
+        raise ValueError(f"query must be [B, Q, *{ev}], got {tuple(query.shape)}")
+    if tuple(context.shape[2:]) != ev or context.shape[0] != query.shape[0]:
+        raise ValueError(f"context must be [{query.shape[0]}, Tc, *{ev}], got "
+                         f"{tuple(context.shape)}")
+    B, Q, Tc = query.shape[0], query.shape[1], context.shape[1]
+    xs, ms = query_sets(query, context.to(query), as_mask(context, context_mask))
+    was_training = model.training
+    devices = [query.device] if query.device.type == "cuda" else []
+    try:
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            trace = poutine.trace(model.guide).get_trace(xs, ms)
+    finally:
+        model.train(was_training)
+    out = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        fn = _unmask(site["fn"])
+        batch = tuple(fn.batch_shape)
+        if len(batch) < 2 or batch[0] != B * Q or batch[1] not in (1, Tc + 1):
+            raise TypeError(f"site {name!r} has batch shape {batch}; expected [{B * Q}, 1] "
+                            f"(a per-set site) or [{B * Q}, {Tc + 1}] (a per-item site)")
+        at = batch[1] - 1  # the query (last item) of a per-item site, the set of a per-set one
+        out[name] = _select(fn, lambda p, i=at: p[:, i].reshape(B, Q, *p.shape[2:]))
+    return out
+
+
+def _unmask(fn: dist.Distribution) -> dist.Distribution:
+    while isinstance(fn, MaskedDistribution):
+        fn = fn.base_dist
+    return fn
+
+
+def _select(fn: dist.Distribution, index) -> dist.Distribution:
+    """``fn`` rebuilt with ``index`` applied to the leading batch dims of every parameter
+    its constructor takes (one of alternative parameterizations, such as probs / logits)."""
+    fn = _unmask(fn)
+    if isinstance(fn, torch.distributions.Independent):
+        return dist.Independent(_select(fn.base_dist, index), fn.reinterpreted_batch_ndims)
+    sig = inspect.signature(type(fn).__init__).parameters
+    names = [k for k in sig if k not in ("self", "validate_args")
+             and isinstance(getattr(fn, k, None), Tensor)]
+    lazy = [k for k in names if isinstance(getattr(type(fn), k, None), lazy_property)]
+    if len(lazy) > 1:  # alternative parameterizations (probs / logits, covariance / scale_tril)
+        given = [k for k in lazy if k in fn.__dict__] or lazy
+        names = [k for k in names if k not in lazy or k == given[0]]
+    if not names or isinstance(fn, torch.distributions.MixtureSameFamily):
+        raise TypeError(f"cannot select items of a {type(fn).__name__} site")
+    params = {k: index(getattr(fn, k)) for k in names}
+    try:
+        return type(fn)(**params, validate_args=False)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"cannot rebuild a {type(fn).__name__} site from "
+                        f"{sorted(params)}: {err}") from err
+
+
+__all__ = ["query_posteriors"]
