@@ -47,6 +47,7 @@ from ppl_fewshot.inference.evaluate import describe_estimator
 from ppl_fewshot.inference.tasks import FewShotTasks, make_tasks
 from ppl_fewshot.models import FewShotModel
 from ppl_fewshot.models.annealing import check_inner
+from ppl_fewshot.models.posteriors import index_batch
 from ppl_fewshot.nn import batch_norm_layers, batch_statistics
 
 logger = logging.getLogger(__name__)
@@ -210,27 +211,10 @@ def min_kl_scores(
             ix = torch.arange(n * Q, device=dev).reshape(n, Q, 1).expand(n, Q, W).reshape(-1)
             tt = torch.arange(n, device=dev).reshape(n, 1, 1).expand(n, Q, W)
             iw = (tt * W + torch.arange(W, device=dev)).reshape(-1)
-            pair = (_take(qx, ix), _take(qs, iw))
+            pair = (index_batch(qx, lambda p, i=ix: p[i]), index_batch(qs, lambda p, i=iw: p[i]))
             kl = torch.distributions.kl_divergence(*(pair[::-1] if reverse else pair))
             rows.append(-kl.reshape(n, Q, W).cpu())
     return torch.cat(rows, 0)
-
-
-def _take(d: torch.distributions.Distribution, idx: Tensor) -> torch.distributions.Distribution:
-    """Index a distribution with batch shape ``[B]`` along its batch dim."""
-    D = torch.distributions
-    if isinstance(d, D.Independent):
-        return D.Independent(_take(d.base_dist, idx), d.reinterpreted_batch_ndims)
-    for family, names in ((D.Normal, ("loc", "scale")),
-                          (D.Beta, ("concentration1", "concentration0")),
-                          (D.Dirichlet, ("concentration",)),
-                          (D.Gamma, ("concentration", "rate"))):
-        if isinstance(d, family):
-            params = [getattr(d, n).expand(*d.batch_shape, *getattr(d, n).shape[len(
-                d.batch_shape):])[idx] for n in names]
-            return family(*params, validate_args=False)
-    raise TypeError(f"min-KL classification does not know how to index a {type(d).__name__} "
-                    "context posterior")
 
 
 def predict(scores: Tensor, seed: int = 0) -> Tensor:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 
 import pyro.distributions as dist
 import torch
@@ -93,8 +94,14 @@ def query_posteriors(
             raise TypeError(f"site {name!r} has batch shape {batch}; expected [{B * Q}, 1] "
                             f"(a per-set site) or [{B * Q}, {Tc + 1}] (a per-item site)")
         at = batch[1] - 1  # the query (last item) of a per-item site, the set of a per-set one
-        out[name] = _select(fn, lambda p, i=at: p[:, i].reshape(B, Q, *p.shape[2:]))
+        out[name] = index_batch(fn, lambda p, i=at: p[:, i].reshape(B, Q, *p.shape[2:]))
     return out
+
+
+def _broadcast(p: Tensor, batch: tuple[int, ...]) -> Tensor:
+    """A parameter expanded to ``batch`` + its own trailing (event) dims."""
+    extra = p.shape[len(batch):] if p.dim() >= len(batch) else ()
+    return p.expand(*batch, *extra)
 
 
 def _unmask(fn: dist.Distribution) -> dist.Distribution:
@@ -103,12 +110,18 @@ def _unmask(fn: dist.Distribution) -> dist.Distribution:
     return fn
 
 
-def _select(fn: dist.Distribution, index) -> dist.Distribution:
-    """``fn`` rebuilt with ``index`` applied to the leading batch dims of every parameter
-    its constructor takes (one of alternative parameterizations, such as probs / logits)."""
+def index_batch(fn: dist.Distribution, index: Callable[[Tensor], Tensor]) -> dist.Distribution:
+    """``fn`` rebuilt with ``index`` applied to every parameter its constructor takes, each
+    first broadcast to the batch shape (one of alternative parameterizations, such as probs /
+    logits). ``index`` must act on the batch dims only, e.g. ``lambda p: p[idx]`` for a batch
+    ``[B]``. Masks are dropped; ``Independent`` is kept.
+
+    Raises:
+        TypeError: ``fn`` has no tensor parameters to index (a mixture, say).
+    """
     fn = _unmask(fn)
     if isinstance(fn, torch.distributions.Independent):
-        return dist.Independent(_select(fn.base_dist, index), fn.reinterpreted_batch_ndims)
+        return dist.Independent(index_batch(fn.base_dist, index), fn.reinterpreted_batch_ndims)
     sig = inspect.signature(type(fn).__init__).parameters
     names = [k for k in sig if k not in ("self", "validate_args")
              and isinstance(getattr(fn, k, None), Tensor)]
@@ -118,7 +131,8 @@ def _select(fn: dist.Distribution, index) -> dist.Distribution:
         names = [k for k in names if k not in lazy or k == given[0]]
     if not names or isinstance(fn, torch.distributions.MixtureSameFamily):
         raise TypeError(f"cannot select items of a {type(fn).__name__} site")
-    params = {k: index(getattr(fn, k)) for k in names}
+    batch = tuple(fn.batch_shape)
+    params = {k: index(_broadcast(getattr(fn, k), batch)) for k in names}
     try:
         return type(fn)(**params, validate_args=False)
     except (TypeError, ValueError) as err:
@@ -126,4 +140,4 @@ def _select(fn: dist.Distribution, index) -> dist.Distribution:
                         f"{sorted(params)}: {err}") from err
 
 
-__all__ = ["query_posteriors"]
+__all__ = ["index_batch", "query_posteriors"]
