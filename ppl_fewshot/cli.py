@@ -57,6 +57,13 @@ def nonneg_float(text: str) -> float:
     return v
 
 
+def positive_float(text: str) -> float:
+    v = nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
+    return v
+
+
 def int_or_range(text: str) -> int | tuple[int, int]:
     """``"10"`` -> 10, ``"2-20"`` -> (2, 20); every number positive."""
     parts = text.split("-")

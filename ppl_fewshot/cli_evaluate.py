@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ppl_fewshot.cli import int_list, name_list, nonneg_int, positive_int
+from ppl_fewshot.cli import int_list, name_list, nonneg_int, positive_float, positive_int
 from ppl_fewshot.cli_commands import sha256_file
 
 TASKS = ("nll", "classify", "transfer")
@@ -111,6 +111,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm-stats", choices=("running", "task"), default="running",
                    help="classification, batch-norm models: 'running' averages (default) or "
                         "each task's own statistics ('task', transductive)")
+    p.add_argument("--proposal-scale", type=positive_float, default=1.0,
+                   help="importance sampling (NLL table, likelihood classification) from the "
+                        "guide with its Normal scales multiplied by this (default 1: the guide "
+                        "as trained; above 1 when the guide is too narrow, see "
+                        "diagnostics.query_sbc_ranks)")
     p.add_argument("--classify-samples", type=positive_int, default=50,
                    help="importance samples K of likelihood classification")
     p.add_argument("--fit-steps", type=positive_int, default=500,
@@ -242,7 +247,7 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
     ais = AIS(steps=args.ais_steps, leapfrog=args.ais_leapfrog) if args.ais_steps else None
     inner = 1 if exact else args.inner_samples
     est = ("exact chain rule log p(x_t | x_<t)" if exact else
-           describe_estimator(args.samples, inner, ais))
+           describe_estimator(args.samples, inner, ais, args.proposal_scale))
     t0 = time.perf_counter()
     # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
     table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,
@@ -290,6 +295,8 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
                              seed=args.seed, progress=sys.stderr.isatty(),
                              norm_stats=args.norm_stats,
                              inner=args.inner_samples if m == "likelihood" else 1)
+                if m == "likelihood" and args.proposal_scale != 1 and not exact:
+                    r["estimator"] += f" (its Normal scales x {args.proposal_scale:g})"
                 rows.append({**r, "eval_wall_time_s": round(time.perf_counter() - t0, 2)})
     return rows
 
@@ -306,6 +313,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         nll_markdown,
         psis_markdown,
     )
+    from ppl_fewshot.models.posteriors import widened_guide
     from ppl_fewshot.utils import atomic_write_text, resolve_device, versions
 
     device = resolve_device(args.device)
@@ -346,6 +354,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "seed": args.seed, "device": str(device),
         "versions": versions(), **prov,
     }
+    if args.proposal_scale != 1:
+        result["proposal_scale"] = args.proposal_scale
     if overlap is not None:
         result["training_class_overlap"] = {k: v for k, v in overlap.items() if k != "names"}
     md = [f"Protocol `{proto.name}` ({proto.description}); model `{label}`; budget: "
@@ -353,7 +363,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"`{str(result.get('checkpoint_sha256'))[:16]}...`.\n"]
     csv = []
     if plan["nll"]:
-        nll = _nll(model, args, plan, test_ds)
+        with widened_guide(model, args.proposal_scale):
+            nll = _nll(model, args, plan, test_ds)
         per_episode = nll.pop("per_episode")
         if args.task == "nll":  # flat layout (kept for existing readers of nll.json)
             result.update(nll)
@@ -368,7 +379,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"nll,{args.classes},{s},{v},{e}\n"
             for s, v, e in zip(nll["shots"], nll["nll"], nll["se"])))
     if plan["classify"]:
-        rows = _classify(model, args, plan, test_ds)
+        with widened_guide(model, args.proposal_scale):
+            rows = _classify(model, args, plan, test_ds)
         result["classification"] = rows
         md.append(f"Few-shot classification on `{proto.name}`: {args.tasks} seeded tasks per "
                   f"setting, {args.queries} query per class, test binarization "

@@ -276,6 +276,7 @@ _GLYPHS: dict = {}
     (["--methods", "likelihood,bogus"], "unknown method"),
     (["--samples", "0"], "positive"),
     (["--classify-samples", "-1"], "positive"),
+    (["--proposal-scale", "0"], "> 0"),
     (["--ways", "0"], "positive"),
     (["--task", "classify", "--ways", "41"], "41-way"),
     (["--task", "classify", "--k-shots", "20"], "drawings per class"),
@@ -454,6 +455,24 @@ def test_evaluate_with_annealing_records_it_in_result_and_report(capsys, tmp_pat
                             "--episodes", "2", *extra, "--out", str(tmp_path / "bad")], capsys)
         assert code == 2 and words in one_line_error(err)
         assert not (tmp_path / "bad").exists()
+
+
+def test_evaluate_with_a_widened_proposal_records_it(capsys, tmp_path, checkpoint) -> None:
+    out = tmp_path / "wide"
+    code, _, err = run(["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs",
+                        "--task", "nll", "--episodes", "2", "--set-size", "3", "--shots", "0,2",
+                        "--samples", "4", "--khat-episodes", "0", "--proposal-scale", "1.5",
+                        "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads((out / "nll.json").read_text())
+    assert res["proposal_scale"] == 1.5 and "Normal scales x 1.5" in res["estimator"]
+    code, _, err = run(["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs",
+                        "--task", "classify", "--ways", "2", "--k-shots", "1", "--tasks", "2",
+                        "--classify-samples", "2", "--methods", "likelihood,cosine",
+                        "--proposal-scale", "1.5", "--out", str(tmp_path / "c")], capsys)
+    assert code == 0, err
+    rows = json.loads((tmp_path / "c" / "classify.json").read_text())["classification"]
+    assert ["x 1.5" in r["estimator"] for r in rows] == [True, False]
 
 
 def test_report_puts_every_mnist_protocol_under_transfer() -> None:

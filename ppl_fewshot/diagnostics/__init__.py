@@ -4,7 +4,8 @@
   importance sampler behind every reported NLL (:func:`importance_diagnostics`);
 * :mod:`~ppl_fewshot.diagnostics.calibration` -- simulation-based calibration ranks and
   credible-interval coverage of an amortized guide q(c|X) (:func:`sbc_ranks`,
-  :func:`interval_coverage`);
+  :func:`interval_coverage`) and of a new item's q(z|x,X) given a real context
+  (:func:`query_sbc_ranks`, :func:`query_interval_coverage`);
 * :mod:`~ppl_fewshot.diagnostics.arviz_adapter` -- draws of q(c|X) and of a new item's
   q(z|x,X) as ``arviz.InferenceData`` (:func:`context_posterior_to_inference_data`,
   :func:`query_posterior_to_inference_data`);
@@ -27,9 +28,12 @@ from ppl_fewshot.diagnostics.arviz_adapter import (
 )
 from ppl_fewshot.diagnostics.calibration import (
     interval_coverage,
+    query_interval_coverage,
+    query_sbc_ranks,
     rank_uniformity_pvalues,
     sbc_ranks,
     simulate_and_draw,
+    simulate_queries_and_draw,
 )
 from ppl_fewshot.diagnostics.elbo_terms import elbo_terms
 from ppl_fewshot.diagnostics.exchangeability import exchangeability_spread
@@ -73,7 +77,9 @@ __all__ = [
     "judge_classes",
     "khat_threshold",
     "pareto_khat",
+    "query_interval_coverage",
     "query_posterior_to_inference_data",
+    "query_sbc_ranks",
     "plot_attention",
     "plot_loss_curve",
     "plot_nll_curves",
@@ -86,4 +92,5 @@ __all__ = [
     "save_figure",
     "sbc_ranks",
     "simulate_and_draw",
+    "simulate_queries_and_draw",
 ]

@@ -30,15 +30,20 @@ logger = logging.getLogger(__name__)
 SHOTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 19)
 
 
-def describe_estimator(num_particles: int, inner: int = 1, ais: AIS | None = None) -> str:
+def describe_estimator(num_particles: int, inner: int = 1, ais: AIS | None = None,
+                       proposal_scale: float = 1.0) -> str:
     """The text that names an importance sampler in a result record and its report:
     plain (K draws from the guide), nested (``inner`` draws of each item's latents per draw
-    of the set latent) or annealed (``ais``)."""
+    of the set latent) or annealed (``ais``), from the guide widened by ``proposal_scale``
+    (:func:`~ppl_fewshot.models.posteriors.widened_guide`) when it is not 1."""
     if inner > 1:
-        return (f"nested importance sampling, K={num_particles} samples of the set latent from "
+        text = (f"nested importance sampling, K={num_particles} samples of the set latent from "
                 f"the guide x {inner} of each item's latents")
-    text = f"importance sampling, K={num_particles} samples from the guide"
-    if ais is not None:
+    else:
+        text = f"importance sampling, K={num_particles} samples from the guide"
+    if proposal_scale != 1:
+        text += f" (its Normal scales x {proposal_scale:g})"
+    if ais is not None and inner == 1:
         text += (f" annealed through {ais.steps} distributions ({ais.leapfrog} leapfrog steps "
                  "per HMC transition)")
     return text
