@@ -65,8 +65,8 @@ def query_posteriors(
 
     Raises:
         ValueError: ``query`` and ``context`` disagree in their sets or item shapes.
-        TypeError: a guide site's distribution is not one this function can select items
-            of (a torch distribution with parameters, ``Independent`` or masked, is).
+        TypeError: a guide site's distribution has no batch :func:`index_batch` can index
+            (a torch distribution with tensor parameters, ``Independent`` or masked, has).
     """
     trace = _trace_queries(model, model.guide, query, context, context_mask, seed)
     B, Q, Tc = query.shape[0], query.shape[1], context.shape[1]
@@ -240,21 +240,21 @@ def index_batch(fn: dist.Distribution, index: Callable[[Tensor], Tensor]) -> dis
     fn = _unmask(fn)
     if isinstance(fn, torch.distributions.Independent):
         return dist.Independent(index_batch(fn.base_dist, index), fn.reinterpreted_batch_ndims)
-    sig = inspect.signature(type(fn).__init__).parameters
-    names = [k for k in sig if k not in ("self", "validate_args")
-             and isinstance(getattr(fn, k, None), Tensor)]
+    names = [k for k in inspect.signature(type(fn).__init__).parameters
+             if k not in ("self", "validate_args")]
     lazy = [k for k in names if isinstance(getattr(type(fn), k, None), lazy_property)]
-    if len(lazy) > 1:  # alternative parameterizations (probs / logits, covariance / scale_tril)
-        given = [k for k in lazy if k in fn.__dict__] or lazy
+    if len(lazy) > 1:  # alternative parameterizations (probs / logits, covariance / scale_tril):
+        given = [k for k in lazy if k in fn.__dict__] or lazy  # the one it was made with
         names = [k for k in names if k not in lazy or k == given[0]]
+    names = [k for k in names if isinstance(getattr(fn, k, None), Tensor)]
     if not names or isinstance(fn, torch.distributions.MixtureSameFamily):
-        raise TypeError(f"cannot select items of a {type(fn).__name__} site")
+        raise TypeError(f"cannot index the batch of a {type(fn).__name__} distribution")
     batch = tuple(fn.batch_shape)
     params = {k: index(_broadcast(getattr(fn, k), batch)) for k in names}
     try:
         return type(fn)(**params, validate_args=False)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"cannot rebuild a {type(fn).__name__} site from "
+        raise TypeError(f"cannot rebuild a {type(fn).__name__} distribution from "
                         f"{sorted(params)}: {err}") from err
 
 
