@@ -3,8 +3,8 @@
 # guide q(z | x, X) is from calibrated, and what more draws or a wider proposal buy.
 # `k`: likelihood classification of the urn GMN in models/ (the table 2 row of section 37, K 10)
 #   with K 10 to 300, and at K 10 with the guide's scales widened 1.5x and 2x, on the same seeded
-#   gmn28 tasks (docs/results/classify_k.py; 5-way 1- and 5-shot on 300 tasks, 20-way on 100;
-#   ~1.5 h in all on one thread);
+#   gmn28 tasks (docs/results/classify_k.py; 5-way 1- and 5-shot on 300 tasks, 20-way on 100
+#   and, K 10 and 100 only, on 200 more; ~2.5 h in all on one thread);
 # `calibration`: simulation-based calibration of q(z | x, X) given real contexts (0, 1, 5 and 19
 #   drawings of the first 100 episodes of the shared bank; 10 simulations each;
 #   docs/results/query_calibration.py) for the zoo GMN, the urn GMN and the plain gmn-small, and
@@ -34,6 +34,8 @@ k() {
   ck $R/proposal-classify/w5-s1.json --ways 5 --shots 1 --tasks 300 --k 10,30,100,300
   ck $R/proposal-classify/w20-s5.json --ways 20 --shots 5 --tasks 100 --k 10,100
   ck $R/proposal-classify/w20-s1.json --ways 20 --shots 1 --tasks 100 --k 10,100
+  ck $R/proposal-classify/w20-s5-200.json --ways 20 --shots 5 --tasks 200 --k 10,100
+  ck $R/proposal-classify/w20-s1-200.json --ways 20 --shots 1 --tasks 200 --k 10,100
   for t in "5 5 300" "5 1 300" "20 5 100" "20 1 100"; do
     set -- $t
     ck $R/proposal-classify/w$1-s$2-widened.json --ways $1 --shots $2 --tasks $3 \
