@@ -251,7 +251,8 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
     t0 = time.perf_counter()
     # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
     table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,
-                      progress=sys.stderr.isatty(), ais=ais, inner=inner)
+                      progress=sys.stderr.isatty(), ais=ais, inner=inner,
+                      proposal_scale=args.proposal_scale)
     if ais and not exact:
         table["ais"] = dataclasses.asdict(ais)
     out = {"c_test": args.classes, "episode_sampler": args.sampler,
@@ -263,17 +264,20 @@ def _nll(model, args, plan, test_ds) -> dict[str, Any]:
 
 
 def _psis(model, bank, args, ais=None, inner: int = 1) -> dict[str, Any]:
-    """PSIS k-hat of the importance weights behind the table, on its first episodes."""
+    """PSIS k-hat of the importance weights behind the table (the same proposal), on its first
+    episodes."""
     import torch
 
     from ppl_fewshot.diagnostics import conditional_importance_diagnostics, summarize_khat
+    from ppl_fewshot.models.posteriors import widened_guide
 
     n = min(args.khat_episodes, bank.x.shape[0])
     dev = next(model.parameters(), torch.zeros(())).device
-    rows = [conditional_importance_diagnostics(model, bank.x[i : i + 8].to(dev),
-                                               bank.mask[i : i + 8].to(dev), args.shots,
-                                               args.samples, ais=ais, inner=inner)
-            for i in range(0, n, 8)]
+    with widened_guide(model, args.proposal_scale):
+        rows = [conditional_importance_diagnostics(model, bank.x[i : i + 8].to(dev),
+                                                   bank.mask[i : i + 8].to(dev), args.shots,
+                                                   args.samples, ais=ais, inner=inner)
+                for i in range(0, n, 8)]
     khat = torch.cat([r["khat"] for r in rows], 0)
     ess = torch.cat([r["ess"] for r in rows], 0)
     nested = {"inner_particles": inner} if inner != 1 else {}
@@ -294,9 +298,8 @@ def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
                 r = classify(model, tasks, m, num_particles=args.classify_samples, exact=exact,
                              seed=args.seed, progress=sys.stderr.isatty(),
                              norm_stats=args.norm_stats,
-                             inner=args.inner_samples if m == "likelihood" else 1)
-                if m == "likelihood" and args.proposal_scale != 1 and not exact:
-                    r["estimator"] += f" (its Normal scales x {args.proposal_scale:g})"
+                             inner=args.inner_samples if m == "likelihood" else 1,
+                             proposal_scale=args.proposal_scale)
                 rows.append({**r, "eval_wall_time_s": round(time.perf_counter() - t0, 2)})
     return rows
 
@@ -313,7 +316,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         nll_markdown,
         psis_markdown,
     )
-    from ppl_fewshot.models.posteriors import widened_guide
     from ppl_fewshot.utils import atomic_write_text, resolve_device, versions
 
     device = resolve_device(args.device)
@@ -363,8 +365,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"`{str(result.get('checkpoint_sha256'))[:16]}...`.\n"]
     csv = []
     if plan["nll"]:
-        with widened_guide(model, args.proposal_scale):
-            nll = _nll(model, args, plan, test_ds)
+        nll = _nll(model, args, plan, test_ds)
         per_episode = nll.pop("per_episode")
         if args.task == "nll":  # flat layout (kept for existing readers of nll.json)
             result.update(nll)
@@ -379,8 +380,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"nll,{args.classes},{s},{v},{e}\n"
             for s, v, e in zip(nll["shots"], nll["nll"], nll["se"])))
     if plan["classify"]:
-        with widened_guide(model, args.proposal_scale):
-            rows = _classify(model, args, plan, test_ds)
+        rows = _classify(model, args, plan, test_ds)
         result["classification"] = rows
         md.append(f"Few-shot classification on `{proto.name}`: {args.tasks} seeded tasks per "
                   f"setting, {args.queries} query per class, test binarization "

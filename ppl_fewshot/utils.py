@@ -63,6 +63,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return gen
 
 
+@contextlib.contextmanager
+def private_rng(seed: int | None, device: torch.device | None = None) -> Iterator[None]:
+    """Within the block, torch's RNG (the CPU's, and ``device``'s when it is a GPU) is a private
+    copy seeded with ``seed``; the global state is restored after. ``seed=None`` uses and
+    advances the global RNG as usual."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages that decide numerical results, for checkpoints and JSON."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ppl_fewshot.utils import private_rng
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,9 +49,7 @@ def context_posterior_draws(
         )
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    devices = [context.device] if context.device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with torch.no_grad(), private_rng(seed, context.device):
         q = model.context_posterior(context, mask)
         draws = q.sample((num_samples,))
     B = context.shape[0]
@@ -139,9 +139,7 @@ def query_posterior_to_inference_data(
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     posts = model.query_posteriors(query, context, context_mask, seed=seed)
     B, Q = query.shape[:2]
-    devices = [query.device] if query.device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with torch.no_grad(), private_rng(seed, query.device):
         draws = {k: q.sample((num_samples,)).reshape(num_samples, B, Q, -1)
                  for k, q in posts.items()}
     coords: dict[str, list[Any]] = {

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ppl_fewshot.utils import private_rng
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,9 +58,7 @@ def simulate_and_draw(
             f"{num_sets}, {num_draws}, {set_size}"
         )
     device = next(iter(model.buffers()), torch.zeros(())).device
-    devices = [device] if device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with torch.no_grad(), private_rng(seed, device):
         sizes = torch.full((num_sets,), int(set_size), dtype=torch.long, device=device)
         x, mask, truth = model.simulate(num_sets, int(set_size), sizes=sizes)
         draws = model.context_posterior(x, mask).sample((num_draws,))
@@ -174,9 +174,7 @@ def simulate_queries_and_draw(
         raise ValueError(f"num_draws must be >= 1, got {num_draws}")
     latents, x = simulate_queries(model, context, num_sims, context_mask, seed=seed)
     posts = model.query_posteriors(x, context, context_mask, seed=seed + 1)
-    devices = [x.device] if x.device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed + 2)
+    with torch.no_grad(), private_rng(seed + 2, x.device):
         draws = [posts[k].sample((num_draws,)).reshape(num_draws, x.shape[0] * num_sims, -1)
                  for k in latents]
     truth = [v.reshape(x.shape[0] * num_sims, -1) for v in latents.values()]

@@ -47,7 +47,7 @@ from ppl_fewshot.inference.evaluate import describe_estimator
 from ppl_fewshot.inference.tasks import FewShotTasks, make_tasks
 from ppl_fewshot.models import FewShotModel
 from ppl_fewshot.models.annealing import check_inner
-from ppl_fewshot.models.posteriors import index_batch
+from ppl_fewshot.models.posteriors import index_batch, widened_guide
 from ppl_fewshot.nn import batch_norm_layers, batch_statistics
 
 logger = logging.getLogger(__name__)
@@ -254,12 +254,16 @@ def _one_task(tasks: FewShotTasks, i: int) -> FewShotTasks:
 
 
 def _scores(model: FewShotModel, tasks: FewShotTasks, method: str, num_particles: int,
-            exact: bool, progress: bool, inner: int = 1) -> tuple[str, Tensor]:
+            exact: bool, progress: bool, inner: int = 1,
+            proposal_scale: float = 1.0) -> tuple[str, Tensor]:
     """The estimator's description and the ``[N, Q, ways]`` scores of ``method``."""
     if method == "likelihood":
-        est = "exact log p(x|X_c)" if exact else describe_estimator(num_particles, inner)
-        return est, likelihood_scores(model, tasks, num_particles, exact=exact, progress=progress,
-                                      inner=1 if exact else inner)
+        if exact:
+            return "exact log p(x|X_c)", likelihood_scores(model, tasks, exact=True,
+                                                          progress=progress)
+        with widened_guide(model, proposal_scale):
+            scores = likelihood_scores(model, tasks, num_particles, progress=progress, inner=inner)
+        return describe_estimator(num_particles, inner, proposal_scale=proposal_scale), scores
     if method == "cosine":
         return "cosine of guide features, support mean", cosine_scores(model, tasks)
     reverse = method == "min-kl-reverse"
@@ -277,10 +281,13 @@ def classify(
     progress: bool = False,
     norm_stats: str = "running",
     inner: int = 1,
+    proposal_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Classify every query of ``tasks`` with ``method`` and return the accuracy record.
 
     Args:
+        proposal_scale: ``"likelihood"`` by importance sampling: draw from the guide with its
+            Normal scales times this (:func:`~ppl_fewshot.models.posteriors.widened_guide`).
         inner: ``"likelihood"`` with a model with a per-set latent: nested importance
             sampling, ``inner`` draws of every item's latents per draw of the set latent
             (:func:`~ppl_fewshot.models.annealing.nested_log_weights`); 1 = plain.
@@ -304,7 +311,8 @@ def classify(
     if norm_stats not in NORM_STATS:
         raise ValueError(f"unknown norm_stats {norm_stats!r}; use one of {NORM_STATS}")
     if norm_stats == "running":
-        est, scores = _scores(model, tasks, method, num_particles, exact, progress, inner)
+        est, scores = _scores(model, tasks, method, num_particles, exact, progress, inner,
+                              proposal_scale)
     else:
         if not batch_norm_layers(model):
             raise ValueError(f"norm_stats='task' needs batch normalization; model {model.name!r} "
@@ -312,7 +320,7 @@ def classify(
         model.eval()
         with batch_statistics(model):
             parts = [_scores(model, _one_task(tasks, i), method, num_particles, exact, False,
-                             inner)
+                             inner, proposal_scale)
                      for i in tqdm(range(tasks.num_tasks), disable=not progress, desc=method)]
         est = parts[0][0] + "; batch norm with each task's statistics (transductive)"
         scores = torch.cat([p[1] for p in parts], 0)

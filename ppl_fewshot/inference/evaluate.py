@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ppl_fewshot.data.base import Episode
 from ppl_fewshot.models import FewShotModel
 from ppl_fewshot.models.annealing import AIS
+from ppl_fewshot.models.posteriors import widened_guide
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +108,12 @@ def nll_table(
     progress: bool = False,
     ais: AIS | None = None,
     inner: int = 1,
+    proposal_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Mean and standard error of the conditional NLL at each number of shots
     (``ais``: annealed importance samples; ``inner``: nested ones, see
-    :mod:`ppl_fewshot.models.annealing`).
+    :mod:`ppl_fewshot.models.annealing`; ``proposal_scale``: from the guide widened by it,
+    :func:`~ppl_fewshot.models.posteriors.widened_guide`).
 
     Returns ``{"shots": [...], "nll": [...], "se": [...], "episodes": E, "num_particles": K,
     "per_episode": [[...] * len(shots)] * E}`` (the NLL of every episode and column, for
@@ -122,8 +125,9 @@ def nll_table(
     if bad:
         raise ValueError(f"shots {bad} need episodes longer than T={T}")
     # s shots = the item at 0-based position s, conditioned on the s items before it
-    cols = conditional_nll(model, bank, num_particles, batch_size, progress=progress,
-                           positions=list(shots), ais=ais, inner=inner)
+    with widened_guide(model, proposal_scale):
+        cols = conditional_nll(model, bank, num_particles, batch_size, progress=progress,
+                               positions=list(shots), ais=ais, inner=inner)
     per_episode = [[round(float(v), 3) for v in row] for row in cols]
     nested = {"inner_particles": inner} if inner != 1 else {}
     return {**summarize_columns(cols, shots, num_particles), **nested,

@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.distributions.utils import lazy_property
 
 from ppl_fewshot.models.particles import query_sets
+from ppl_fewshot.utils import private_rng
 
 logger = logging.getLogger(__name__)
 
@@ -205,12 +206,9 @@ def _trace_queries(model, program, query: Tensor, context: Tensor,
                          f"{tuple(context.shape)}")
     xs, ms = query_sets(query, context.to(query), as_mask(context, context_mask))
     was_training = model.training
-    devices = [query.device] if query.device.type == "cuda" else []
     try:
         model.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=devices, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with torch.no_grad(), private_rng(seed, query.device):
             return poutine.trace(program).get_trace(xs, ms)
     finally:
         model.train(was_training)
