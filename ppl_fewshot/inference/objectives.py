@@ -8,7 +8,11 @@ with ``beta = 1`` the evidence lower bound, ``beta < 1`` during KL annealing (th
 applied by :class:`LatentScale` to every latent site of model and guide, so the data term
 is untouched). ``objective="iwae"`` is the importance weighted bound ``E[log (1/K) sum_k w_k]`` [2]
 (what ``RenyiELBO(alpha=0)`` computes), built on the model's vectorized
-``log_weights`` so that it is differentiable; KL annealing does not apply to it.
+``log_weights`` so that it is differentiable; KL annealing does not apply to it. For a
+model without a per-set latent (VAE; GMN and CVAE, whose terms are the conditionals
+log p(x_t | x_<t)) it is the sum of every item's own bound, sum_t E[log (1/K) sum_k w_tk],
+which tightens with K whatever the set's size; with a per-set latent (Neural Statistician)
+it is the bound of each set's joint weight.
 
 ``position_weights`` reweights the terms of an autoregressive model's objective
 sum_t log p(x_t | x_<t): item t's ELBO term (its reconstruction and its KL) is multiplied by
@@ -183,6 +187,11 @@ class ELBOLoss(nn.Module):
         IWAE bound of each item apart; for models without a per-set latent)."""
         if self.objective == "iwae":
             K = self.num_particles
+            # a model without a per-set latent has one latent per item, independent given
+            # the set (GMN, CVAE: per conditional log p(x_t | x_<t)), so the sum of each
+            # item's own bound is a bound on log p(X), and a far tighter one than a bound
+            # on the set's joint weight, whose variance grows with the set
+            per_item = per_item or not self.model.has_set_latent
             lw = self.model.log_weights(x, mask, K, per_item=per_item, ctx=ctx)
             bound = torch.logsumexp(lw, 0) - math.log(K)  # [B] or [B, T]
             return -(bound[mask] if per_item else bound).sum()
