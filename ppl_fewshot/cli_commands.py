@@ -301,7 +301,8 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grad-clip", type=float, default=10.0)
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="decoupled weight decay (AdamW), e.g. 0.1; 0: plain Adam")
-    p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
+    p.add_argument("--objective", choices=("elbo", "iwae", "iwae-dreg"), default="elbo",
+                   help="iwae-dreg: the iwae bound with the doubly reparameterized gradient")
     p.add_argument("--particles", type=positive_int, default=1)
     p.add_argument("--kl-anneal", type=nonneg_int, default=0, help="steps of linear KL warm-up")
     p.add_argument(

@@ -60,12 +60,89 @@ def test_iwae_of_a_model_without_set_latent_is_the_sum_of_each_items_bound() -> 
     assert joint > exact + 0.06
 
 
+def _learnable_ar(offset: float = 0.0, scale: float = 1.0):
+    """The linear-Gaussian model with a guide of learnable offset and log-scale (the exact
+    posterior at 0 and 1)."""
+    import pyro.distributions as dist
+    from torch import nn
+
+    from ppl_fewshot.models import as_mask
+    from tests.test_query_calibration import LinearGaussianAR
+
+    class LearnableGuide(LinearGaussianAR):
+        def __init__(self) -> None:
+            super().__init__()
+            self.offset = nn.Parameter(torch.tensor(float(offset)))
+            self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
+
+        def guide(self, x, mask=None, ctx=None):
+            mask = as_mask(x, mask)
+            v = 1.0 / (1.0 + self.gain ** 2 / self.noise ** 2)
+            mean = v * self.gain / self.noise ** 2 * (x - self._shift(x, mask))[..., : self.d]
+            with pyro.plate("sets", x.shape[0], dim=-2), pyro.plate("items", x.shape[1], dim=-1):
+                q = dist.Normal(mean + self.offset, math.sqrt(v) * self.log_scale.exp())
+                pyro.sample("z", q.to_event(1).mask(mask))
+
+    return LearnableGuide()
+
+
+def _guide_grads(m, objective: str, x, k: int, seed: int) -> torch.Tensor:
+    pyro.set_rng_seed(seed)
+    m.zero_grad()
+    ELBOLoss(m, objective, k)(x).backward()
+    return torch.stack([m.offset.grad, m.log_scale.grad]).clone()
+
+
+def test_dreg_has_the_iwae_value_and_no_guide_gradient_at_the_posterior() -> None:
+    """At the exact posterior every weight is the same whatever the draw, so the doubly
+    reparameterized gradient of the guide is exactly 0, while IWAE's plain estimator still
+    carries the score function's noise; the loss is IWAE's, draw for draw (GMN too)."""
+    from tests.test_query_calibration import contexts
+
+    m, x = _learnable_ar(), contexts(B=10, T=4)
+    assert _guide_grads(m, "iwae-dreg", x, 5, 0).abs().max() < 1e-6
+    assert _guide_grads(m, "iwae", x, 5, 0).abs().max() > 1e-3
+    gmn = models.build("gmn-small", **TINY_GMN)
+    xb = torch.rand(3, 5, 1, 28, 28).round()
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    values = []
+    for objective in ("iwae", "iwae-dreg"):
+        pyro.set_rng_seed(3)
+        loss = ELBOLoss(gmn, objective, 4)(xb, mask)
+        loss.backward()
+        values.append(loss.item())
+        assert all(torch.isfinite(p.grad).all() for p in gmn.parameters() if p.grad is not None)
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
+def test_dreg_is_unbiased_and_far_less_noisy_near_the_posterior() -> None:
+    """Guide at 0.9 of the posterior's sd, offset 0.05, K 10, 300 draws of each estimator: the
+    mean gradients agree within 4 standard errors, and DReG's sd is below a fifth of IWAE's
+    (about a twentieth when measured)."""
+    from tests.test_query_calibration import contexts
+
+    m, x = _learnable_ar(0.05, 0.9), contexts(B=50, T=4)
+    iw = torch.stack([_guide_grads(m, "iwae", x, 10, s) for s in range(300)])
+    dr = torch.stack([_guide_grads(m, "iwae-dreg", x, 10, s) for s in range(300)])
+    se = ((iw.var(0) + dr.var(0)) / 300).sqrt()
+    assert ((iw.mean(0) - dr.mean(0)).abs() < 4 * se).all(), (iw.mean(0), dr.mean(0), se)
+    assert (dr.std(0) < iw.std(0) / 5).all(), (dr.std(0), iw.std(0))
+
+
 @pytest.mark.parametrize(
-    "kw", [{"objective": "nope"}, {"num_particles": 0}, {"objective": "iwae", "num_particles": 1}]
+    "kw",
+    [{"objective": "nope"}, {"num_particles": 0}, {"objective": "iwae", "num_particles": 1},
+     {"objective": "iwae-dreg", "num_particles": 1}],
 )
 def test_bad_settings(kw) -> None:
     with pytest.raises(ValueError):
         ELBOLoss(models.build("vae-small"), **kw)
+
+
+def test_dreg_refuses_a_per_set_latent() -> None:
+    with pytest.raises(ValueError, match="per-set latent"):
+        ELBOLoss(models.build("ns-small"), "iwae-dreg", 4)
 
 
 def _terms_by_hand(m, x: torch.Tensor, mask=None, ctx=None) -> torch.Tensor:

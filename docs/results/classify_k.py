@@ -5,8 +5,9 @@
 GMN row of table 2). This script scores one set of seeded tasks at several K, each with its own
 seeded draws, and reports each K's accuracy and its paired difference from the first K (the
 same queries decided twice; standard error over tasks), so that a change smaller than the
-interval of one run can still be seen. ``--k 10x1.5`` draws the K 10 samples from the guide
-with its Normal scales widened 1.5 times (``evaluate --proposal-scale``,
+interval of one run can still be seen (each row keeps its queries decided right per task, so
+``docs/results/paired_classify.py`` can pair two checkpoints' runs). ``--k 10x1.5`` draws the
+K 10 samples from the guide with its Normal scales widened 1.5 times (``evaluate --proposal-scale``,
 ``ppl_fewshot.models.posteriors.widened_guide``).
 
     python docs/results/classify_k.py CHECKPOINT --ways 5 --shots 5 --tasks 300 \
@@ -56,13 +57,14 @@ def main() -> None:
         pred = predict(scores, a.seed)
         correct[i] = (pred == tasks.labels).float()  # [tasks, queries]
         r = {"k": k, "proposal_scale": scale, **accuracy(pred, tasks.labels),
-             "wall_s": round(time.perf_counter() - t0, 1)}
+             "wall_s": round(time.perf_counter() - t0, 1),
+             "correct_per_task": correct[i].sum(1).int().tolist()}
         if i:
             d = (correct[i] - correct[0]).mean(1) * 100  # per task
             r["paired_diff_vs_first"] = round(d.mean().item(), 3)
             r["paired_se"] = round((d.std() / len(d) ** 0.5).item(), 3)
         rows.append(r)
-        print(json.dumps(r), flush=True)
+        print(json.dumps({k: v for k, v in r.items() if k != "correct_per_task"}), flush=True)
     out = {"checkpoint": a.checkpoint, "protocol": proto.name, "ways": a.ways, "shots": a.shots,
            "tasks": a.tasks, "queries_per_task": a.ways, "seed": a.seed, "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,10 @@ is untouched). ``objective="iwae"`` is the importance weighted bound ``E[log (1/
 model without a per-set latent (VAE; GMN and CVAE, whose terms are the conditionals
 log p(x_t | x_<t)) it is the sum of every item's own bound, sum_t E[log (1/K) sum_k w_tk],
 which tightens with K whatever the set's size; with a per-set latent (Neural Statistician)
-it is the bound of each set's joint weight.
+it is the bound of each set's joint weight. ``objective="iwae-dreg"`` has the same value
+and the doubly reparameterized gradient estimator [4] (:func:`dreg_bounds`): IWAE's plain
+gradient for the guide gets noisier relative to its mean as K grows [5]; DReG's does not, and
+is exactly zero for a guide equal to the posterior.
 
 ``position_weights`` reweights the terms of an autoregressive model's objective
 sum_t log p(x_t | x_<t): item t's ELBO term (its reconstruction and its KL) is multiplied by
@@ -36,6 +39,9 @@ References:
     [1] Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
     [2] Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016.
     [3] Bowman et al., "Generating Sentences from a Continuous Space", CoNLL 2016 (KL annealing).
+    [4] Tucker, Lawson, Gu & Maddison, "Doubly Reparameterized Gradient Estimators for Monte
+        Carlo Objectives", ICLR 2019.
+    [5] Rainforth et al., "Tighter Variational Bounds are Not Necessarily Better", ICML 2018.
 """
 
 from __future__ import annotations
@@ -46,14 +52,18 @@ from collections.abc import Iterator, Sequence
 
 import pyro
 import torch
+from pyro import poutine
+from pyro.distributions.torch_distribution import MaskedDistribution
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 
+from ppl_fewshot.models.annealing import trace_log_densities
 from ppl_fewshot.models.base import FewShotModel, as_mask
+from ppl_fewshot.models.posteriors import index_batch
 
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "iwae-dreg")
 
 
 class LatentScale(Messenger):
@@ -99,12 +109,71 @@ def item_weights(position_weights: Sequence[float], num_items: int) -> Tensor:
     return pw[torch.arange(num_items).clamp(max=len(pw) - 1)]
 
 
+def _stop_parameters(fn: torch.distributions.Distribution) -> torch.distributions.Distribution:
+    """``fn`` with its parameters detached and its masks kept: evaluated at a reparameterized
+    draw, the log-density keeps the draw's path to the guide's parameters and drops their
+    explicit (score function) dependence."""
+    masks = []
+    while isinstance(fn, MaskedDistribution):
+        masks.append(fn._mask)
+        fn = fn.base_dist
+    out = index_batch(fn, Tensor.detach)
+    for m in reversed(masks):
+        out = out.mask(m)
+    return out
+
+
+def dreg_bounds(
+    model: FewShotModel, x: Tensor, mask: Tensor, num_particles: int, ctx: dict | None
+) -> Tensor:
+    """Every item's IWAE bound ``[B, T]``, with the doubly reparameterized gradient [4].
+
+    The value is ``log (1/K) sum_k w_k`` per item; the gradient is, for the model's parameters,
+    IWAE's ``sum_k w~_k d log w_k`` (``w~`` the normalized weights) and, for the guide's (shared
+    ones included), ``sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi)``: the same expectation
+    without the score-function term, whose noise grows with K and buries the guide's gradient
+    [5]. Built from one guide trace: ``log q`` is evaluated with its parameters detached (the
+    draw keeps its path), and a gradient hook multiplies what reaches each draw ``z_k`` by
+    ``w~_k``. Needs a model without a per-set latent whose guide has one reparameterized
+    latent site per item (the GMN, CVAE and VAE): with more, one site's density would depend
+    on another's draw, and detaching it would drop part of that draw's path.
+    """
+    B, T = x.shape[:2]
+    with pyro.plate("particles", num_particles, dim=-3):
+        g = poutine.trace(model.guide).get_trace(x, mask, ctx)
+        m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
+    latent = [site for site in g.nodes.values() if site["type"] == "sample"
+              and not site["is_observed"] and not site_is_subsample(site)]
+    if len(latent) > 1 or any(not site["fn"].has_rsample for site in latent):
+        raise ValueError("the iwae-dreg objective needs a guide with one reparameterized "
+                         f"latent site per item; {model.name!r} has "
+                         f"{[site['name'] for site in latent]}")
+    weights: list[Tensor] = []  # the normalized weights [K, B, T], known after the forward
+
+    def times_weight(grad: Tensor) -> Tensor:  # grad [K, B, T, *event]
+        w = weights[0]
+        return grad * w.reshape(w.shape + (1,) * (grad.dim() - w.dim()))
+
+    for site in latent:
+        if site["value"].requires_grad:
+            site["value"].register_hook(times_weight)
+        site["fn"] = _stop_parameters(site["fn"])
+    lp, lq = trace_log_densities(m, g, num_particles, B, T, per_item=True)
+    lw = lp - lq  # [K, B, T]
+    weights.append(torch.softmax(lw.detach(), 0))
+    surrogate = (weights[0] * lw).sum(0)
+    bound = torch.logsumexp(lw.detach(), 0) - math.log(num_particles)
+    return bound + (surrogate - surrogate.detach())
+
+
 class ELBOLoss(nn.Module):
     """Negative ELBO (or IWAE bound) per item of a :class:`FewShotModel`, as an ``nn.Module``.
 
     Args:
         model: the few-shot model (its parameters are this module's parameters).
-        objective: ``"elbo"`` (``Trace_ELBO``) or ``"iwae"`` (the bound of ``RenyiELBO(alpha=0)``).
+        objective: ``"elbo"`` (``Trace_ELBO``), ``"iwae"`` (the bound of ``RenyiELBO(alpha=0)``)
+            or ``"iwae-dreg"`` (the same bound, per item, with the doubly reparameterized
+            gradient: :func:`dreg_bounds`).
         num_particles: Monte Carlo samples per step (vectorized).
         position_weights: weights of the items' terms by position (see the module
             docstring); ``()``: every term weighs 1. Only for autoregressive models and
@@ -126,8 +195,11 @@ class ELBOLoss(nn.Module):
             raise ValueError(f"unknown objective {objective!r}; use one of {OBJECTIVES}")
         if num_particles < 1:
             raise ValueError("num_particles must be >= 1")
-        if objective == "iwae" and num_particles < 2:
-            raise ValueError("the iwae objective needs num_particles >= 2")
+        if objective.startswith("iwae") and num_particles < 2:
+            raise ValueError(f"the {objective} objective needs num_particles >= 2")
+        if objective == "iwae-dreg" and model.has_set_latent:
+            raise ValueError(f"the iwae-dreg objective needs a model without a per-set latent "
+                             f"(its items' own bounds); {model.name!r} has one")
         if any(not (math.isfinite(w) and w > 0) for w in position_weights):
             raise ValueError(f"position weights must be finite and > 0, got {position_weights}")
         if position_weights and objective != "elbo":
@@ -185,6 +257,9 @@ class ELBOLoss(nn.Module):
         ``model.prepare``), the items' terms weighted by position when ``weighted`` and
         position weights are set; ``per_item``: every real item is its own term (the
         IWAE bound of each item apart; for models without a per-set latent)."""
+        if self.objective == "iwae-dreg":
+            bound = dreg_bounds(self.model, x, mask, self.num_particles, ctx)
+            return -bound[mask].sum()
         if self.objective == "iwae":
             K = self.num_particles
             # a model without a per-set latent has one latent per item, independent given

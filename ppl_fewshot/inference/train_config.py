@@ -40,7 +40,8 @@ class TrainConfig:
         grad_clip: max gradient norm (0 = off).
         weight_decay: decoupled weight decay [Loshchilov & Hutter 2019] (``torch.optim.AdamW``;
             each step multiplies every weight by ``1 - lr * weight_decay``); 0 = plain Adam.
-        objective: ``"elbo"`` or ``"iwae"``; ``num_particles`` samples per step.
+        objective: ``"elbo"``, ``"iwae"`` or ``"iwae-dreg"``
+            (:mod:`ppl_fewshot.inference.objectives`); ``num_particles`` samples per step.
         kl_anneal_steps: KL weight rises linearly from 0 to 1 over this many steps.
         position_weights: weights of an autoregressive model's terms log p(x_t | x_<t) by
             position t (the last one repeats), e.g. ``(20.0, 1.0)``: the 0-shot term weighs
