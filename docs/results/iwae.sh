@@ -11,13 +11,14 @@
 #   run's checkpoint at step 2000 is copied to RUN-2000.pt as it passes (`snapshot`), so that
 #   the three are also compared at 2000 steps;
 # `nll`: each checkpoint on the shared 100-episode bank (C_test 1, K 1000, with the urn; ~5 min
-#   each), and the DReG one from its guide widened 1.5x (`--proposal-scale 1.5`);
+#   each); `widened`: the final DReG one from its guide widened 1.5x (`--proposal-scale 1.5`);
 # `calibration`: coverage of q(z | x, X) given real contexts (query_calibration.py, ~1 min each);
 # `classify`: 5-way 1- and 5-shot likelihood classification on 300 seeded tasks at K 10 and 100
 #   (classify_k.py) for the model in models/ and the three continuations (~9 min each);
 # `paired`: the comparisons, paired on the same episodes and tasks (paired_nll.py,
 #   paired_classify.py).
-# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|calibration|classify|paired|all]
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|widened|calibration|
+#   classify|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -27,13 +28,15 @@ URN=models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt
 PLAIN=$R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000-100ep
 UL="gmn-small mixture prior C_train 1, rot90/flip classes, 40k steps + 10k steps trained with the urn + Dirichlet-process urn (theta fitted; repeats exact)"
 OUT=$R/iwae
-RUNS="elbo iwae5 dreg5"
+RUNS=${RUNS:-elbo iwae5 dreg5}  # RUNS=elbo bash docs/results/iwae.sh nll: that run only
 snapshot() {  # snapshot RUN STEP: copy RUN/checkpoint.pt to RUN-STEP.pt when it holds STEP
+  local last  # (torch is loaded only once the run's log is near STEP)
   until [ -f "$1-$2.pt" ]; do
-    if [ -f "$1/checkpoint.pt" ] && [ "$(python -c "import sys, torch; print(torch.load(
-        sys.argv[1], map_location='cpu', weights_only=False)['step'])" "$1/checkpoint.pt" \
-        2> /dev/null)" = "$2" ]; then cp "$1/checkpoint.pt" "$1-$2.pt"; fi
-    sleep 10
+    last=$(tail -n 1 "$1/metrics.jsonl" 2> /dev/null | sed 's/.*"step": \([0-9]*\).*/\1/')
+    if [ "${last:-0}" -ge $(($2 - 10)) ] 2> /dev/null && [ "$(python -c "import sys, torch
+print(torch.load(sys.argv[1], map_location='cpu', weights_only=False)['step'])" \
+        "$1/checkpoint.pt" 2> /dev/null)" = "$2" ]; then cp "$1/checkpoint.pt" "$1-$2.pt"; fi
+    sleep 5
   done; }
 train() {
   local common=(gmn-small --protocol gmn28 --classes 1 --augmentation rot90,flip --val-every 500
@@ -57,7 +60,8 @@ nll() {
   for r in $RUNS; do for c in $r-2000 $r; do
     bank_nll "$(ckpt $c)" 1000 "$(label $c), $( [[ $c == *-2000 ]] && echo 2000 || echo final) steps" \
       $OUT/$c-K1000
-  done; done
+  done; done; }
+widened() {
   bank_nll "$(ckpt dreg5)" 1000 "$(label dreg5), final steps, proposal x 1.5" \
     $OUT/dreg5-K1000-proposal1.5 --proposal-scale 1.5; }
 cal() {  # cal CHECKPOINT NAME
@@ -84,9 +88,10 @@ paired() {
 case "${1:-all}" in
   train) train ;;
   nll) nll ;;
+  widened) widened ;;
   calibration) calibration ;;
   classify) classify ;;
   paired) paired ;;
-  all) train; nll; calibration; classify; paired ;;
-  *) echo "usage: $0 [train|nll|calibration|classify|paired|all]" >&2; exit 2 ;;
+  all) train; nll; widened; calibration; classify; paired ;;
+  *) echo "usage: $0 [train|nll|widened|calibration|classify|paired|all]" >&2; exit 2 ;;
 esac
