@@ -52,14 +52,13 @@ from collections.abc import Iterator, Sequence
 
 import pyro
 import torch
-from pyro import poutine
 from pyro.distributions.torch_distribution import MaskedDistribution
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 
-from ppl_fewshot.models.annealing import trace_log_densities
+from ppl_fewshot.models.annealing import draw_traces, latent_sites, trace_log_densities
 from ppl_fewshot.models.base import FewShotModel, as_mask
 from ppl_fewshot.models.posteriors import index_batch
 
@@ -138,12 +137,8 @@ def dreg_bounds(
     latent site per item (the GMN, CVAE and VAE): with more, one site's density would depend
     on another's draw, and detaching it would drop part of that draw's path.
     """
-    B, T = x.shape[:2]
-    with pyro.plate("particles", num_particles, dim=-3):
-        g = poutine.trace(model.guide).get_trace(x, mask, ctx)
-        m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
-    latent = [site for site in g.nodes.values() if site["type"] == "sample"
-              and not site["is_observed"] and not site_is_subsample(site)]
+    m, g = draw_traces(model, x, mask, num_particles, ctx)
+    latent = list(latent_sites(g).values())
     if len(latent) > 1 or any(not site["fn"].has_rsample for site in latent):
         raise ValueError("the iwae-dreg objective needs a guide with one reparameterized "
                          f"latent site per item; {model.name!r} has "
@@ -158,7 +153,7 @@ def dreg_bounds(
         if site["value"].requires_grad:
             site["value"].register_hook(times_weight)
         site["fn"] = _stop_parameters(site["fn"])
-    lp, lq = trace_log_densities(m, g, num_particles, B, T, per_item=True)
+    lp, lq = trace_log_densities(m, g, num_particles, x.shape[0], x.shape[1], per_item=True)
     lw = lp - lq  # [K, B, T]
     weights.append(torch.softmax(lw.detach(), 0))
     surrogate = (weights[0] * lw).sum(0)

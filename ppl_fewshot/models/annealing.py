@@ -144,16 +144,30 @@ def guide_draws(
     """``(log p(X, latents), log q(latents), guide trace)`` for ``num_particles`` fresh draws
     of the guide (vectorized under ``pyro.plate("particles", K, dim=-3)``), or for the values
     held in the guide trace ``replay``. Shapes as :func:`trace_log_densities`."""
-    B, T = x.shape[:2]
+    m, g = draw_traces(model, x, mask, num_particles, ctx, replay)
+    lp, lq = trace_log_densities(m, g, num_particles, x.shape[0], x.shape[1], per_item)
+    return lp, lq, g
+
+
+def draw_traces(
+    model: FewShotModel,
+    x: Tensor,
+    mask: Tensor,
+    num_particles: int,
+    ctx: dict | None = None,
+    replay=None,
+) -> tuple[poutine.Trace, poutine.Trace]:
+    """``(model trace, guide trace)``: ``num_particles`` draws of the guide (or the values of
+    the guide trace ``replay``) under ``pyro.plate("particles", K, dim=-3)``, and the model
+    replayed on them."""
     guide = model.guide if replay is None else poutine.replay(model.guide, trace=replay)
     with pyro.plate("particles", num_particles, dim=-3):
         g = poutine.trace(guide).get_trace(x, mask, ctx)
         m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, mask, ctx)
-    lp, lq = trace_log_densities(m, g, num_particles, B, T, per_item)
-    return lp, lq, g
+    return m, g
 
 
-def _latent_sites(tr) -> dict[str, dict]:
+def latent_sites(tr) -> dict[str, dict]:
     """The unobserved sample sites of a trace (subsample sites left out)."""
     return {
         name: site
@@ -182,7 +196,7 @@ def set_sites(tr) -> poutine.Trace:
     as a trace that :func:`nested_terms` replays (change a node's ``"value"`` to replay
     other draws)."""
     shared = poutine.Trace()
-    for name, site in _latent_sites(tr).items():
+    for name, site in latent_sites(tr).items():
         if not _in_items(site):
             shared.add_node(name, **site)
     return shared
@@ -269,7 +283,7 @@ def annealed_log_weights(
     if ais.steps == 0:
         return lp - lq
     betas, logw = ais.schedule(), torch.zeros_like(lp)
-    sites = _latent_sites(template)
+    sites = latent_sites(template)
     for name, site in sites.items():
         if site["fn"].support.is_discrete:
             raise ValueError(f"AIS needs continuous latents; site {name!r} is discrete")
