@@ -3,22 +3,26 @@
 # section 39): does a tighter objective, which rewards a guide that covers the posterior,
 # lower the NLL table and widen q(z | x, X), beyond what more steps of the plain ELBO do, and
 # does the doubly reparameterized gradient (DReG) of the guide help?
-# `train`: three continuations of models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt with
-#   the same seed, episodes and learning rate (1e-4), 4000 steps each: the ELBO (the control;
-#   ~0.27 s a step on one thread), the IWAE bound with 5 draws per conditional
-#   (`--objective iwae --particles 5`, ~1.1 s a step) and the same bound with DReG
-#   (`--objective iwae-dreg`); the two IWAE runs have wall-clock limits (--time-limit). Each
-#   run's checkpoint at step 2000 is copied to RUN-2000.pt as it passes (`snapshot`), so that
-#   the three are also compared at 2000 steps;
-# `nll`: each checkpoint on the shared 100-episode bank (C_test 1, K 1000, with the urn; ~5 min
-#   each); `widened`: the final DReG one from its guide widened 1.5x (`--proposal-scale 1.5`);
+# `train`: continuations of models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt with the
+#   same seed, episodes and learning rate (1e-4, constant): 4000 steps of the ELBO (the control;
+#   ~0.3 s a step on one thread), 2000 of the IWAE bound with 5 draws per conditional
+#   (`--objective iwae --particles 5`) and 2000 of the same bound with DReG (`--objective
+#   iwae-dreg`; each ~1.1 s a step alone, 1.3-1.8 beside two other jobs). Every run's checkpoint
+#   at step 2000 is copied to runs/iwae/RUN-2000.pt (`snapshot`): the three are compared there.
+#   (Each step's episodes and draws are seeded by (seed, step) and the rate is constant, so a
+#   2000-step run is the first 2000 steps of a longer one: this session ran the IWAE runs with
+#   --steps 4000 and stopped them at 2690 and 2290 steps, after their snapshots.)
+# `nll`: the snapshots and the 4000-step ELBO run on the shared 100-episode bank (C_test 1,
+#   K 1000, with the urn; ~5 min each alone); `widened`: one of them from its guide widened
+#   1.5x (`--proposal-scale 1.5`); `ais`: the IWAE and ELBO snapshots by annealed importance
+#   sampling (K 8, 100 steps, ~12 min each alone);
 # `calibration`: coverage of q(z | x, X) given real contexts (query_calibration.py, ~1 min each);
 # `classify`: 5-way 1- and 5-shot likelihood classification on 300 seeded tasks at K 10 and 100
-#   (classify_k.py) for the model in models/ and the three continuations (~9 min each);
+#   (classify_k.py) for the model in models/ and the snapshots (~9 min each);
 # `paired`: the comparisons, paired on the same episodes and tasks (paired_nll.py,
 #   paired_classify.py).
-# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|widened|calibration|
-#   classify|paired|all]
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|widened|ais|
+#   calibration|classify|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -40,58 +44,69 @@ print(torch.load(sys.argv[1], map_location='cpu', weights_only=False)['step'])" 
   done; }
 train() {
   local common=(gmn-small --protocol gmn28 --classes 1 --augmentation rot90,flip --val-every 500
-    --checkpoint-every 250 --quiet --batch-size 10 --set-size 20 --seed 9 --steps 4000
-    --lr 1e-4 --init-from $URN)
-  local -A extra=([elbo]="--objective elbo" [iwae5]="--objective iwae --particles 5
-    --time-limit 5400" [dreg5]="--objective iwae-dreg --particles 5 --time-limit 4800")
+    --checkpoint-every 250 --quiet --batch-size 10 --set-size 20 --seed 9 --lr 1e-4
+    --init-from $URN)
+  local -A extra=([elbo]="--objective elbo --steps 4000"
+    [iwae5]="--objective iwae --particles 5 --steps 2000"
+    [dreg5]="--objective iwae-dreg --particles 5 --steps 2000")
   for r in $RUNS; do
     [ -f runs/iwae/$r-2000.pt ] || snapshot runs/iwae/$r 2000 &
     # shellcheck disable=SC2086
     train_run "${common[@]}" ${extra[$r]} --out runs/iwae/$r
   done; wait; }
-label() {  # label RUN
+label() {  # label CHECKPOINT-NAME
+  local steps=2000
+  [[ $1 == *-2000 ]] || steps=4000
   case $1 in
-    elbo*) echo "$UL + the ELBO at 1e-4" ;;
-    iwae5*) echo "$UL + the IWAE bound (5 draws) at 1e-4" ;;
-    dreg5*) echo "$UL + the IWAE bound (5 draws, DReG) at 1e-4" ;;
+    elbo*) echo "$UL + $steps steps of the ELBO at 1e-4" ;;
+    iwae5*) echo "$UL + $steps steps of the IWAE bound (5 draws) at 1e-4" ;;
+    dreg5*) echo "$UL + $steps steps of the IWAE bound (5 draws, DReG) at 1e-4" ;;
   esac; }
 ckpt() { if [[ $1 == *-2000 ]]; then echo "runs/iwae/$1.pt"; else echo "runs/iwae/$1/checkpoint.pt"; fi; }
 nll() {
-  for r in $RUNS; do for c in $r-2000 $r; do
-    bank_nll "$(ckpt $c)" 1000 "$(label $c), $( [[ $c == *-2000 ]] && echo 2000 || echo final) steps" \
-      $OUT/$c-K1000
-  done; done; }
+  for r in $RUNS; do
+    bank_nll "$(ckpt $r-2000)" 1000 "$(label $r-2000)" $OUT/$r-2000-K1000
+  done
+  if [[ " $RUNS " == *" elbo "* ]]; then bank_nll "$(ckpt elbo)" 1000 "$(label elbo)" $OUT/elbo-K1000; fi; }
+WIDE=${WIDE:-dreg5-2000}  # the snapshot scored from its widened guide
 widened() {
-  bank_nll "$(ckpt dreg5)" 1000 "$(label dreg5), final steps, proposal x 1.5" \
-    $OUT/dreg5-K1000-proposal1.5 --proposal-scale 1.5; }
+  bank_nll "$(ckpt $WIDE)" 1000 "$(label $WIDE), proposal x 1.5" $OUT/$WIDE-K1000-proposal1.5 \
+    --proposal-scale 1.5; }
+ais() {  # annealed importance sampling (K 8, 100 steps; ~12 min each alone): how much of a gain
+  # is the model's, not the estimator's
+  for c in iwae5-2000 elbo-2000; do
+    ev --checkpoint "$(ckpt $c)" --task nll --protocol gmn28 --classes 1 --episodes 100 \
+      --samples 8 --ais-steps 100 --khat-episodes 0 --label "$(label $c), AIS" \
+      --out $OUT/$c-AIS100-K8
+  done; }
 cal() {  # cal CHECKPOINT NAME
   if [ -f "$OUT/calibration-$2.json" ]; then echo "kept $OUT/calibration-$2.json"; else
     python $R/query_calibration.py "$1" --out "$OUT/calibration-$2.json"; fi; }
-calibration() { for r in $RUNS; do cal "$(ckpt $r)" $r; done; }
+calibration() { for r in $RUNS; do cal "$(ckpt $r-2000)" $r-2000; done; }
 cls() {  # cls CHECKPOINT NAME
   for s in 1 5; do
     if [ -f "$OUT/classify-$2-w5-s$s.json" ]; then echo "kept $OUT/classify-$2-w5-s$s.json"; else
       python $R/classify_k.py "$1" --ways 5 --shots $s --tasks 300 --k 10,100 \
         --out "$OUT/classify-$2-w5-s$s.json"; fi
   done; }
-classify() { cls $URN urn; for r in $RUNS; do cls "$(ckpt $r)" $r; done; }
+classify() { cls $URN urn; for r in $RUNS; do cls "$(ckpt $r-2000)" $r-2000; done; }
 paired() {
   for c in elbo-2000 elbo; do python $R/paired_nll.py $PLAIN $OUT/$c-K1000; done
-  for r in iwae5 dreg5; do for c in -2000 ""; do
-    python $R/paired_nll.py $OUT/elbo$c-K1000 $OUT/$r$c-K1000
-  done; done
+  for r in iwae5 dreg5; do python $R/paired_nll.py $OUT/elbo-2000-K1000 $OUT/$r-2000-K1000; done
   python $R/paired_nll.py $OUT/iwae5-2000-K1000 $OUT/dreg5-2000-K1000
-  python $R/paired_nll.py $OUT/dreg5-K1000 $OUT/dreg5-K1000-proposal1.5
+  python $R/paired_nll.py $OUT/$WIDE-K1000 $OUT/$WIDE-K1000-proposal1.5
+  python $R/paired_nll.py $OUT/elbo-2000-AIS100-K8 $OUT/iwae5-2000-AIS100-K8
   for s in 1 5; do for r in $RUNS; do
-    python $R/paired_classify.py $OUT/classify-urn-w5-s$s.json $OUT/classify-$r-w5-s$s.json
+    python $R/paired_classify.py $OUT/classify-urn-w5-s$s.json $OUT/classify-$r-2000-w5-s$s.json
   done; done; }
 case "${1:-all}" in
   train) train ;;
   nll) nll ;;
   widened) widened ;;
+  ais) ais ;;
   calibration) calibration ;;
   classify) classify ;;
   paired) paired ;;
-  all) train; nll; widened; calibration; classify; paired ;;
-  *) echo "usage: $0 [train|nll|widened|calibration|classify|paired|all]" >&2; exit 2 ;;
+  all) train; nll; widened; ais; calibration; classify; paired ;;
+  *) echo "usage: $0 [train|nll|widened|ais|calibration|classify|paired|all]" >&2; exit 2 ;;
 esac
