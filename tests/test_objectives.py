@@ -7,10 +7,12 @@ import math
 import pyro
 import pytest
 import torch
+from torch import nn
 
 from ppl_fewshot import models
 from ppl_fewshot.inference import ELBOLoss
 from tests.conftest import TINY_GMN, make_prototype_classes
+from tests.test_query_calibration import LinearGaussianAR, contexts, exact_conditionals
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,6 @@ def test_iwae_of_a_model_without_set_latent_is_the_sum_of_each_items_bound() -> 
     of the posterior's sd, K=1000: the loss (the sum of every conditional's own bound) is
     within 0.04 nats per item of the exact -log p(X), while the bound of each 20-item set's
     joint weight, from the same model, is still 0.06 or more above it; both are bounds."""
-    from tests.test_query_calibration import LinearGaussianAR, contexts, exact_conditionals
-
     m = LinearGaussianAR(guide_scale=0.6)
     x = contexts(B=20, T=20)
     exact = -float(exact_conditionals(m, x).sum()) / x.shape[0] / x.shape[1]
@@ -60,45 +60,26 @@ def test_iwae_of_a_model_without_set_latent_is_the_sum_of_each_items_bound() -> 
     assert joint > exact + 0.06
 
 
-def _learnable_ar(offset: float = 0.0, scale: float = 1.0):
-    """The linear-Gaussian model with a guide of learnable offset and log-scale (the exact
+def _learnable_ar(offset: float = 0.0, scale: float = 1.0) -> LinearGaussianAR:
+    """The linear-Gaussian model with the guide's offset and scale as parameters (the exact
     posterior at 0 and 1)."""
-    import pyro.distributions as dist
-    from torch import nn
-
-    from ppl_fewshot.models import as_mask
-    from tests.test_query_calibration import LinearGaussianAR
-
-    class LearnableGuide(LinearGaussianAR):
-        def __init__(self) -> None:
-            super().__init__()
-            self.offset = nn.Parameter(torch.tensor(float(offset)))
-            self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
-
-        def guide(self, x, mask=None, ctx=None):
-            mask = as_mask(x, mask)
-            v = 1.0 / (1.0 + self.gain ** 2 / self.noise ** 2)
-            mean = v * self.gain / self.noise ** 2 * (x - self._shift(x, mask))[..., : self.d]
-            with pyro.plate("sets", x.shape[0], dim=-2), pyro.plate("items", x.shape[1], dim=-1):
-                q = dist.Normal(mean + self.offset, math.sqrt(v) * self.log_scale.exp())
-                pyro.sample("z", q.to_event(1).mask(mask))
-
-    return LearnableGuide()
+    m = LinearGaussianAR()
+    m.guide_offset = nn.Parameter(torch.tensor(float(offset)))
+    m.guide_scale = nn.Parameter(torch.tensor(float(scale)))
+    return m
 
 
 def _guide_grads(m, objective: str, x, k: int, seed: int) -> torch.Tensor:
     pyro.set_rng_seed(seed)
     m.zero_grad()
     ELBOLoss(m, objective, k)(x).backward()
-    return torch.stack([m.offset.grad, m.log_scale.grad]).clone()
+    return torch.stack([m.guide_offset.grad, m.guide_scale.grad]).clone()
 
 
 def test_dreg_has_the_iwae_value_and_no_guide_gradient_at_the_posterior() -> None:
     """At the exact posterior every weight is the same whatever the draw, so the doubly
     reparameterized gradient of the guide is exactly 0, while IWAE's plain estimator still
     carries the score function's noise; the loss is IWAE's, draw for draw (GMN too)."""
-    from tests.test_query_calibration import contexts
-
     m, x = _learnable_ar(), contexts(B=10, T=4)
     assert _guide_grads(m, "iwae-dreg", x, 5, 0).abs().max() < 1e-6
     assert _guide_grads(m, "iwae", x, 5, 0).abs().max() > 1e-3
@@ -120,8 +101,6 @@ def test_dreg_is_unbiased_and_far_less_noisy_near_the_posterior() -> None:
     """Guide at 0.9 of the posterior's sd, offset 0.05, K 10, 300 draws of each estimator: the
     mean gradients agree within 4 standard errors, and DReG's sd is below a fifth of IWAE's
     (about a twentieth when measured)."""
-    from tests.test_query_calibration import contexts
-
     m, x = _learnable_ar(0.05, 0.9), contexts(B=50, T=4)
     iw = torch.stack([_guide_grads(m, "iwae", x, 10, s) for s in range(300)])
     dr = torch.stack([_guide_grads(m, "iwae-dreg", x, 10, s) for s in range(300)])

@@ -23,15 +23,17 @@ from tests.conftest import TINY_GMN
 class LinearGaussianAR(FewShotModel):
     """z_t ~ N(0, I_d), x_t ~ N(W z_t + mean(x_<t), noise^2 I_D) with W = gain [I_d; 0]: the
     exact posterior of z_t given x_t and X_<t is N(v g / noise^2 (x_t - m_t)[:d], v I),
-    v = 1 / (1 + g^2 / noise^2). The guide is that posterior, its sd times ``guide_scale``."""
+    v = 1 / (1 + g^2 / noise^2). The guide is that posterior, its mean moved by ``guide_offset``
+    and its sd times ``guide_scale`` (either may be set to an ``nn.Parameter``)."""
 
     name = "linear-gaussian-ar"
     autoregressive = True
 
     def __init__(self, d: int = 2, D: int = 4, gain: float = 2.0, noise: float = 1.0,
-                 guide_scale: float = 1.0) -> None:
+                 guide_scale: float = 1.0, guide_offset: float = 0.0) -> None:
         super().__init__((D,))
         self.d, self.gain, self.noise, self.guide_scale = d, gain, noise, guide_scale
+        self.guide_offset = guide_offset
 
     def _shift(self, x, mask):
         m = mask.to(x.dtype).unsqueeze(-1)
@@ -58,8 +60,8 @@ class LinearGaussianAR(FewShotModel):
         v = 1.0 / (1.0 + self.gain ** 2 / self.noise ** 2)
         mean = v * self.gain / self.noise ** 2 * (x - self._shift(x, mask))[..., : self.d]
         with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
-            pyro.sample("z", dist.Normal(mean, math.sqrt(v) * self.guide_scale).to_event(1)
-                        .mask(mask))
+            q = dist.Normal(mean + self.guide_offset, math.sqrt(v) * self.guide_scale)
+            pyro.sample("z", q.to_event(1).mask(mask))
 
 
 def contexts(B: int = 50, T: int = 3, seed: int = 0) -> torch.Tensor:

@@ -9,8 +9,9 @@ decide the same queries, so the difference is far tighter than either run's own 
 from __future__ import annotations
 
 import json
-import math
 import sys
+
+from paired_nll import mean_se  # this script's folder is on sys.path when run
 
 
 def rows(path: str) -> tuple[dict, dict[tuple[int, float], dict]]:
@@ -31,9 +32,7 @@ def main() -> None:
     for key in shared:
         d = [100 * (y - x) / q for x, y in zip(ra[key]["correct_per_task"],
                                                   rb[key]["correct_per_task"])]
-        n = len(d)
-        mean = sum(d) / n
-        se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n)
+        mean, se = mean_se(d)
         print(f"K {key[0]} x{key[1]}: {ra[key]['accuracy']:.1f} -> {rb[key]['accuracy']:.1f}, "
               f"paired {mean:+.2f} ({se:.2f})")
 
