@@ -11,7 +11,10 @@
 The model comes from ``--checkpoint`` or, for the checkpoint-free baseline
 ``--model pixel-beta-bernoulli``, is fitted by empirical Bayes on the train split of
 ``--train-protocol`` (saved as a checkpoint in ``--out``, so the numbers can be
-reproduced). Every argument is checked before anything is written.
+reproduced). ``--proposal-scale fit`` first fits how wide the guide should draw as the NLL
+table's proposal, on episodes of other classes (:mod:`ppl_fewshot.inference.proposal`).
+Every argument is checked before anything is written; the work itself is in
+:mod:`ppl_fewshot.cli_evaluate_tasks`.
 ``ppl-fewshot report`` (:mod:`ppl_fewshot.cli_report`) gathers the result JSONs.
 """
 
@@ -20,16 +23,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ppl_fewshot.cli import int_list, name_list, nonneg_int, positive_float, positive_int
+from ppl_fewshot import cli_evaluate_tasks as tasks
+from ppl_fewshot.cli import (
+    float_list,
+    int_list,
+    name_list,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from ppl_fewshot.cli_commands import sha256_file
+from ppl_fewshot.cli_evaluate_tasks import FREE_MODELS
 
 TASKS = ("nll", "classify", "transfer")
-FREE_MODELS = ("pixel-beta-bernoulli",)  # models evaluated without a checkpoint
 
 
 def _task(text: str) -> str:
@@ -51,6 +61,10 @@ def _positive_list(text: str) -> tuple[int, ...]:
     if not vals:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of positive integers")
     return vals
+
+
+def _proposal_scale(text: str) -> float | str:
+    return "fit" if text == "fit" else positive_float(text)
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -111,11 +125,21 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm-stats", choices=("running", "task"), default="running",
                    help="classification, batch-norm models: 'running' averages (default) or "
                         "each task's own statistics ('task', transductive)")
-    p.add_argument("--proposal-scale", type=positive_float, default=1.0,
+    p.add_argument("--proposal-scale", type=_proposal_scale, default=1.0,
                    help="importance sampling (NLL table, likelihood classification) from the "
                         "guide with its Normal scales multiplied by this (default 1: the guide "
                         "as trained; above 1 when the guide is too narrow, see "
-                        "diagnostics.query_sbc_ranks)")
+                        "diagnostics.query_sbc_ranks), or 'fit' (NLL table): the best of "
+                        "--fit-scales for this K and these shots on --fit-episodes episodes of "
+                        "the --fit-split classes (inference.proposal.fit_proposal_scale)")
+    p.add_argument("--fit-scales", type=float_list, default=(1.0, 1.25, 1.5, 2.0),
+                   help="the candidate scales of --proposal-scale fit")
+    p.add_argument("--fit-episodes", type=positive_int, default=20,
+                   help="episodes of --proposal-scale fit (seeded by --seed + 1)")
+    p.add_argument("--fit-split", type=_split, default="val",
+                   help="the classes --proposal-scale fit draws its episodes from: by default "
+                        "the training classes the checkpoint held out ('val'), not the ones "
+                        "the table reports")
     p.add_argument("--classify-samples", type=positive_int, default=50,
                    help="importance samples K of likelihood classification")
     p.add_argument("--fit-steps", type=positive_int, default=500,
@@ -226,82 +250,18 @@ def _plan(args: argparse.Namespace, model, test_ds) -> dict[str, Any]:
                 raise ValueError(f"--norm-stats task needs a model with batch normalization; "
                                  f"{model.name!r} has none")
         plan.update(ways=ways, methods=methods)
+    if args.proposal_scale == "fit":
+        if args.task != "nll":
+            raise ValueError("--proposal-scale fit fits the NLL table's estimator (--task nll); "
+                             "give classification a number")
+        if args.ais_steps or args.inner_samples > 1:
+            raise ValueError("--proposal-scale fit fits plain importance sampling; give "
+                             "--ais-steps and --inner-samples a number")
     if args.inner_samples > 1 and not model.has_set_latent:
         raise ValueError(f"--inner-samples nests the importance samples of a per-set "
                          f"latent; {model.name!r} has none (its items have their own "
                          "weights already)")
     return plan
-
-
-def _nll(model, args, plan, test_ds) -> dict[str, Any]:
-    from ppl_fewshot.inference import nll_table
-    from ppl_fewshot.inference.eval_data import test_bank
-    from ppl_fewshot.inference.evaluate import describe_estimator
-
-    bank, bank_path = test_bank(args.protocol, args.classes, plan["set_size"], args.episodes,
-                                args.sampler, args.seed, args.data_dir, dataset=test_ds,
-                                split=args.split)
-    from ppl_fewshot.models.annealing import AIS
-
-    exact = getattr(model, "exact_log_evidence", None) is not None and model.name in FREE_MODELS
-    ais = AIS(steps=args.ais_steps, leapfrog=args.ais_leapfrog) if args.ais_steps else None
-    inner = 1 if exact else args.inner_samples
-    est = ("exact chain rule log p(x_t | x_<t)" if exact else
-           describe_estimator(args.samples, inner, ais, args.proposal_scale))
-    t0 = time.perf_counter()
-    # every model scores only the asked positions (FewShotModel.conditional_log_likelihoods)
-    table = nll_table(model, bank, tuple(args.shots), num_particles=args.samples,
-                      progress=sys.stderr.isatty(), ais=ais, inner=inner,
-                      proposal_scale=args.proposal_scale)
-    if ais and not exact:
-        table["ais"] = dataclasses.asdict(ais)
-    out = {"c_test": args.classes, "episode_sampler": args.sampler,
-           "set_size": plan["set_size"], "estimator": est, "bank": str(bank_path),
-           "eval_wall_time_s": round(time.perf_counter() - t0, 2), **table}
-    if not exact and args.khat_episodes:
-        out["psis"] = _psis(model, bank, args, ais, inner)
-    return out
-
-
-def _psis(model, bank, args, ais=None, inner: int = 1) -> dict[str, Any]:
-    """PSIS k-hat of the importance weights behind the table (the same proposal), on its first
-    episodes."""
-    import torch
-
-    from ppl_fewshot.diagnostics import conditional_importance_diagnostics, summarize_khat
-    from ppl_fewshot.models.posteriors import widened_guide
-
-    n = min(args.khat_episodes, bank.x.shape[0])
-    dev = next(model.parameters(), torch.zeros(())).device
-    with widened_guide(model, args.proposal_scale):
-        rows = [conditional_importance_diagnostics(model, bank.x[i : i + 8].to(dev),
-                                                   bank.mask[i : i + 8].to(dev), args.shots,
-                                                   args.samples, ais=ais, inner=inner)
-                for i in range(0, n, 8)]
-    khat = torch.cat([r["khat"] for r in rows], 0)
-    ess = torch.cat([r["ess"] for r in rows], 0)
-    nested = {"inner_particles": inner} if inner != 1 else {}
-    return {"episodes": n, "num_particles": args.samples, **nested, **summarize_khat(khat),
-            "ess_median": [round(float(c[~torch.isnan(c)].median()), 1) for c in ess.T]}
-
-
-def _classify(model, args, plan, test_ds) -> list[dict[str, Any]]:
-    from ppl_fewshot.inference.classify import classify, make_tasks
-
-    rows = []
-    exact = hasattr(model, "exact_log_predictive")
-    for n in plan["ways"]:
-        for k in args.k_shots:
-            tasks = make_tasks(test_ds, args.tasks, n, k, args.queries, seed=args.seed)
-            for m in plan["methods"]:
-                t0 = time.perf_counter()
-                r = classify(model, tasks, m, num_particles=args.classify_samples, exact=exact,
-                             seed=args.seed, progress=sys.stderr.isatty(),
-                             norm_stats=args.norm_stats,
-                             inner=args.inner_samples if m == "likelihood" else 1,
-                             proposal_scale=args.proposal_scale)
-                rows.append({**r, "eval_wall_time_s": round(time.perf_counter() - t0, 2)})
-    return rows
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -333,6 +293,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.binarization is not None:
         test_ds = dataclasses.replace(test_ds, binarization=args.binarization)
     plan = _plan(args, model, test_ds)
+    fit_ds = (eval_split(args.fit_split, proto.name, prov.get("train_config"), args.data_dir)
+              if args.proposal_scale == "fit" else None)
     train_ds, trained_on = None, prov.get("train_config", {}).get("protocol")
     if fit is not None:
         trained_on = args.train_protocol or ("gmn28" if proto.transfer_only else proto.name)
@@ -356,6 +318,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "seed": args.seed, "device": str(device),
         "versions": versions(), **prov,
     }
+    if fit_ds is not None:
+        result["proposal_fit"] = fit = tasks.fit_proposal(model, args, plan, fit_ds)
     if args.proposal_scale != 1:
         result["proposal_scale"] = args.proposal_scale
     if overlap is not None:
@@ -363,9 +327,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     md = [f"Protocol `{proto.name}` ({proto.description}); model `{label}`; budget: "
           f"{budget_text(result.get('training_budget') or {}) or 'unknown'}; checkpoint sha256 "
           f"`{str(result.get('checkpoint_sha256'))[:16]}...`.\n"]
+    if fit_ds is not None:
+        md.append(f"Proposal scale fitted on {fit['episodes']} episodes of the {fit['split']} "
+                  f"classes: x {fit['best']:g} (mean NLL per item at each scale: " + ", ".join(
+                      f"x {s:g} {v:.2f}" for s, v in zip(fit["scales"], fit["nll"])) + ").\n")
     csv = []
     if plan["nll"]:
-        nll = _nll(model, args, plan, test_ds)
+        nll = tasks.nll(model, args, plan, test_ds)
         per_episode = nll.pop("per_episode")
         if args.task == "nll":  # flat layout (kept for existing readers of nll.json)
             result.update(nll)
@@ -380,7 +348,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"nll,{args.classes},{s},{v},{e}\n"
             for s, v, e in zip(nll["shots"], nll["nll"], nll["se"])))
     if plan["classify"]:
-        rows = _classify(model, args, plan, test_ds)
+        rows = tasks.classify_tasks(model, args, plan, test_ds)
         result["classification"] = rows
         md.append(f"Few-shot classification on `{proto.name}`: {args.tasks} seeded tasks per "
                   f"setting, {args.queries} query per class, test binarization "

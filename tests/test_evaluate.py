@@ -277,6 +277,10 @@ _GLYPHS: dict = {}
     (["--samples", "0"], "positive"),
     (["--classify-samples", "-1"], "positive"),
     (["--proposal-scale", "0"], "> 0"),
+    (["--proposal-scale", "wide"], "wide"),
+    (["--task", "classify", "--proposal-scale", "fit"], "--task nll"),
+    (["--proposal-scale", "fit", "--ais-steps", "2"], "plain importance sampling"),
+    (["--proposal-scale", "fit", "--fit-scales", "1,0"], "positive numbers"),
     (["--ways", "0"], "positive"),
     (["--task", "classify", "--ways", "41"], "41-way"),
     (["--task", "classify", "--k-shots", "20"], "drawings per class"),
@@ -475,6 +479,31 @@ def test_evaluate_with_a_widened_proposal_records_it(capsys, tmp_path, checkpoin
     assert ["x 1.5" in r["estimator"] for r in rows] == [True, False]
 
 
+def test_evaluate_fits_the_proposal_scale_on_other_episodes(capsys, tmp_path, checkpoint) -> None:
+    """``--proposal-scale fit`` scores its own seeded episodes at every candidate scale, keeps the
+    best, and then gives the table that scale given by hand gives (the fit leaves the
+    estimator's random state alone)."""
+    common = ["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs", "--episodes",
+              "2", "--set-size", "3", "--shots", "0,2", "--samples", "4", "--khat-episodes", "0"]
+    out = tmp_path / "fit"
+    code, _, err = run([*common, "--proposal-scale", "fit", "--fit-scales", "1.5,3",
+                        "--fit-episodes", "3", "--fit-split", "test", "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads((out / "nll.json").read_text())
+    fit = res["proposal_fit"]
+    assert fit["scales"] == [1.5, 3.0] and fit["episodes"] == 3 and fit["split"] == "test"
+    assert fit["num_particles"] == 4 and fit["shots"] == [0, 2] and fit["paired_se"][
+        fit["scales"].index(fit["best"])] == 0
+    assert fit["best"] == fit["scales"][min(range(2), key=fit["nll"].__getitem__)]
+    assert fit["bank"] != res["bank"] and "-E3-" in fit["bank"]  # other episodes than the table's
+    assert res["proposal_scale"] == fit["best"] and f"x {fit['best']:g}" in res["estimator"]
+    assert f"x {fit['best']:g} (mean NLL per item" in (out / "nll.md").read_text()
+    code, _, err = run([*common, "--proposal-scale", str(fit["best"]), "--out",
+                        str(tmp_path / "given")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "given" / "nll.json").read_text())["nll"] == res["nll"]
+
+
 def test_report_puts_every_mnist_protocol_under_transfer() -> None:
     row = {"method": "min-kl", "ways": 10, "shots": 1, "accuracy": 56.3, "ci95": [55.4, 57.3]}
     text = render_report([{"label": f"ns-{p} (ppl_fewshot)", "task": "classify", "protocol": p,
@@ -524,6 +553,14 @@ def test_evaluate_on_the_training_and_validation_classes_of_a_checkpoint(
     assert code == 0 and "val classes [glyphs, 1 steps]" in text[text.index("## 5."):]
     assert "val classes" not in text[:text.index("## 5.")]
     assert nll_curves([{**res, "_file": "f"}]) == {}  # the NLL figure shows test rows only
+    code, _, err = run(["evaluate", "--checkpoint", ck, "--protocol", "glyphs", "--episodes",
+                        "2", "--set-size", "3", "--shots", "0", "--samples", "2",
+                        "--khat-episodes", "0",
+                        "--proposal-scale", "fit", "--fit-episodes", "2", "--out",
+                        str(tmp_path / "fit")], capsys)  # fitted on the held-out classes
+    assert code == 0, err
+    fit = json.loads((tmp_path / "fit" / "nll.json").read_text())["proposal_fit"]
+    assert fit["split"] == "val" and "-val-" in fit["bank"] and len(fit["nll"]) == 4
     for extra, needle in ((["--split", "val", "--task", "transfer"], "MNIST test digits"),
                           (["--split", "train", "--protocol", "gmn28"], "training protocol"),
                           (["--split", "elsewhere"], "unknown split")):

@@ -19,6 +19,7 @@ from ppl_fewshot.inference.evaluate import (
     nll_table,
 )
 from ppl_fewshot.inference.objectives import ELBOLoss, LatentScale
+from ppl_fewshot.inference.proposal import ProposalFit, fit_proposal_scale
 from ppl_fewshot.inference.report import collect_results, render_report
 from ppl_fewshot.inference.tasks import FewShotTasks, make_tasks
 from ppl_fewshot.inference.train_config import TrainConfig
@@ -30,11 +31,13 @@ __all__ = [
     "ELBOLoss",
     "FewShotTasks",
     "LatentScale",
+    "ProposalFit",
     "TrainConfig",
     "TrainingDiverged",
     "classify",
     "collect_results",
     "conditional_nll",
+    "fit_proposal_scale",
     "load_checkpoint",
     "log_marginal",
     "make_tasks",
