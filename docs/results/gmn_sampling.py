@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from ppl_fewshot.models import label as model_label
 from ppl_fewshot.diagnostics import plot_sample_grid, save_figure
 from ppl_fewshot.inference import model_from_checkpoint
 from ppl_fewshot.inference.eval_data import test_bank
+from ppl_fewshot.models import label as model_label
 from ppl_fewshot.nn.attention import full_allowed
 
 
