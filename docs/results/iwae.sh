@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # The urn GMN in models/ trained on with the importance weighted bound (docs/findings.md
-# section 39): does a tighter objective, which rewards a guide that covers the posterior,
+# sections 39-40): does a tighter objective, which rewards a guide that covers the posterior,
 # lower the NLL table and widen q(z | x, X), beyond what more steps of the plain ELBO do, and
 # does the doubly reparameterized gradient (DReG) of the guide help?
 # `train`: continuations of models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt with the
-#   same seed, episodes and learning rate (1e-4, constant): 4000 steps of the ELBO (the control;
-#   ~0.3 s a step on one thread), 2000 of the IWAE bound with 5 draws per conditional
-#   (`--objective iwae --particles 5`) and 2000 of the same bound with DReG (`--objective
+#   same seed, episodes and learning rate (1e-4, constant): 4000 steps each of the ELBO (the
+#   control; ~0.3 s a step on one thread), of the IWAE bound with 5 draws per conditional
+#   (`--objective iwae --particles 5`) and of the same bound with DReG (`--objective
 #   iwae-dreg`; each ~1.1 s a step alone, 1.3-1.8 beside two other jobs). Every run's checkpoint
-#   at step 2000 is copied to runs/iwae/RUN-2000.pt (`snapshot`): the three are compared there.
-#   (Each step's episodes and draws are seeded by (seed, step) and the rate is constant, so a
-#   2000-step run is the first 2000 steps of a longer one: this session ran the IWAE runs with
-#   --steps 4000 and stopped them at 2690 and 2290 steps, after their snapshots.)
-# `nll`: the snapshots and the 4000-step ELBO run on the shared 100-episode bank (C_test 1,
-#   K 1000, with the urn; ~5 min each alone); `widened`: one of them from its guide widened
-#   1.5x (`--proposal-scale 1.5`); `ais`: the IWAE and ELBO snapshots by annealed importance
-#   sampling (K 8, 100 steps, ~12 min each alone);
+#   at step 2000 is copied to runs/iwae/RUN-2000.pt (`snapshot`). (Each step's episodes and
+#   draws are seeded by (seed, step) and the rate is constant, so the first 2000 steps of a
+#   4000-step run are a 2000-step run; the IWAE runs were stopped at 2690 / 2290 steps in one
+#   session and resumed from their 2500 / 2250-step checkpoints in the next: `train --resume`.)
+# `nll`: every run at 2000 and 4000 steps on the shared 100-episode bank (C_test 1, K 1000,
+#   with the urn; ~4-5 min each alone); `widened`: one snapshot from its guide widened 1.5x
+#   (`--proposal-scale 1.5`); `ais`: the IWAE and ELBO snapshots by annealed importance
+#   sampling (K 8, 100 steps, ~12 min each alone); `fit`: every 4000-step run from a proposal
+#   scale fitted on 20 other episodes (`--proposal-scale fit`, ~200 s, then the bank, ~230 s);
+# `exported nll|mnist|ctest`: the 4000-step IWAE run exported to models/ on the 659-episode
+#   bank (~27 min), on MNIST (table 3 and 10-way classification, ~17 min; and the ELBO run's
+#   MNIST NLL as the control) and at C_test 2-4 (200 episodes each);
 # `calibration`: coverage of q(z | x, X) given real contexts (query_calibration.py, ~1 min each);
 # `classify`: 5-way 1- and 5-shot likelihood classification on 300 seeded tasks at K 10 and 100
 #   (classify_k.py) for the model in models/ and the snapshots (~9 min each);
 # `paired`: the comparisons, paired on the same episodes and tasks (paired_nll.py,
 #   paired_classify.py).
-# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|widened|ais|
-#   calibration|classify|paired|all]
+# Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|widened|ais|fit|
+#   exported nll|exported mnist|exported ctest|calibration|classify|paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -47,8 +51,8 @@ train() {
     --checkpoint-every 250 --quiet --batch-size 10 --set-size 20 --seed 9 --lr 1e-4
     --init-from $URN)
   local -A extra=([elbo]="--objective elbo --steps 4000"
-    [iwae5]="--objective iwae --particles 5 --steps 2000"
-    [dreg5]="--objective iwae-dreg --particles 5 --steps 2000")
+    [iwae5]="--objective iwae --particles 5 --steps 4000"
+    [dreg5]="--objective iwae-dreg --particles 5 --steps 4000")
   for r in $RUNS; do
     [ -f runs/iwae/$r-2000.pt ] || snapshot runs/iwae/$r 2000 &
     # shellcheck disable=SC2086
@@ -66,8 +70,8 @@ ckpt() { if [[ $1 == *-2000 ]]; then echo "runs/iwae/$1.pt"; else echo "runs/iwa
 nll() {
   for r in $RUNS; do
     bank_nll "$(ckpt $r-2000)" 1000 "$(label $r-2000)" $OUT/$r-2000-K1000
-  done
-  if [[ " $RUNS " == *" elbo "* ]]; then bank_nll "$(ckpt elbo)" 1000 "$(label elbo)" $OUT/elbo-K1000; fi; }
+    bank_nll "$(ckpt $r)" 1000 "$(label $r)" $OUT/$r-K1000
+  done; }
 WIDE=${WIDE:-dreg5-2000}  # the snapshot scored from its widened guide
 widened() {
   bank_nll "$(ckpt $WIDE)" 1000 "$(label $WIDE), proposal x 1.5" $OUT/$WIDE-K1000-proposal1.5 \
@@ -82,6 +86,34 @@ ais() {  # annealed importance sampling (K 8, 100 steps; ~12 min each alone): ho
 cal() {  # cal CHECKPOINT NAME
   if [ -f "$OUT/calibration-$2.json" ]; then echo "kept $OUT/calibration-$2.json"; else
     python $R/query_calibration.py "$1" --out "$OUT/calibration-$2.json"; fi; }
+fit() {  # the proposal scale fitted at K 1000 on 20 other episodes of the test classes (seed 1;
+  # the zoo lineage's "val" classes are rotated or mirrored copies of training characters, and
+  # were trained on under earlier seeds), then the bank scored from it
+  for r in $RUNS; do
+    ev --checkpoint "$(ckpt $r)" --task nll --classes 1 --episodes 100 --samples 1000 \
+      --khat-episodes 0 --proposal-scale fit --fit-split test --label "$(label $r), fitted proposal" \
+      --out $OUT/$r-K1000-fitted
+  done; }
+EXP=models/gmn-small-mixture-ctrain1-rotflip-urn-iwae-omniglot.pt
+exported() {  # exported [nll|mnist|ctest]: the 4000-step IWAE run in the model zoo, on the whole
+  # bank (659 episodes, K 1000), on MNIST (table 3: 200 episodes, K 1000; 10-way tasks) and at
+  # C_test 2-4 (200 episodes each)
+  [ -f $EXP ] || ppl-fewshot export --checkpoint runs/iwae/iwae5/checkpoint.pt --out $EXP
+  if [ "${1:-nll}" = ctest ]; then  # C_test 2-4, 200 episodes each, K 1000
+    for c in 2 3 4; do
+      ev --checkpoint $EXP --task nll --classes $c --episodes 200 --samples 1000 \
+        --khat-episodes 0 --label "$(label iwae5)" --out $OUT/iwae5-gmn28-C$c-K1000-200ep
+    done
+  elif [ "${1:-nll}" = nll ]; then
+    ev --checkpoint $EXP --task nll --classes 1 --episodes 659 --samples 1000 --khat-episodes 0 \
+      --label "$(label iwae5)" --out $OUT/iwae5-gmn28-C1-K1000
+  else
+    ev --checkpoint $EXP --label "$(label iwae5)" --task transfer --samples 1000 --episodes 200 \
+      --k-shots 1,5 --tasks 1000 --classify-samples 10 --methods likelihood,cosine \
+      --out $OUT/iwae5-mnist28
+    ev --checkpoint "$(ckpt elbo)" --task nll --protocol mnist28 --classes 1 --episodes 200 \
+      --samples 1000 --khat-episodes 0 --label "$(label elbo)" --out $OUT/elbo-mnist28  # control
+  fi; }
 calibration() { for r in $RUNS; do cal "$(ckpt $r-2000)" $r-2000; done; }
 cls() {  # cls CHECKPOINT NAME
   for s in 1 5; do
@@ -96,6 +128,19 @@ paired() {
   python $R/paired_nll.py $OUT/iwae5-2000-K1000 $OUT/dreg5-2000-K1000
   python $R/paired_nll.py $OUT/$WIDE-K1000 $OUT/$WIDE-K1000-proposal1.5
   python $R/paired_nll.py $OUT/elbo-2000-AIS100-K8 $OUT/iwae5-2000-AIS100-K8
+  for r in iwae5 dreg5; do  # 4000 steps: against the ELBO's 4000 and their own 2000
+    python $R/paired_nll.py $OUT/elbo-K1000 $OUT/$r-K1000
+    python $R/paired_nll.py $OUT/$r-2000-K1000 $OUT/$r-K1000
+  done
+  python $R/paired_nll.py $OUT/iwae5-K1000 $OUT/dreg5-K1000
+  for r in $RUNS; do python $R/paired_nll.py $OUT/$r-K1000 $OUT/$r-K1000-fitted; done
+  python $R/paired_nll.py $OUT/elbo-K1000-fitted $OUT/iwae5-K1000-fitted
+  local u=$R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn  # the urn model's own tables
+  python $R/paired_nll.py $u-urn-dp-gmn28-C1-K1000 $OUT/iwae5-gmn28-C1-K1000
+  for c in 2 3 4; do
+    python $R/paired_nll.py $u-urn-dp-gmn28-C$c-K1000-200ep $OUT/iwae5-gmn28-C$c-K1000-200ep
+  done
+  for r in iwae5 elbo; do python $R/paired_nll.py $u-mnist28 $OUT/$r-mnist28; done
   for s in 1 5; do for r in $RUNS; do
     python $R/paired_classify.py $OUT/classify-urn-w5-s$s.json $OUT/classify-$r-2000-w5-s$s.json
   done; done; }
@@ -104,9 +149,11 @@ case "${1:-all}" in
   nll) nll ;;
   widened) widened ;;
   ais) ais ;;
+  fit) fit ;;
+  exported) exported "${2:-nll}" ;;
   calibration) calibration ;;
   classify) classify ;;
   paired) paired ;;
-  all) train; nll; widened; ais; calibration; classify; paired ;;
-  *) echo "usage: $0 [train|nll|widened|ais|calibration|classify|paired|all]" >&2; exit 2 ;;
+  all) train; nll; widened; ais; fit; exported nll; exported mnist; exported ctest; calibration; classify; paired ;;
+  *) echo "usage: $0 [train|nll|widened|ais|fit|calibration|classify|paired|all]" >&2; exit 2 ;;
 esac
