@@ -132,8 +132,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                         "diagnostics.query_sbc_ranks), or 'fit' (NLL table): the best of "
                         "--fit-scales for this K and these shots on --fit-episodes episodes of "
                         "the --fit-split classes (inference.proposal.fit_proposal_scale)")
-    p.add_argument("--fit-scales", type=float_list, default=(1.0, 1.25, 1.5, 2.0),
-                   help="the candidate scales of --proposal-scale fit")
+    p.add_argument("--fit-scales", type=float_list, default=None,
+                   help="the candidate scales of --proposal-scale fit (default 1,1.25,1.5,2: "
+                        "inference.proposal.DEFAULT_SCALES)")
     p.add_argument("--fit-episodes", type=positive_int, default=20,
                    help="episodes of --proposal-scale fit (seeded by --seed + 1)")
     p.add_argument("--fit-split", type=_split, default="val",

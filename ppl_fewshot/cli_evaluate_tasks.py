@@ -19,20 +19,22 @@ def fit_proposal(model, args: argparse.Namespace, plan: dict[str, Any], fit_ds) 
     + 1, so never the reported bank's episodes); sets ``args.proposal_scale`` to it and returns
     the record of the fit."""
     from ppl_fewshot.inference.eval_data import test_bank
-    from ppl_fewshot.inference.proposal import fit_proposal_scale
+    from ppl_fewshot.inference.proposal import DEFAULT_SCALES, fit_proposal_scale
 
     bank, path = test_bank(args.protocol, args.classes, plan["set_size"], args.fit_episodes,
                            args.sampler, args.seed + 1, args.data_dir, dataset=fit_ds,
                            split=args.fit_split)
     t0 = time.perf_counter()
-    fit = fit_proposal_scale(model, bank, args.fit_scales, args.samples, args.shots,
-                             seed=args.seed, progress=sys.stderr.isatty())
+    fit = fit_proposal_scale(model, bank, args.fit_scales or DEFAULT_SCALES, args.samples,
+                             args.shots, seed=args.seed, progress=sys.stderr.isatty())
     args.proposal_scale = fit.best
     return {**fit.to_dict(), "split": args.fit_split, "bank": str(path),
             "wall_time_s": round(time.perf_counter() - t0, 2)}
 
 
 def nll(model, args, plan, test_ds) -> dict[str, Any]:
+    """The NLL table of ``--task nll`` / ``transfer`` on the seeded bank of ``test_ds``, with its
+    estimator's description, the bank's path and, unless ``--khat-episodes 0``, PSIS k-hat."""
     from ppl_fewshot.inference import nll_table
     from ppl_fewshot.inference.eval_data import test_bank
     from ppl_fewshot.inference.evaluate import describe_estimator
@@ -85,6 +87,7 @@ def psis(model, bank, args, ais=None, inner: int = 1) -> dict[str, Any]:
 
 
 def classify_tasks(model, args, plan, test_ds) -> list[dict[str, Any]]:
+    """One result row per (ways, shots, method) of ``plan`` on seeded tasks of ``test_ds``."""
     from ppl_fewshot.inference.classify import classify, make_tasks
 
     rows = []

@@ -155,5 +155,6 @@ case "${1:-all}" in
   classify) classify ;;
   paired) paired ;;
   all) train; nll; widened; ais; fit; exported nll; exported mnist; exported ctest; calibration; classify; paired ;;
-  *) echo "usage: $0 [train|nll|widened|ais|fit|calibration|classify|paired|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [train|nll|widened|ais|fit|exported nll|mnist|ctest|calibration|classify|paired|all]" >&2
+    exit 2 ;;
 esac
