@@ -22,7 +22,8 @@
 #   MNIST NLL as the control) and at C_test 2-4 (200 episodes each);
 # `calibration`: coverage of q(z | x, X) given real contexts (query_calibration.py, ~1 min each);
 # `classify`: 5-way 1- and 5-shot likelihood classification on 300 seeded tasks at K 10 and 100
-#   (classify_k.py) for the model in models/ and the snapshots (~9 min each);
+#   (classify_k.py) for the model in models/, the snapshots and the 4000-step IWAE run (~9 min
+#   each);
 # `paired`: the comparisons, paired on the same episodes and tasks (paired_nll.py,
 #   paired_classify.py).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|widened|ais|fit|
@@ -121,7 +122,10 @@ cls() {  # cls CHECKPOINT NAME
       python $R/classify_k.py "$1" --ways 5 --shots $s --tasks 300 --k 10,100 \
         --out "$OUT/classify-$2-w5-s$s.json"; fi
   done; }
-classify() { cls $URN urn; for r in $RUNS; do cls "$(ckpt $r-2000)" $r-2000; done; }
+classify() {
+  cls $URN urn
+  for r in $RUNS; do cls "$(ckpt $r-2000)" $r-2000; done
+  cls "$(ckpt iwae5)" iwae5; }  # the 4000-step IWAE run (the model exported to models/)
 paired() {
   for c in elbo-2000 elbo; do python $R/paired_nll.py $PLAIN $OUT/$c-K1000; done
   for r in iwae5 dreg5; do python $R/paired_nll.py $OUT/elbo-2000-K1000 $OUT/$r-2000-K1000; done
@@ -143,7 +147,10 @@ paired() {
   for r in iwae5 elbo; do python $R/paired_nll.py $u-mnist28 $OUT/$r-mnist28; done
   for s in 1 5; do for r in $RUNS; do
     python $R/paired_classify.py $OUT/classify-urn-w5-s$s.json $OUT/classify-$r-2000-w5-s$s.json
-  done; done; }
+  done
+  python $R/paired_classify.py $OUT/classify-urn-w5-s$s.json $OUT/classify-iwae5-w5-s$s.json
+  python $R/paired_classify.py $OUT/classify-elbo-2000-w5-s$s.json $OUT/classify-iwae5-w5-s$s.json
+  done; }
 case "${1:-all}" in
   train) train ;;
   nll) nll ;;
