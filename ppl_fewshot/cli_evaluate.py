@@ -321,6 +321,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     if fit_ds is not None:
         result["proposal_fit"] = fit = tasks.fit_proposal(model, args, plan, fit_ds)
+        args.proposal_scale = fit["best"]  # the table, its PSIS and its label use the fitted one
     if args.proposal_scale != 1:
         result["proposal_scale"] = args.proposal_scale
     if overlap is not None:

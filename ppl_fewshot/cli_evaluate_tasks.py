@@ -16,8 +16,8 @@ FREE_MODELS = ("pixel-beta-bernoulli",)  # models evaluated without a checkpoint
 def fit_proposal(model, args: argparse.Namespace, plan: dict[str, Any], fit_ds) -> dict[str, Any]:
     """``--proposal-scale fit``: the best of ``--fit-scales`` for the NLL table's estimator (its K
     and shots) on ``--fit-episodes`` episodes of ``fit_ds`` (the ``--fit-split`` classes; seed
-    + 1, so never the reported bank's episodes); sets ``args.proposal_scale`` to it and returns
-    the record of the fit."""
+    + 1, so never the reported bank's episodes): the record of the fit, its choice under
+    ``"best"``."""
     from ppl_fewshot.inference.eval_data import test_bank
     from ppl_fewshot.inference.proposal import DEFAULT_SCALES, fit_proposal_scale
 
@@ -27,7 +27,6 @@ def fit_proposal(model, args: argparse.Namespace, plan: dict[str, Any], fit_ds) 
     t0 = time.perf_counter()
     fit = fit_proposal_scale(model, bank, args.fit_scales or DEFAULT_SCALES, args.samples,
                              args.shots, seed=args.seed, progress=sys.stderr.isatty())
-    args.proposal_scale = fit.best
     return {**fit.to_dict(), "split": args.fit_split, "bank": str(path),
             "wall_time_s": round(time.perf_counter() - t0, 2)}
 
