@@ -7,10 +7,19 @@
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ablations.sh
 # (STEPS=2000 K=200: ~40 min of one core for training + ~15 min for the four tables.)
 # SET=key=value adds a model setting to every row and TAG a suffix to its names, e.g.
-# SET=image_read=true TAG=-imgread (the image-read GMN and its ablations).
+# SET=image_read=true TAG=-imgread (the image-read GMN and its ablations). ROWS="name ..." runs
+# those rows only; BANK100=1 scores each C_test = 1 row on the shared 100-episode bank at K 1000
+# instead (the bank the NLL tables pair on; a C_test = 2 row on the 200-episode C_test = 2 bank). Section 41's 10k-step ablations, paired with
+# models/gmn-small-omniglot.pt (the full GMN: the same recipe and seed), one row per job:
+#   ROWS=no-pseudo-input-ctrain2 STEPS=10000 BANK100=1 bash docs/results/ablations.sh &
+#   ROWS=no-attention-ctrain1 STEPS=10000 BANK100=1 bash docs/results/ablations.sh
+#   ROWS=no-attention-ctrain2 STEPS=10000 BANK100=1 bash docs/results/ablations.sh
+#   (~25 min of one core each for training beside another job, ~5-10 min for the bank)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
+ROWS=${ROWS:-}
+BANK100=${BANK100:-}
 K=${K:-200}
 SET=${SET:-}
 TAG=${TAG:-}
@@ -21,11 +30,23 @@ mkdir -p "$W"
 . docs/results/common.sh
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
+  [ -z "$ROWS" ] || [[ " $ROWS " == *" $name "* ]] || continue
   run=$W/$name$TAG-s$STEPS
   # shellcheck disable=SC2086
   train_run gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
     --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
     --checkpoint-every 250 --seed 0 --quiet $settings ${SET:+--set "$SET"} --out "$run"
+  if [ -n "$BANK100" ]; then
+    if [ "$ctest" = 1 ]; then
+      bank_nll "$run/checkpoint.pt" 1000 "gmn-small ablation $name$TAG, $STEPS steps" \
+        $R/ablation-$name$TAG-s$STEPS-C1-K1000-100ep
+    else  # the C_test = 2 bank of the zoo tables (200 episodes)
+      ev --checkpoint "$run/checkpoint.pt" --task nll --classes "$ctest" --episodes 200 \
+        --samples 1000 --khat-episodes 0 --label "gmn-small ablation $name$TAG, $STEPS steps" \
+        --out $R/ablation-$name$TAG-s$STEPS-C$ctest-K1000-200ep
+    fi
+    continue
+  fi
   out=$R/ablation-$name$TAG-s$STEPS-C$ctest-K$K
   [ -d "$out" ] || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" --task nll \
       --protocol gmn28 --classes "$ctest" --sampler with-replacement --samples "$K" --out "$out"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The urn GMN in models/ trained on with the importance weighted bound (docs/findings.md
-# sections 39-40): does a tighter objective, which rewards a guide that covers the posterior,
+# sections 39-41): does a tighter objective, which rewards a guide that covers the posterior,
 # lower the NLL table and widen q(z | x, X), beyond what more steps of the plain ELBO do, and
 # does the doubly reparameterized gradient (DReG) of the guide help?
 # `train`: continuations of models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt with the
@@ -14,12 +14,15 @@
 #   session and resumed from their 2500 / 2250-step checkpoints in the next: `train --resume`.)
 # `nll`: every run at 2000 and 4000 steps on the shared 100-episode bank (C_test 1, K 1000,
 #   with the urn; ~4-5 min each alone); `widened`: one snapshot from its guide widened 1.5x
-#   (`--proposal-scale 1.5`); `ais`: the IWAE and ELBO snapshots by annealed importance
-#   sampling (K 8, 100 steps, ~12 min each alone); `fit`: every 4000-step run from a proposal
+#   (`--proposal-scale 1.5`); `ais`: the IWAE and ELBO snapshots and the model in models/ by
+#   annealed importance sampling (K 8, 100 steps, ~12 min each alone); `fit`: every 4000-step run from a proposal
 #   scale fitted on 20 other episodes (`--proposal-scale fit`, ~200 s, then the bank, ~230 s);
-# `exported nll|mnist|ctest`: the 4000-step IWAE run exported to models/ on the 659-episode
-#   bank (~27 min), on MNIST (table 3 and 10-way classification, ~17 min; and the ELBO run's
-#   MNIST NLL as the control) and at C_test 2-4 (200 episodes each);
+# `exported nll|mnist|ctest|table2`: the 4000-step IWAE run exported to models/ on the
+#   659-episode bank (~27 min; also from the fitted proposal x 1.5), on MNIST (table 3 and
+#   10-way classification, ~17 min; and the ELBO run's MNIST NLL as the control), at C_test 2-4
+#   (200 episodes each) and in table 2 (1000 tasks per cell, ~20-25 min per shot);
+# `snr`: the gradient's signal-to-noise ratio by objective and K (gradient_snr.py, section 41);
+# `exch`: log p(X) over orders of a set (gmn_exchangeability.py);
 # `calibration`: coverage of q(z | x, X) given real contexts (query_calibration.py, ~1 min each);
 # `classify`: 5-way 1- and 5-shot likelihood classification on 300 seeded tasks at K 10 and 100
 #   (classify_k.py) for the model in models/, the snapshots and the 4000-step IWAE run (~9 min
@@ -27,7 +30,8 @@
 # `paired`: the comparisons, paired on the same episodes and tasks (paired_nll.py,
 #   paired_classify.py).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/iwae.sh [train|nll|widened|ais|fit|
-#   exported nll|exported mnist|exported ctest|calibration|classify|paired|all]
+#   exported nll|exported mnist|exported ctest|exported table2|snr|exch|calibration|classify|
+#   paired|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results
@@ -37,6 +41,7 @@ URN=models/gmn-small-mixture-ctrain1-rotflip-urn-omniglot.pt
 PLAIN=$R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-K1000-100ep
 UL="gmn-small mixture prior C_train 1, rot90/flip classes, 40k steps + 10k steps trained with the urn + Dirichlet-process urn (theta fitted; repeats exact)"
 OUT=$R/iwae
+EXP=models/gmn-small-mixture-ctrain1-rotflip-urn-iwae-omniglot.pt  # the 4000-step IWAE run
 RUNS=${RUNS:-elbo iwae5 dreg5}  # RUNS=elbo bash docs/results/iwae.sh nll: that run only
 snapshot() {  # snapshot RUN STEP: copy RUN/checkpoint.pt to RUN-STEP.pt when it holds STEP
   local last  # (torch is loaded only once the run's log is near STEP)
@@ -78,12 +83,15 @@ widened() {
   bank_nll "$(ckpt $WIDE)" 1000 "$(label $WIDE), proposal x 1.5" $OUT/$WIDE-K1000-proposal1.5 \
     --proposal-scale 1.5; }
 ais() {  # annealed importance sampling (K 8, 100 steps; ~12 min each alone): how much of a gain
-  # is the model's, not the estimator's
+  # is the model's, not the estimator's; the exported 4000-step IWAE model too (paired with
+  # the urn model's AIS of gmn_urn.sh ais)
   for c in iwae5-2000 elbo-2000; do
     ev --checkpoint "$(ckpt $c)" --task nll --protocol gmn28 --classes 1 --episodes 100 \
       --samples 8 --ais-steps 100 --khat-episodes 0 --label "$(label $c), AIS" \
       --out $OUT/$c-AIS100-K8
-  done; }
+  done
+  ev --checkpoint $EXP --task nll --protocol gmn28 --classes 1 --episodes 100 --samples 8 \
+    --ais-steps 100 --khat-episodes 0 --label "$(label iwae5), AIS" --out $OUT/iwae5-AIS100-K8; }
 cal() {  # cal CHECKPOINT NAME
   if [ -f "$OUT/calibration-$2.json" ]; then echo "kept $OUT/calibration-$2.json"; else
     python $R/query_calibration.py "$1" --out "$OUT/calibration-$2.json"; fi; }
@@ -95,12 +103,18 @@ fit() {  # the proposal scale fitted at K 1000 on 20 other episodes of the test 
       --khat-episodes 0 --proposal-scale fit --fit-split test --label "$(label $r), fitted proposal" \
       --out $OUT/$r-K1000-fitted
   done; }
-EXP=models/gmn-small-mixture-ctrain1-rotflip-urn-iwae-omniglot.pt
 exported() {  # exported [nll|mnist|ctest]: the 4000-step IWAE run in the model zoo, on the whole
   # bank (659 episodes, K 1000), on MNIST (table 3: 200 episodes, K 1000; 10-way tasks) and at
   # C_test 2-4 (200 episodes each)
   [ -f $EXP ] || ppl-fewshot export --checkpoint runs/iwae/iwae5/checkpoint.pt --out $EXP
-  if [ "${1:-nll}" = ctest ]; then  # C_test 2-4, 200 episodes each, K 1000
+  if [ "${1:-nll}" = table2 ]; then  # 5- and 20-way 1- and 5-shot on the 1000 seeded tasks per
+    # cell of every GMN row (gmn_urn.sh transfer classify: likelihood K 10, cosine)
+    for k in 1 5; do
+      ev --checkpoint $EXP --label "$(label iwae5)" --task classify --protocol gmn28 --ways 5,20 \
+        --k-shots $k --tasks 1000 --classify-samples 10 --methods likelihood,cosine \
+        --out $OUT/iwae5-gmn28-classify-${k}shot
+    done
+  elif [ "${1:-nll}" = ctest ]; then  # C_test 2-4, 200 episodes each, K 1000
     for c in 2 3 4; do
       ev --checkpoint $EXP --task nll --classes $c --episodes 200 --samples 1000 \
         --khat-episodes 0 --label "$(label iwae5)" --out $OUT/iwae5-gmn28-C$c-K1000-200ep
@@ -108,6 +122,10 @@ exported() {  # exported [nll|mnist|ctest]: the 4000-step IWAE run in the model 
   elif [ "${1:-nll}" = nll ]; then
     ev --checkpoint $EXP --task nll --classes 1 --episodes 659 --samples 1000 --khat-episodes 0 \
       --label "$(label iwae5)" --out $OUT/iwae5-gmn28-C1-K1000
+    # from the proposal the fits of section 40 chose (x 1.5; `fit` above and its default split)
+    ev --checkpoint $EXP --task nll --classes 1 --episodes 659 --samples 1000 --khat-episodes 0 \
+      --proposal-scale 1.5 --label "$(label iwae5), proposal x 1.5 (fitted)" \
+      --out $OUT/iwae5-gmn28-C1-K1000-proposal1.5
   else
     ev --checkpoint $EXP --label "$(label iwae5)" --task transfer --samples 1000 --episodes 200 \
       --k-shots 1,5 --tasks 1000 --classify-samples 10 --methods likelihood,cosine \
@@ -115,6 +133,20 @@ exported() {  # exported [nll|mnist|ctest]: the 4000-step IWAE run in the model 
     ev --checkpoint "$(ckpt elbo)" --task nll --protocol mnist28 --classes 1 --episodes 200 \
       --samples 1000 --khat-episodes 0 --label "$(label elbo)" --out $OUT/elbo-mnist28  # control
   fi; }
+snr() {  # the gradient's signal-to-noise ratio per objective and K, for the guide's, the
+  # model's and the shared parameters, on two bank episodes, 100 draws (~15 min each alone);
+  # at K 5 also on a training step's batch of 10 episodes
+  local s=$OUT/gradient-snr
+  [ -f $s-urn.json ] || python $R/gradient_snr.py $URN --draws 100 --out $s-urn.json
+  [ -f $s-iwae5.json ] || python $R/gradient_snr.py $EXP --draws 100 --out $s-iwae5.json
+  [ -f $s-urn-10ep.json ] || python $R/gradient_snr.py $URN --episodes 10 \
+    --objectives elbo:5,iwae:5,iwae-dreg:5 --draws 100 --out $s-urn-10ep.json; }
+exch() {  # how far from exchangeable: log p(X) over 6 orders of the bank's first 15 sets, against
+  # 6 repeats in one order (gmn_exchangeability.py, ~2 min each), for the zoo model, the urn
+  # model and the IWAE model
+  [ -f $R/gmn-exchangeability-urn/exchangeability.json ] || python $R/gmn_exchangeability.py \
+    $R/gmn-exchangeability-urn models/gmn-small-mixture-ctrain1-rotflip-omniglot.pt $URN $EXP \
+    --episodes 15 --orders 6 --particles 100; }
 calibration() { for r in $RUNS; do cal "$(ckpt $r-2000)" $r-2000; done; }
 cls() {  # cls CHECKPOINT NAME
   for s in 1 5; do
@@ -150,7 +182,13 @@ paired() {
   done
   python $R/paired_classify.py $OUT/classify-urn-w5-s$s.json $OUT/classify-iwae5-w5-s$s.json
   python $R/paired_classify.py $OUT/classify-elbo-2000-w5-s$s.json $OUT/classify-iwae5-w5-s$s.json
-  done; }
+  done
+  local a=$R/gmn-small-mixture-ctrain1-rotflip-cont10k-urn-urn-dp-gmn28-C1-AIS100-K8-100ep  # section 41
+  python $R/paired_nll.py $a $OUT/iwae5-AIS100-K8
+  for c in iwae5-2000-AIS100-K8 elbo-2000-AIS100-K8 iwae5-K1000 iwae5-K1000-fitted; do
+    python $R/paired_nll.py $OUT/$c $OUT/iwae5-AIS100-K8
+  done
+  python $R/paired_nll.py $OUT/iwae5-gmn28-C1-K1000 $OUT/iwae5-gmn28-C1-K1000-proposal1.5; }
 case "${1:-all}" in
   train) train ;;
   nll) nll ;;
@@ -158,10 +196,13 @@ case "${1:-all}" in
   ais) ais ;;
   fit) fit ;;
   exported) exported "${2:-nll}" ;;
+  snr) snr ;;
+  exch) exch ;;
   calibration) calibration ;;
   classify) classify ;;
   paired) paired ;;
-  all) train; nll; widened; ais; fit; exported nll; exported mnist; exported ctest; calibration; classify; paired ;;
-  *) echo "usage: $0 [train|nll|widened|ais|fit|exported nll|mnist|ctest|calibration|classify|paired|all]" >&2
+  all) train; nll; widened; ais; fit; exported nll; exported mnist; exported ctest; exported table2; snr; exch; calibration; classify; paired ;;
+  *) echo "usage: $0 [train|nll|widened|ais|fit|exported nll|mnist|ctest|table2|snr|exch|calibration|"
+    echo "  classify|paired|all]" >&2
     exit 2 ;;
 esac

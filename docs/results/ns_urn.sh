@@ -25,7 +25,8 @@
 #   each beside one other job), then `paired`; `classify-trained`: both on gmn28 few-shot
 #   classification (min-KL both ways and cosine, 1000 tasks; ns_gmn28.sh classify's settings).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ns_urn.sh [fit|export|nll|k1000|all] [dp|n20|both]
-#   or ns_urn.sh train plain|urn, ns_urn.sh classify-trained, ns_urn.sh paired
+#   or ns_urn.sh train plain|urn, ns_urn.sh classify-trained, ns_urn.sh paired,
+#   ns_urn.sh proposal (the guide's width fitted as a proposal, section 41)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=docs/results run=runs/ns-urn
@@ -61,6 +62,16 @@ classify_trained() {
       --label "ns-medium trained on gmn28 sets of 5, + 5k steps$([ $arm = urn ] &&
         echo " trained with the urn")" --out $R/ns-medium-gmn28trained-sets5-cont5k-$arm-gmn28-classify
   done; }
+proposal() {  # the proposal scale fitted for the NS (section 41): factors 0.8-2 of every Normal
+  # scale of its guide, c's and z's, at K 100 on 20 episodes of its held-out validation classes,
+  # then the bank from the fitted factor (~11 + 12 min on one thread)
+  [ -f $run/dp.pt ] || export_one dp 0
+  ev --checkpoint $run/dp.pt --task nll --classes 1 --episodes 100 --samples 100 \
+    --khat-episodes 0 --proposal-scale fit --fit-scales 0.8,1,1.25,1.5,2 \
+    --label "ns-medium trained on gmn28 sets of 5 + Dirichlet-process urn (theta fitted; repeats exact), fitted proposal" \
+    --out $R/ns-medium-gmn28trained-sets5-urn-dp-C1-K100-100ep-fitted
+  python $R/paired_nll.py $R/ns-medium-gmn28trained-sets5-urn-dp-C1-K100-100ep \
+    $R/ns-medium-gmn28trained-sets5-urn-dp-C1-K100-100ep-fitted; }
 paired() {
   local a=$R/ns-medium-gmn28trained-sets5-urn-dp-C1-K100-100ep
   local p=$R/ns-medium-gmn28trained-sets5-cont5k-plain-urn-dp-C1-K100-100ep
@@ -71,6 +82,7 @@ case "${1:-all}" in
   train) trained "${2:?train plain or train urn}"; exit ;;
   classify-trained) classify_trained; exit ;;
   paired) paired; exit ;;
+  proposal) proposal; exit ;;
 esac
 M=${2:-both}
 names() { case "$M" in dp) echo dp ;; n20) echo n20 ;; both) echo dp n20 ;;

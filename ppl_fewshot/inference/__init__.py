@@ -18,6 +18,12 @@ from ppl_fewshot.inference.evaluate import (
     markdown_row,
     nll_table,
 )
+from ppl_fewshot.inference.gradients import (
+    GroupSNR,
+    gradient_snr,
+    objective_gradient_snr,
+    parameter_roles,
+)
 from ppl_fewshot.inference.objectives import ELBOLoss, LatentScale
 from ppl_fewshot.inference.proposal import ProposalFit, fit_proposal_scale
 from ppl_fewshot.inference.report import collect_results, render_report
@@ -30,6 +36,7 @@ __all__ = [
     "CheckpointError",
     "ELBOLoss",
     "FewShotTasks",
+    "GroupSNR",
     "LatentScale",
     "ProposalFit",
     "TrainConfig",
@@ -38,6 +45,7 @@ __all__ = [
     "collect_results",
     "conditional_nll",
     "fit_proposal_scale",
+    "gradient_snr",
     "load_checkpoint",
     "log_marginal",
     "make_tasks",
@@ -45,6 +53,8 @@ __all__ = [
     "markdown_row",
     "model_from_checkpoint",
     "nll_table",
+    "objective_gradient_snr",
+    "parameter_roles",
     "render_report",
     "save_checkpoint",
     "train",
