@@ -67,8 +67,10 @@ def test_snr_of_a_gradient_with_known_noise() -> None:
 
 
 def test_parameter_roles_split_guide_model_and_shared() -> None:
-    m = LearnableAR()
-    roles = parameter_roles(m, contexts(B=5, T=3))
+    m, x = LearnableAR(), contexts(B=5, T=3)
+    state = torch.get_rng_state()
+    roles = parameter_roles(m, x)
+    assert torch.equal(state, torch.get_rng_state())
     names = {id(p): n for n, p in m.named_parameters()}
     got = {k: sorted(names[id(p)] for p in v) for k, v in roles.items()}
     assert got == {"guide": ["guide_offset", "guide_scale"], "model": ["bias"],

@@ -46,8 +46,6 @@ from ppl_fewshot.models.base import FewShotModel, as_mask
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("guide", "model", "shared")
-
 
 @dataclasses.dataclass(frozen=True)
 class GroupSNR:
@@ -160,10 +158,12 @@ def parameter_roles(
     ``"guide"``: used by the guide (its densities or its reparameterized draws) and not by the
     model's log-density at fixed latents; ``"model"``: the reverse; ``"shared"``: both (e.g.
     features ``model.prepare`` hands to both). Parameters neither uses on ``x`` are left out.
+    The guide's one draw leaves the caller's random state as it was.
     """
     mask = as_mask(x, mask)
     params = [p for p in model.parameters() if p.requires_grad]
-    with pyro.settings.context(module_local_params=True):
+    cuda = sorted({p.device for p in params if p.device.type == "cuda"}, key=str)
+    with torch.random.fork_rng(devices=cuda), pyro.settings.context(module_local_params=True):
         ctx = model.prepare(x, mask)
         g = poutine.trace(model.guide).get_trace(x, mask, ctx)
         latent = latent_sites(g)
@@ -194,7 +194,8 @@ def objective_gradient_snr(
 ) -> dict[str, GroupSNR]:
     """SNR of the gradient of ``ELBOLoss(model, objective, num_particles)`` on the batch
     ``x[B, T, ...]`` (``mask[B, T]``), for the guide's, the model's and the shared parameters
-    (:func:`parameter_roles`; empty groups are left out). See the module docstring."""
+    (:func:`parameter_roles`; empty groups are left out), with the model in the mode it is in
+    (``model.train()`` for a training step's gradient). See the module docstring."""
     mask = as_mask(x, mask)
     loss = ELBOLoss(model, objective, num_particles)
     roles = parameter_roles(model, x, mask)
