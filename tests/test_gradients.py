@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from torch import nn
@@ -14,7 +12,6 @@ from ppl_fewshot.inference.gradients import (
     objective_gradient_snr,
     parameter_roles,
 )
-from ppl_fewshot.models.base import as_mask
 from tests.conftest import TINY_GMN
 from tests.test_query_calibration import LinearGaussianAR, contexts
 
@@ -30,25 +27,6 @@ class LearnableAR(LinearGaussianAR):
         self.guide_scale = nn.Parameter(torch.tensor(scale))
         self.gain = nn.Parameter(torch.tensor(2.0))
         self.bias = nn.Parameter(torch.zeros(4))
-
-    def model(self, x, mask=None, ctx=None):
-        mask = as_mask(x, mask)
-        B, T = x.shape[:2]
-        shift = self._shift(x, mask) + self.bias
-        with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
-            z = pyro.sample("z", dist.Normal(x.new_zeros(B, T, self.d), 1.0).to_event(1)
-                            .mask(mask))
-            loc = shift + torch.nn.functional.pad(self.gain * z, (0, x.shape[-1] - self.d))
-            pyro.sample("x", dist.Normal(loc, self.noise).to_event(1).mask(mask), obs=x)
-
-    def guide(self, x, mask=None, ctx=None):
-        mask = as_mask(x, mask)
-        B, T = x.shape[:2]
-        v = 1.0 / (1.0 + self.gain ** 2 / self.noise ** 2)
-        mean = v * self.gain / self.noise ** 2 * (x - self._shift(x, mask))[..., : self.d]
-        with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
-            q = dist.Normal(mean + self.guide_offset, v.sqrt() * self.guide_scale)
-            pyro.sample("z", q.to_event(1).mask(mask))
 
 
 def test_snr_of_a_gradient_with_known_noise() -> None:

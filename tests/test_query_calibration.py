@@ -24,7 +24,9 @@ class LinearGaussianAR(FewShotModel):
     """z_t ~ N(0, I_d), x_t ~ N(W z_t + mean(x_<t), noise^2 I_D) with W = gain [I_d; 0]: the
     exact posterior of z_t given x_t and X_<t is N(v g / noise^2 (x_t - m_t)[:d], v I),
     v = 1 / (1 + g^2 / noise^2). The guide is that posterior, its mean moved by ``guide_offset``
-    and its sd times ``guide_scale`` (either may be set to an ``nn.Parameter``)."""
+    and its sd times ``guide_scale``; ``bias`` (0) is added to the model's mean of x_t only, so
+    the guide is then that much off (any of them, and ``gain``, may be set to an
+    ``nn.Parameter``)."""
 
     name = "linear-gaussian-ar"
     autoregressive = True
@@ -34,6 +36,7 @@ class LinearGaussianAR(FewShotModel):
         super().__init__((D,))
         self.d, self.gain, self.noise, self.guide_scale = d, gain, noise, guide_scale
         self.guide_offset = guide_offset
+        self.bias = 0.0
 
     def _shift(self, x, mask):
         m = mask.to(x.dtype).unsqueeze(-1)
@@ -45,7 +48,7 @@ class LinearGaussianAR(FewShotModel):
         B, T = x.shape[:2]
         if T == 0:
             return
-        shift = self._shift(x, mask)
+        shift = self._shift(x, mask) + self.bias
         with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
             z = pyro.sample("z", dist.Normal(x.new_zeros(B, T, self.d), 1.0).to_event(1)
                             .mask(mask))
@@ -60,7 +63,7 @@ class LinearGaussianAR(FewShotModel):
         v = 1.0 / (1.0 + self.gain ** 2 / self.noise ** 2)
         mean = v * self.gain / self.noise ** 2 * (x - self._shift(x, mask))[..., : self.d]
         with pyro.plate("sets", B, dim=-2), pyro.plate("items", T, dim=-1):
-            q = dist.Normal(mean + self.guide_offset, math.sqrt(v) * self.guide_scale)
+            q = dist.Normal(mean + self.guide_offset, v ** 0.5 * self.guide_scale)
             pyro.sample("z", q.to_event(1).mask(mask))
 
 

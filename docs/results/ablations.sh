@@ -9,10 +9,11 @@
 # SET=key=value adds a model setting to every row and TAG a suffix to its names, e.g.
 # SET=image_read=true TAG=-imgread (the image-read GMN and its ablations). ROWS="name ..." runs
 # those rows only; BANK100=1 scores each C_test = 1 row on the shared 100-episode bank at K 1000
-# instead (the bank the NLL tables pair on; a C_test = 2 row on the 200-episode C_test = 2 bank). Section 41's 10k-step ablations, paired with
+# instead (the bank the NLL tables pair on; a C_test = 2 row on the 200-episode C_test = 2 bank),
+# and with AIS=1 also by annealed importance sampling (K 8, 100 steps; ~12 min each alone). Section 41's 10k-step ablations, paired with
 # models/gmn-small-omniglot.pt (the full GMN: the same recipe and seed), one row per job:
-#   ROWS=no-pseudo-input-ctrain2 STEPS=10000 BANK100=1 bash docs/results/ablations.sh &
-#   ROWS=no-attention-ctrain1 STEPS=10000 BANK100=1 bash docs/results/ablations.sh
+#   ROWS=no-pseudo-input-ctrain2 STEPS=10000 BANK100=1 AIS=1 bash docs/results/ablations.sh &
+#   ROWS=no-attention-ctrain1 STEPS=10000 BANK100=1 AIS=1 bash docs/results/ablations.sh
 #   ROWS=no-attention-ctrain2 STEPS=10000 BANK100=1 bash docs/results/ablations.sh
 #   (~25 min of one core each for training beside another job, ~5-10 min for the bank)
 set -euo pipefail
@@ -20,6 +21,7 @@ cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
 ROWS=${ROWS:-}
 BANK100=${BANK100:-}
+AIS=${AIS:-}
 K=${K:-200}
 SET=${SET:-}
 TAG=${TAG:-}
@@ -40,6 +42,8 @@ while read -r name ctrain ctest settings; do
     if [ "$ctest" = 1 ]; then
       bank_nll "$run/checkpoint.pt" 1000 "gmn-small ablation $name$TAG, $STEPS steps" \
         $R/ablation-$name$TAG-s$STEPS-C1-K1000-100ep
+      [ -z "$AIS" ] || bank_nll "$run/checkpoint.pt" 8 "gmn-small ablation $name$TAG, $STEPS steps, AIS" \
+        $R/ablation-$name$TAG-s$STEPS-C1-AIS100-K8-100ep --ais-steps 100
     else  # the C_test = 2 bank of the zoo tables (200 episodes)
       ev --checkpoint "$run/checkpoint.pt" --task nll --classes "$ctest" --episodes 200 \
         --samples 1000 --khat-episodes 0 --label "gmn-small ablation $name$TAG, $STEPS steps" \
