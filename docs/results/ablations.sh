@@ -10,12 +10,16 @@
 # SET=image_read=true TAG=-imgread (the image-read GMN and its ablations). ROWS="name ..." runs
 # those rows only; BANK100=1 scores each C_test = 1 row on the shared 100-episode bank at K 1000
 # instead (the bank the NLL tables pair on; a C_test = 2 row on the 200-episode C_test = 2 bank),
-# and with AIS=1 also by annealed importance sampling (K 8, 100 steps; ~12 min each alone). Section 41's 10k-step ablations, paired with
-# models/gmn-small-omniglot.pt (the full GMN: the same recipe and seed), one row per job:
+# and with AIS=1 also by annealed importance sampling (K 8, 100 steps; ~12 min each alone).
+# Section 41's 10k-step ablations, paired with models/gmn-small-omniglot.pt (the full GMN: the
+# same recipe and seed; docs/results/paired_nll.py FULL-FOLDER ABLATION-FOLDER), one row a job:
 #   ROWS=no-pseudo-input-ctrain2 STEPS=10000 BANK100=1 AIS=1 bash docs/results/ablations.sh &
 #   ROWS=no-attention-ctrain1 STEPS=10000 BANK100=1 AIS=1 bash docs/results/ablations.sh
 #   ROWS=no-attention-ctrain2 STEPS=10000 BANK100=1 bash docs/results/ablations.sh
-#   (~25 min of one core each for training beside another job, ~5-10 min for the bank)
+#   (~25 min of one core each for training beside another job, ~5-10 min for the bank), and the
+#   full GMN's AIS and C_test = 2 table with per-episode values to pair with (its older folders
+#   have none):
+#   ROWS=none BANK100=1 AIS=1 FULL=models/gmn-small-omniglot.pt bash docs/results/ablations.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
@@ -30,6 +34,13 @@ W=runs/ablations
 mkdir -p "$W"
 # shellcheck source=docs/results/common.sh
 . docs/results/common.sh
+if [ -n "${FULL:-}" ] && [ -n "$AIS" ]; then
+  bank_nll "$FULL" 8 "gmn-small 10k steps (the ablations' full GMN), AIS" \
+    $R/gmn-small-gmn28-C1-AIS100-K8-100ep-episodes --ais-steps 100
+  ev --checkpoint "$FULL" --task nll --classes 2 --episodes 200 --samples 1000 --khat-episodes 0 \
+    --label "gmn-small 10k steps (the ablations' full GMN)" \
+    --out $R/gmn-small-gmn28-C2-K1000-200ep-episodes
+fi
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
   [ -z "$ROWS" ] || [[ " $ROWS " == *" $name "* ]] || continue

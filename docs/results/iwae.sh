@@ -15,8 +15,9 @@
 # `nll`: every run at 2000 and 4000 steps on the shared 100-episode bank (C_test 1, K 1000,
 #   with the urn; ~4-5 min each alone); `widened`: one snapshot from its guide widened 1.5x
 #   (`--proposal-scale 1.5`); `ais`: the IWAE and ELBO snapshots and the model in models/ by
-#   annealed importance sampling (K 8, 100 steps, ~12 min each alone); `fit`: every 4000-step run from a proposal
-#   scale fitted on 20 other episodes (`--proposal-scale fit`, ~200 s, then the bank, ~230 s);
+#   annealed importance sampling (K 8, 100 steps, ~12 min each alone); `fit`: every 4000-step
+#   run from a proposal scale fitted on 20 other episodes (`--proposal-scale fit`, ~200 s, then
+#   the bank, ~230 s);
 # `exported nll|mnist|ctest|table2`: the 4000-step IWAE run exported to models/ on the
 #   659-episode bank (~27 min; also from the fitted proposal x 1.5), on MNIST (table 3 and
 #   10-way classification, ~17 min; and the ELBO run's MNIST NLL as the control), at C_test 2-4
@@ -103,9 +104,9 @@ fit() {  # the proposal scale fitted at K 1000 on 20 other episodes of the test 
       --khat-episodes 0 --proposal-scale fit --fit-split test --label "$(label $r), fitted proposal" \
       --out $OUT/$r-K1000-fitted
   done; }
-exported() {  # exported [nll|mnist|ctest]: the 4000-step IWAE run in the model zoo, on the whole
-  # bank (659 episodes, K 1000), on MNIST (table 3: 200 episodes, K 1000; 10-way tasks) and at
-  # C_test 2-4 (200 episodes each)
+exported() {  # exported [nll|mnist|ctest|table2]: the 4000-step IWAE run in the model zoo, on the
+  # whole bank (659 episodes, K 1000), on MNIST (table 3: 200 episodes, K 1000; 10-way tasks), at
+  # C_test 2-4 (200 episodes each) and in table 2
   [ -f $EXP ] || ppl-fewshot export --checkpoint runs/iwae/iwae5/checkpoint.pt --out $EXP
   if [ "${1:-nll}" = table2 ]; then  # 5- and 20-way 1- and 5-shot on the 1000 seeded tasks per
     # cell of every GMN row (gmn_urn.sh transfer classify: likelihood K 10, cosine)
