@@ -262,7 +262,7 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     from ppl_fewshot.cli_evaluate import add_evaluate
     from ppl_fewshot.cli_figures import add_figures
     from ppl_fewshot.cli_quickstart import add_quickstart
-    from ppl_fewshot.cli_report import add_report
+    from ppl_fewshot.cli_report import add_compare, add_report
 
     data = sub.add_parser("data", help="check and describe the datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
@@ -352,6 +352,7 @@ def register_all(sub: argparse._SubParsersAction) -> None:
 
     add_evaluate(sub)
     add_report(sub)
+    add_compare(sub)
 
     p = sub.add_parser("sample", help="draw new items given a context set")
     p.add_argument("--checkpoint", required=True)

@@ -1,5 +1,6 @@
 """``ppl-fewshot report``: result JSONs of ``evaluate`` gathered into one markdown page beside
-the published numbers (TARGETS.md), with the NLL-by-shots figure."""
+the published numbers (TARGETS.md), with the NLL-by-shots figure; ``ppl-fewshot compare``:
+two NLL tables of the same bank paired episode by episode."""
 
 from __future__ import annotations
 
@@ -14,6 +15,32 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--no-plot", action="store_true", help="skip the NLL-vs-shots figure")
     p.set_defaults(func=cmd_report)
+
+
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    """Register ``compare``."""
+    p = sub.add_parser("compare", help="pair NLL tables of the same episode bank per episode",
+                       description="Mean of NEW - BASE over the episodes of one seeded bank, "
+                       "per shot column, with its standard error (evaluate --task nll "
+                       "folders; see ppl_fewshot.inference.compare).")
+    p.add_argument("base", help="result folder of the reference evaluation")
+    p.add_argument("new", nargs="+", help="result folder(s) to compare with it")
+    p.add_argument("--out", default=None, help="also write the comparisons as JSON here")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print one paired table per ``new`` folder; write them to ``--out`` (JSON) if given."""
+    import json
+
+    from ppl_fewshot.inference.compare import paired_nll
+    from ppl_fewshot.utils import atomic_write_text
+
+    pairs = [paired_nll(args.base, new) for new in args.new]
+    print("\n\n".join(p.markdown() for p in pairs))
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps([p.to_dict() for p in pairs], indent=1))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

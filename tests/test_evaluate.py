@@ -29,6 +29,7 @@ from ppl_fewshot.inference.classify import (
     predict,
     wilson_interval,
 )
+from ppl_fewshot.inference.compare import paired_nll
 from ppl_fewshot.inference.report import PUBLISHED, collect_results, nll_curves, render_report
 from tests.conftest import make_prototype_classes, one_line_error, run
 
@@ -470,6 +471,17 @@ def test_evaluate_with_a_widened_proposal_records_it(capsys, tmp_path, checkpoin
     assert code == 0, err
     res = json.loads((out / "nll.json").read_text())
     assert res["proposal_scale"] == 1.5 and "Normal scales x 1.5" in res["estimator"]
+    # the same bank at x 1, paired per episode with the widened one (ppl-fewshot compare)
+    code, _, err = run(["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs",
+                        "--task", "nll", "--episodes", "2", "--set-size", "3", "--shots", "0,2",
+                        "--samples", "4", "--khat-episodes", "0", "--out", str(tmp_path / "x1")],
+                       capsys)
+    assert code == 0, err
+    plain = json.loads((tmp_path / "x1" / "nll.json").read_text())
+    pair = paired_nll(tmp_path / "x1", out)
+    assert pair.episodes == 2 and [c.shots for c in pair.columns] == [0, 2]
+    for c, a, b in zip(pair.columns, plain["nll"], res["nll"]):
+        assert (c.base, c.new, c.diff) == pytest.approx((a, b, b - a), abs=2e-3)
     code, _, err = run(["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs",
                         "--task", "classify", "--ways", "2", "--k-shots", "1", "--tasks", "2",
                         "--classify-samples", "2", "--methods", "likelihood,cosine",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from paired_nll import mean_se  # this script's folder is on sys.path when run
+from ppl_fewshot.inference.compare import mean_se
 
 
 def rows(path: str) -> tuple[dict, dict[tuple[int, float], dict]]:

@@ -10,6 +10,7 @@ from ppl_fewshot.inference.checkpoint import (
     save_checkpoint,
 )
 from ppl_fewshot.inference.classify import classify
+from ppl_fewshot.inference.compare import PairedNLL, paired_nll
 from ppl_fewshot.inference.evaluate import (
     SHOTS,
     conditional_nll,
@@ -38,6 +39,7 @@ __all__ = [
     "FewShotTasks",
     "GroupSNR",
     "LatentScale",
+    "PairedNLL",
     "ProposalFit",
     "TrainConfig",
     "TrainingDiverged",
@@ -54,6 +56,7 @@ __all__ = [
     "model_from_checkpoint",
     "nll_table",
     "objective_gradient_snr",
+    "paired_nll",
     "parameter_roles",
     "render_report",
     "save_checkpoint",

@@ -1,0 +1,179 @@
+"""Paired comparison of two NLL tables scored on the same seeded episode bank.
+
+Two models (or two estimators of one model) scored on the same episodes differ far less from
+episode to episode than the episodes differ in difficulty: the standard error of a table's
+column is dominated by which characters the bank drew, and cancels from the difference. So the
+comparison to quote is the mean over episodes of ``new - base`` with the standard error of
+*that* mean, not the difference of the two tables' means with their own standard errors.
+
+``ppl-fewshot evaluate --task nll`` writes one row per episode (``nll_episodes.csv``) beside
+``nll.json``; :func:`paired_nll` reads two such folders, checks that they scored the same bank
+(protocol, split, C_test, set size, sampler, episode count and seed, all in the bank's name)
+and returns the paired difference per shot column. ``ppl-fewshot compare BASE NEW`` prints it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: The ``nll.json`` fields that define the bank of an evaluation, for results that predate
+#: the ``bank`` field (its file name encodes all of them).
+BANK_FIELDS: tuple[str, ...] = ("protocol", "c_test", "set_size", "episode_sampler", "episodes",
+                                "seed")
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``values`` and the standard error of that mean (n - 1 in the variance).
+
+    Raises:
+        ValueError: fewer than two values (no standard error).
+    """
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"a standard error needs at least two values, got {n}")
+    mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+@dataclass(frozen=True)
+class PairedColumn:
+    """One shot column of a paired comparison, in nats per item.
+
+    Attributes:
+        shots: conditioning items of the column.
+        base / new: each evaluation's mean NLL over the bank's episodes.
+        diff: the mean over episodes of ``new - base`` (negative: ``new`` is better).
+        se: the standard error of ``diff`` over episodes.
+    """
+
+    shots: int
+    base: float
+    new: float
+    diff: float
+    se: float
+
+
+@dataclass(frozen=True)
+class PairedNLL:
+    """``new - base`` per shot column over the episodes both evaluations scored.
+
+    Attributes:
+        base / new: the two evaluations' labels (or folders, when they have none).
+        episodes: episodes paired.
+        bank: the bank's identity (its cached file name, or its defining fields).
+        columns: one :class:`PairedColumn` per shot column both evaluations scored.
+    """
+
+    base: str
+    new: str
+    episodes: int
+    bank: str
+    columns: tuple[PairedColumn, ...]
+
+    def markdown(self) -> str:
+        """A table: both evaluations' means and the paired difference (se) per column."""
+        cols = self.columns
+        head = "| | " + " | ".join(f"{c.shots} shots" if i == 0 else str(c.shots)
+                                   for i, c in enumerate(cols)) + " |"
+        rule = "|---|" + "---|" * len(cols)
+        return "\n".join([
+            f"Paired on {self.episodes} episodes of `{self.bank}`; NLL in nats, mean over "
+            "episodes; the last row is the mean of new - base with its standard error.",
+            "", head, rule,
+            f"| base: {self.base} | " + " | ".join(f"{c.base:.1f}" for c in cols) + " |",
+            f"| new: {self.new} | " + " | ".join(f"{c.new:.1f}" for c in cols) + " |",
+            "| new - base, paired (se) | " + " | ".join(
+                f"{c.diff:+.1f} ({c.se:.1f})" for c in cols) + " |",
+        ])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``columns`` as a list of dicts)."""
+        d = asdict(self)
+        d["columns"] = [asdict(c) for c in self.columns]
+        return d
+
+
+def load_episode_nll(folder: str | Path) -> tuple[dict[str, Any], dict[int, list[float]]]:
+    """An NLL evaluation's result JSON and its per-episode values ``{shots: [nll, ...]}``.
+
+    ``transfer.json`` stands in for ``nll.json`` in a ``--task transfer`` folder (its table's
+    fields are lifted to the top level).
+
+    Raises:
+        FileNotFoundError: ``folder`` lacks ``nll_episodes.csv`` or the result JSON.
+        ValueError: a malformed ``nll_episodes.csv``.
+    """
+    folder = Path(folder)
+    rows_file = folder / "nll_episodes.csv"
+    metas = [folder / f"{task}.json" for task in ("nll", "transfer")]
+    meta_file = next((f for f in metas if f.is_file()), None)
+    if not rows_file.is_file() or meta_file is None:
+        raise FileNotFoundError(
+            f"{folder} holds no per-episode NLL: pairing needs the folder of an `ppl-fewshot "
+            "evaluate --task nll` (or transfer) run, with nll.json (or transfer.json) and "
+            "nll_episodes.csv")
+    meta = json.loads(meta_file.read_text())
+    if isinstance(meta.get("nll"), dict):  # transfer: the table is nested, provenance flat
+        meta = {**meta, **meta["nll"]}
+    with open(rows_file, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{rows_file} has no episode rows")
+    values: dict[int, list[float]] = {}
+    for key in rows[0]:
+        if key == "episode":
+            continue
+        if not key.startswith("shots_"):
+            raise ValueError(f"{rows_file}: unexpected column {key!r} (want shots_N)")
+        values[int(key.removeprefix("shots_"))] = [float(r[key]) for r in rows]
+    return meta, values
+
+
+def bank_identity(meta: dict[str, Any]) -> str:
+    """The name of the bank an evaluation scored: its cached file name, else its fields."""
+    if meta.get("bank"):
+        return Path(str(meta["bank"])).name
+    return ",".join(f"{k}={meta.get(k)}" for k in BANK_FIELDS)
+
+
+def paired_nll(base: str | Path, new: str | Path) -> PairedNLL:
+    """Pair two ``evaluate --task nll`` folders episode by episode.
+
+    Args:
+        base, new: result folders of the same bank (``new - base`` is reported).
+
+    Returns:
+        :class:`PairedNLL` over the shot columns both scored, in increasing order.
+
+    Raises:
+        ValueError: different banks, different episode counts, or no shot column in common.
+        FileNotFoundError: a folder without per-episode values.
+    """
+    (ma, va), (mb, vb) = load_episode_nll(base), load_episode_nll(new)
+    bank_a, bank_b = bank_identity(ma), bank_identity(mb)
+    if bank_a != bank_b:
+        raise ValueError(f"the two evaluations scored different banks ({bank_a} and {bank_b}): "
+                         "only evaluations of the same episodes can be paired")
+    n_a, n_b = len(next(iter(va.values()))), len(next(iter(vb.values())))
+    if n_a != n_b:
+        raise ValueError(f"the two evaluations cover {n_a} and {n_b} episodes")
+    shots = sorted(set(va) & set(vb))
+    if not shots:
+        raise ValueError(f"no shot column in common ({sorted(va)} and {sorted(vb)})")
+    columns = []
+    for s in shots:
+        diff, se = mean_se([b - a for a, b in zip(va[s], vb[s])])
+        columns.append(PairedColumn(shots=s, base=math.fsum(va[s]) / n_a,
+                                    new=math.fsum(vb[s]) / n_b, diff=diff, se=se))
+    return PairedNLL(base=str(ma.get("label") or base), new=str(mb.get("label") or new),
+                     episodes=n_a, bank=bank_a, columns=tuple(columns))
