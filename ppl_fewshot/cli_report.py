@@ -19,10 +19,11 @@ def add_report(sub: argparse._SubParsersAction) -> None:
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
     """Register ``compare``."""
-    p = sub.add_parser("compare", help="pair NLL tables of the same episode bank per episode",
+    p = sub.add_parser("compare", help="pair two evaluations of the same episodes or tasks",
                        description="Mean of NEW - BASE over the episodes of one seeded bank, "
-                       "per shot column, with its standard error (evaluate --task nll "
-                       "folders; see ppl_fewshot.inference.compare).")
+                       "per shot column, and over the seeded tasks of each classification "
+                       "setting, with its standard error (folders of ppl-fewshot evaluate; "
+                       "see ppl_fewshot.inference.compare).")
     p.add_argument("base", help="result folder of the reference evaluation")
     p.add_argument("new", nargs="+", help="result folder(s) to compare with it")
     p.add_argument("--out", default=None, help="also write the comparisons as JSON here")
@@ -30,16 +31,28 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Print one paired table per ``new`` folder; write them to ``--out`` (JSON) if given."""
+    """Print the paired tables of each ``new`` folder; write them to ``--out`` (JSON) if given."""
     import json
+    from dataclasses import asdict
 
-    from ppl_fewshot.inference.compare import paired_nll
+    from ppl_fewshot.inference.compare import accuracy_markdown, compare
     from ppl_fewshot.utils import atomic_write_text
 
-    pairs = [paired_nll(args.base, new) for new in args.new]
-    print("\n\n".join(p.markdown() for p in pairs))
+    results, text = [], []
+    for new in args.new:
+        c = compare(args.base, new)
+        text.append(f"## {new} - {args.base}")
+        if c["nll"] is not None:
+            text.append(c["nll"].markdown())
+        if c["classification"]:
+            text.append("Classification, paired per task (percentage points):\n\n"
+                        + accuracy_markdown(c["classification"]))
+        results.append({"base": str(args.base), "new": str(new),
+                        "nll": c["nll"].to_dict() if c["nll"] is not None else None,
+                        "classification": [asdict(p) for p in c["classification"]]})
+    print("\n\n".join(text))
     if args.out:
-        atomic_write_text(Path(args.out), json.dumps([p.to_dict() for p in pairs], indent=1))
+        atomic_write_text(Path(args.out), json.dumps(results, indent=1))
     return 0
 
 

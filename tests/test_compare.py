@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ppl_fewshot.inference.compare import mean_se, paired_nll
+from ppl_fewshot.inference.compare import compare, mean_se, paired_accuracy, paired_nll
 from tests.conftest import one_line_error, run
 
 BANK = "/cache/banks/gmn28-test-C1-T20-E100-with-replacement-s0.pt"
@@ -27,6 +27,18 @@ def write_eval(folder, values: torch.Tensor, shots=(0, 1, 5), bank=BANK, label="
         "episode," + ",".join(f"shots_{s}" for s in shots) + "\n" + "".join(
             f"{i}," + ",".join(str(float(v)) for v in row) + "\n"
             for i, row in enumerate(values)))
+
+
+def write_cls(folder, correct: dict[tuple[str, int, int], list[int]], queries: int = 5,
+              seed: int = 0) -> None:
+    """A ``classify`` folder with per-task counts of right decisions per (method, ways, shots)."""
+    folder.mkdir(parents=True)
+    rows = [{"method": m, "ways": w, "shots": k, "tasks": len(c), "queries_per_task": queries,
+             "accuracy": 100 * sum(c) / (queries * len(c)), "correct_per_task": c}
+            for (m, w, k), c in correct.items()]
+    (folder / "classify.json").write_text(json.dumps(
+        {"label": "m", "task": "classify", "protocol": "gmn28", "split": "test", "seed": seed,
+         "classification": rows}))
 
 
 def test_mean_se_is_the_standard_error_of_the_mean() -> None:
@@ -87,6 +99,29 @@ def test_refuses_what_cannot_be_paired(tmp_path) -> None:
         paired_nll(tmp_path / "a", tmp_path)
 
 
+def test_paired_accuracy_per_setting(tmp_path) -> None:
+    write_cls(tmp_path / "a", {("likelihood", 5, 1): [5, 4, 3, 5], ("cosine", 5, 1): [1, 2, 3, 4],
+                               ("likelihood", 20, 1): [3, 3, 3, 3]})
+    write_cls(tmp_path / "b", {("likelihood", 5, 1): [5, 5, 4, 5], ("cosine", 5, 1): [1, 2, 3, 4]})
+    lik, cos = paired_accuracy(tmp_path / "a", tmp_path / "b")  # 20-way: only in a, left out
+    assert (lik.method, lik.ways, lik.shots, lik.tasks) == ("likelihood", 5, 1, 4)
+    assert (lik.base, lik.new) == (85.0, 95.0)
+    diffs = [0.0, 20.0, 20.0, 0.0]  # per task, percentage points
+    assert lik.diff == pytest.approx(10.0) and lik.se == pytest.approx(mean_se(diffs)[1])
+    assert (cos.diff, cos.se) == (0.0, 0.0)
+    c = compare(tmp_path / "a", tmp_path / "b")
+    assert c["nll"] is None and c["classification"] == (lik, cos)
+    write_cls(tmp_path / "seed1", {("likelihood", 5, 1): [5, 5, 4, 5]}, seed=1)
+    write_cls(tmp_path / "more", {("likelihood", 5, 1): [5, 5, 4, 5, 5]})
+    write_cls(tmp_path / "none", {("min-kl", 5, 1): [5, 5, 4, 5]})
+    for folder, words in (("seed1", "seed 0 and 1"), ("more", "4 and 5 tasks"),
+                          ("none", "share no classification setting")):
+        with pytest.raises(ValueError, match=words):
+            paired_accuracy(tmp_path / "a", tmp_path / folder)
+    with pytest.raises(ValueError, match="nothing to pair"):
+        compare(tmp_path / "a", tmp_path)
+
+
 def test_cli_compare_prints_tables_and_writes_json(capsys, tmp_path) -> None:
     write_eval(tmp_path / "a", torch.tensor([[100.0, 90.0, 80.0], [110.0, 95.0, 70.0]]))
     write_eval(tmp_path / "b", torch.tensor([[99.0, 91.0, 78.0], [108.0, 96.0, 68.0]]))
@@ -96,7 +131,8 @@ def test_cli_compare_prints_tables_and_writes_json(capsys, tmp_path) -> None:
     assert "| new - base, paired (se) | -1.5 (0.5) | +1.0 (0.0) | -2.0 (0.0) |" in out
     assert "| new - base, paired (se) | +0.0 (0.0) |" in out  # the second NEW: base itself
     saved = json.loads((tmp_path / "c.json").read_text())
-    assert len(saved) == 2 and saved[0]["columns"][0]["diff"] == -1.5
+    assert len(saved) == 2 and saved[0]["nll"]["columns"][0]["diff"] == -1.5
+    assert saved[0]["classification"] == []
     write_eval(tmp_path / "c2", torch.zeros(2, 3), bank=BANK.replace("C1", "C2"))
     code, _, err = run(["compare", str(tmp_path / "a"), str(tmp_path / "c2")], capsys)
     assert code == 2 and "different banks" in one_line_error(err)

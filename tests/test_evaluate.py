@@ -29,7 +29,7 @@ from ppl_fewshot.inference.classify import (
     predict,
     wilson_interval,
 )
-from ppl_fewshot.inference.compare import paired_nll
+from ppl_fewshot.inference.compare import compare, paired_nll
 from ppl_fewshot.inference.report import PUBLISHED, collect_results, nll_curves, render_report
 from tests.conftest import make_prototype_classes, one_line_error, run
 
@@ -489,6 +489,18 @@ def test_evaluate_with_a_widened_proposal_records_it(capsys, tmp_path, checkpoin
     assert code == 0, err
     rows = json.loads((tmp_path / "c" / "classify.json").read_text())["classification"]
     assert ["x 1.5" in r["estimator"] for r in rows] == [True, False]
+    # the same tasks at x 1, paired per task: the mean of the per-task differences is the
+    # difference of the accuracies (equal queries per task), cosine does not move
+    code, _, err = run(["evaluate", "--checkpoint", str(checkpoint), "--protocol", "glyphs",
+                        "--task", "classify", "--ways", "2", "--k-shots", "1", "--tasks", "2",
+                        "--classify-samples", "2", "--methods", "likelihood,cosine",
+                        "--out", str(tmp_path / "c1")], capsys)
+    assert code == 0, err
+    plain = json.loads((tmp_path / "c1" / "classify.json").read_text())["classification"]
+    lik, cos = compare(tmp_path / "c1", tmp_path / "c")["classification"]
+    assert [len(r["correct_per_task"]) for r in rows] == [2, 2]
+    assert lik.diff == pytest.approx(rows[0]["accuracy"] - plain[0]["accuracy"])
+    assert (cos.method, cos.diff, cos.se) == ("cosine", 0.0, 0.0)
 
 
 def test_evaluate_fits_the_proposal_scale_on_other_episodes(capsys, tmp_path, checkpoint) -> None:

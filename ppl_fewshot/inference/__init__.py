@@ -10,7 +10,13 @@ from ppl_fewshot.inference.checkpoint import (
     save_checkpoint,
 )
 from ppl_fewshot.inference.classify import classify
-from ppl_fewshot.inference.compare import PairedNLL, paired_nll
+from ppl_fewshot.inference.compare import (
+    PairedAccuracy,
+    PairedNLL,
+    compare,
+    paired_accuracy,
+    paired_nll,
+)
 from ppl_fewshot.inference.evaluate import (
     SHOTS,
     conditional_nll,
@@ -39,12 +45,14 @@ __all__ = [
     "FewShotTasks",
     "GroupSNR",
     "LatentScale",
+    "PairedAccuracy",
     "PairedNLL",
     "ProposalFit",
     "TrainConfig",
     "TrainingDiverged",
     "classify",
     "collect_results",
+    "compare",
     "conditional_nll",
     "fit_proposal_scale",
     "gradient_snr",
@@ -56,6 +64,7 @@ __all__ = [
     "model_from_checkpoint",
     "nll_table",
     "objective_gradient_snr",
+    "paired_accuracy",
     "paired_nll",
     "parameter_roles",
     "render_report",

@@ -237,7 +237,12 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 
 
 def accuracy(pred: Tensor, labels: Tensor) -> dict[str, Any]:
-    """Accuracy (%) with a 95% Wilson interval and the per-task standard error."""
+    """Accuracy (%) with a 95% Wilson interval and the per-task standard error.
+
+    ``pred`` and ``labels`` are ``[tasks, queries]``; ``correct_per_task`` keeps each task's
+    count of right decisions, so that two evaluations of the same tasks can be paired
+    (:func:`ppl_fewshot.inference.compare.paired_accuracy`).
+    """
     hit = (pred == labels).float()
     k, n = int(hit.sum()), hit.numel()
     lo, hi = wilson_interval(k, n)
@@ -245,7 +250,8 @@ def accuracy(pred: Tensor, labels: Tensor) -> dict[str, Any]:
     se = float(per_task.std(unbiased=True)) / math.sqrt(per_task.numel()) \
         if per_task.numel() > 1 else math.nan
     return {"accuracy": round(100 * k / n, 3), "ci95": [round(100 * lo, 3), round(100 * hi, 3)],
-            "se_tasks": round(100 * se, 3), "correct": k, "decisions": n}
+            "se_tasks": round(100 * se, 3), "correct": k, "decisions": n,
+            "correct_per_task": hit.sum(-1).int().tolist() if hit.dim() > 1 else [k]}
 
 
 def _one_task(tasks: FewShotTasks, i: int) -> FewShotTasks:
@@ -299,7 +305,8 @@ def classify(
             training mode is; measured to tell how much an accuracy owes to it.
 
     Returns ``{"method", "ways", "shots", "tasks", "queries_per_task", "estimator",
-    "norm_stats", "accuracy", "ci95", "se_tasks", "correct", "decisions"}`` (percentages).
+    "norm_stats", "accuracy", "ci95", "se_tasks", "correct", "decisions",
+    "correct_per_task"}`` (percentages; the last a list, one count per task).
 
     Raises:
         ValueError: unknown ``method`` or ``norm_stats``, a method the model cannot do,

@@ -9,7 +9,10 @@ comparison to quote is the mean over episodes of ``new - base`` with the standar
 ``ppl-fewshot evaluate --task nll`` writes one row per episode (``nll_episodes.csv``) beside
 ``nll.json``; :func:`paired_nll` reads two such folders, checks that they scored the same bank
 (protocol, split, C_test, set size, sampler, episode count and seed, all in the bank's name)
-and returns the paired difference per shot column. ``ppl-fewshot compare BASE NEW`` prints it.
+and returns the paired difference per shot column. Classification likewise: ``evaluate``
+keeps each task's number of queries decided right, and :func:`paired_accuracy` pairs two
+evaluations of the same seeded tasks setting by setting. :func:`compare` does whichever
+applies; ``ppl-fewshot compare BASE NEW`` prints it.
 """
 
 from __future__ import annotations
@@ -177,3 +180,102 @@ def paired_nll(base: str | Path, new: str | Path) -> PairedNLL:
                                     new=math.fsum(vb[s]) / n_b, diff=diff, se=se))
     return PairedNLL(base=str(ma.get("label") or base), new=str(mb.get("label") or new),
                      episodes=n_a, bank=bank_a, columns=tuple(columns))
+
+
+@dataclass(frozen=True)
+class PairedAccuracy:
+    """One classification setting of two evaluations of the same seeded tasks.
+
+    Attributes:
+        method / ways / shots / tasks: the setting and the number of tasks paired.
+        base / new: each evaluation's accuracy, %.
+        diff: the mean over tasks of the accuracy difference ``new - base``, percentage points.
+        se: its standard error over tasks.
+    """
+
+    method: str
+    ways: int
+    shots: int
+    tasks: int
+    base: float
+    new: float
+    diff: float
+    se: float
+
+
+def load_classification(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A classification evaluation's result JSON (``classify`` or ``transfer``) and its rows
+    that keep per-task counts (``correct_per_task``, written by ``evaluate`` since
+    2026-12-07); ``([], ...)`` rows when it has none."""
+    folder = Path(folder)
+    meta_file = next((f for f in (folder / "classify.json", folder / "transfer.json")
+                      if f.is_file()), None)
+    if meta_file is None:
+        return {}, []
+    meta = json.loads(meta_file.read_text())
+    return meta, [r for r in meta.get("classification", []) if "correct_per_task" in r]
+
+
+def paired_accuracy(base: str | Path, new: str | Path) -> tuple[PairedAccuracy, ...]:
+    """Pair two classification evaluations task by task, per (method, ways, shots).
+
+    Both must have classified the same seeded tasks: the same protocol, split and seed, and
+    per setting the same number of tasks and queries (``evaluate`` draws them from those
+    alone). Settings only one of them scored are left out.
+
+    Raises:
+        ValueError: no setting in common with per-task counts, or different tasks.
+    """
+    (ma, ra), (mb, rb) = load_classification(base), load_classification(new)
+    for key in ("protocol", "split", "seed"):
+        if ma.get(key) != mb.get(key):
+            raise ValueError(f"the two evaluations classified different tasks ({key} "
+                             f"{ma.get(key)!r} and {mb.get(key)!r})")
+    rows_b = {(r["method"], r["ways"], r["shots"]): r for r in rb}
+    pairs = []
+    for a in ra:
+        b = rows_b.get((a["method"], a["ways"], a["shots"]))
+        if b is None:
+            continue
+        if (a["tasks"], a["queries_per_task"]) != (b["tasks"], b["queries_per_task"]):
+            raise ValueError(f"{a['ways']}-way {a['shots']}-shot: {a['tasks']} and "
+                             f"{b['tasks']} tasks ({a['queries_per_task']} and "
+                             f"{b['queries_per_task']} queries each) cannot be paired")
+        q = a["queries_per_task"]
+        diff, se = mean_se([100 * (y - x) / q for x, y in zip(a["correct_per_task"],
+                                                               b["correct_per_task"])])
+        pairs.append(PairedAccuracy(method=a["method"], ways=a["ways"], shots=a["shots"],
+                                    tasks=a["tasks"], base=a["accuracy"], new=b["accuracy"],
+                                    diff=diff, se=se))
+    if not pairs:
+        raise ValueError(f"{base} and {new} share no classification setting with per-task "
+                         "counts (rerun `ppl-fewshot evaluate --task classify` for older results)")
+    return tuple(pairs)
+
+
+def accuracy_markdown(pairs: Sequence[PairedAccuracy]) -> str:
+    """A table of paired accuracies: one row per setting, base, new, new - base (se)."""
+    rows = [f"| {p.method} | {p.ways}-way {p.shots}-shot | {p.tasks} | {p.base:.1f} | "
+            f"{p.new:.1f} | {p.diff:+.2f} ({p.se:.2f}) |" for p in pairs]
+    return "\n".join(["| method | setting | tasks | base % | new % | new - base, paired (se) |",
+                      "|---|---|---|---|---|---|", *rows])
+
+
+def compare(base: str | Path, new: str | Path) -> dict[str, Any]:
+    """Everything two evaluation folders can be paired on.
+
+    Returns ``{"nll": PairedNLL | None, "classification": tuple[PairedAccuracy, ...]}``:
+    the NLL table when both hold per-episode values, the classification settings both
+    scored with per-task counts (an NLL folder and a ``transfer`` folder pair on the NLL).
+
+    Raises:
+        ValueError: nothing to pair, or the two scored different episodes or tasks.
+    """
+    has_nll = all((Path(f) / "nll_episodes.csv").is_file() for f in (base, new))
+    has_cls = all(load_classification(f)[1] for f in (base, new))
+    if not (has_nll or has_cls):
+        raise ValueError(f"{base} and {new} have nothing to pair: compare needs two "
+                         "`ppl-fewshot evaluate` folders with per-episode NLL values "
+                         "(nll_episodes.csv) or per-task classification counts")
+    return {"nll": paired_nll(base, new) if has_nll else None,
+            "classification": paired_accuracy(base, new) if has_cls else ()}
