@@ -20,12 +20,19 @@
 #   full GMN's AIS and C_test = 2 table with per-episode values to pair with (its older folders
 #   have none):
 #   ROWS=none BANK100=1 AIS=1 FULL=models/gmn-small-omniglot.pt bash docs/results/ablations.sh
+# CLASSIFY=1 adds table 2 for each C_test = 1 row (1000 seeded tasks per cell, 5/20-way,
+# 1/5-shot, likelihood at K 10 and cosine; ~40 min of one core each) and, with FULL, for the full
+# GMN again (its older folder has no per-task counts to pair with):
+#   ROWS=no-attention-ctrain1 STEPS=10000 CLASSIFY=1 bash docs/results/ablations.sh
+#   ROWS=none CLASSIFY=1 FULL=models/gmn-small-omniglot.pt bash docs/results/ablations.sh
+#   then ppl-fewshot compare $R/gmn-small-gmn28-classify-tasks $R/ablation-...-classify
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
 ROWS=${ROWS:-}
 BANK100=${BANK100:-}
 AIS=${AIS:-}
+CLASSIFY=${CLASSIFY:-}
 K=${K:-200}
 SET=${SET:-}
 TAG=${TAG:-}
@@ -41,6 +48,13 @@ if [ -n "${FULL:-}" ] && [ -n "$AIS" ]; then
     --label "gmn-small 10k steps (the ablations' full GMN)" \
     --out $R/gmn-small-gmn28-C2-K1000-200ep-episodes
 fi
+table2() {  # CHECKPOINT LABEL OUT
+  ev --checkpoint "$1" --label "$2" --task classify --protocol gmn28 --ways 5,20 --k-shots 1,5 \
+    --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out "$3"
+}
+if [ -n "${FULL:-}" ] && [ -n "$CLASSIFY" ]; then
+  table2 "$FULL" "gmn-small 10k steps (the ablations' full GMN)" $R/gmn-small-gmn28-classify-tasks
+fi
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
   [ -z "$ROWS" ] || [[ " $ROWS " == *" $name "* ]] || continue
@@ -49,6 +63,10 @@ while read -r name ctrain ctest settings; do
   train_run gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
     --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
     --checkpoint-every 250 --seed 0 --quiet $settings ${SET:+--set "$SET"} --out "$run"
+  if [ -n "$CLASSIFY" ] && [ "$ctest" = 1 ]; then
+    table2 "$run/checkpoint.pt" "gmn-small ablation $name$TAG, $STEPS steps" \
+      $R/ablation-$name$TAG-s$STEPS-classify
+  fi
   if [ -n "$BANK100" ]; then
     if [ "$ctest" = 1 ]; then
       bank_nll "$run/checkpoint.pt" 1000 "gmn-small ablation $name$TAG, $STEPS steps" \
