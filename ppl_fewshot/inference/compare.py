@@ -4,8 +4,7 @@ Two models (or two estimators of one model) scored on the same episodes differ f
 episode to episode than the episodes differ in difficulty: the standard error of a table's
 column is dominated by which characters the bank drew, and cancels from the difference. So the
 comparison to quote is the mean over episodes of ``new - base`` with the standard error of
-*that* mean, not the difference of the two tables' means with their own standard errors (the
-paired design of, e.g., Bartunov & Vetrov's ablations, where every model sees one bank).
+*that* mean, not the difference of the two tables' means with their own standard errors.
 
 ``ppl-fewshot evaluate --task nll`` writes one row per episode (``nll_episodes.csv``) beside
 ``nll.json``; :func:`paired_nll` reads two such folders, checks that they scored the same bank
