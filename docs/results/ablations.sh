@@ -20,8 +20,8 @@
 #   full GMN's AIS and C_test = 2 table with per-episode values to pair with (its older folders
 #   have none):
 #   ROWS=none BANK100=1 AIS=1 FULL=models/gmn-small-omniglot.pt bash docs/results/ablations.sh
-# CLASSIFY=1 scores table 2 instead (with BANK100 as well) for each C_test = 1 row (1000 seeded
-# tasks per cell, 5/20-way, 1/5-shot, likelihood at K 10 and cosine; ~40 min of one core each)
+# CLASSIFY=1 scores table 2 instead (with BANK100 as well) for each row (1000 seeded tasks per
+# cell, 5/20-way, 1/5-shot, likelihood at K 10 and cosine; 30-40 min of one core each)
 # and, with FULL, for the full GMN again (its older folder has no per-task counts to pair with):
 #   ROWS=no-attention-ctrain1 STEPS=10000 CLASSIFY=1 bash docs/results/ablations.sh
 #   ROWS=none CLASSIFY=1 FULL=models/gmn-small-omniglot.pt bash docs/results/ablations.sh
@@ -64,7 +64,7 @@ while read -r name ctrain ctest settings; do
     --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
     --checkpoint-every 250 --seed 0 --quiet $settings ${SET:+--set "$SET"} --out "$run"
   if [ -n "$CLASSIFY" ]; then  # table 2 only (with BANK100 also its NLL tables)
-    [ "$ctest" != 1 ] || table2 "$run/checkpoint.pt" "gmn-small ablation $name$TAG, $STEPS steps" \
+    table2 "$run/checkpoint.pt" "gmn-small ablation $name$TAG, $STEPS steps" \
       $R/ablation-$name$TAG-s$STEPS-classify
     [ -n "$BANK100" ] || continue
   fi
