@@ -1,6 +1,6 @@
 """``ppl-fewshot report``: result JSONs of ``evaluate`` gathered into one markdown page beside
 the published numbers (TARGETS.md), with the NLL-by-shots figure; ``ppl-fewshot compare``:
-two NLL tables of the same bank paired episode by episode."""
+two evaluations of the same seeded episodes or tasks, paired."""
 
 from __future__ import annotations
 
@@ -33,26 +33,14 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the paired tables of each ``new`` folder; write them to ``--out`` (JSON) if given."""
     import json
-    from dataclasses import asdict
 
-    from ppl_fewshot.inference.compare import accuracy_markdown, compare
+    from ppl_fewshot.inference.compare import compare
     from ppl_fewshot.utils import atomic_write_text
 
-    results, text = [], []
-    for new in args.new:
-        c = compare(args.base, new)
-        text.append(f"## {new} - {args.base}")
-        if c["nll"] is not None:
-            text.append(c["nll"].markdown())
-        if c["classification"]:
-            text.append("Classification, paired per task (percentage points):\n\n"
-                        + accuracy_markdown(c["classification"]))
-        results.append({"base": str(args.base), "new": str(new),
-                        "nll": c["nll"].to_dict() if c["nll"] is not None else None,
-                        "classification": [asdict(p) for p in c["classification"]]})
-    print("\n\n".join(text))
+    pairs = [compare(args.base, new) for new in args.new]
+    print("\n\n".join(c.markdown() for c in pairs))
     if args.out:
-        atomic_write_text(Path(args.out), json.dumps(results, indent=1))
+        atomic_write_text(Path(args.out), json.dumps([c.to_dict() for c in pairs], indent=1))
     return 0
 
 

@@ -497,7 +497,7 @@ def test_evaluate_with_a_widened_proposal_records_it(capsys, tmp_path, checkpoin
                         "--out", str(tmp_path / "c1")], capsys)
     assert code == 0, err
     plain = json.loads((tmp_path / "c1" / "classify.json").read_text())["classification"]
-    lik, cos = compare(tmp_path / "c1", tmp_path / "c")["classification"]
+    lik, cos = compare(tmp_path / "c1", tmp_path / "c").classification
     assert [len(r["correct_per_task"]) for r in rows] == [2, 2]
     assert lik.diff == pytest.approx(rows[0]["accuracy"] - plain[0]["accuracy"])
     assert (cos.method, cos.diff, cos.se) == ("cosine", 0.0, 0.0)

@@ -11,6 +11,7 @@ from ppl_fewshot.inference.checkpoint import (
 )
 from ppl_fewshot.inference.classify import classify
 from ppl_fewshot.inference.compare import (
+    Comparison,
     PairedAccuracy,
     PairedNLL,
     compare,
@@ -41,6 +42,7 @@ from ppl_fewshot.inference.trainer import TrainingDiverged, train
 __all__ = [
     "SHOTS",
     "CheckpointError",
+    "Comparison",
     "ELBOLoss",
     "FewShotTasks",
     "GroupSNR",

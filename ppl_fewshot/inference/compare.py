@@ -261,11 +261,42 @@ def accuracy_markdown(pairs: Sequence[PairedAccuracy]) -> str:
                       "|---|---|---|---|---|---|", *rows])
 
 
-def compare(base: str | Path, new: str | Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Comparison:
+    """What two evaluation folders pair on (:func:`compare`).
+
+    Attributes:
+        base / new: the two folders.
+        nll: the paired NLL table, when both hold per-episode values; else ``None``.
+        classification: the settings both classified with per-task counts (may be empty).
+    """
+
+    base: str
+    new: str
+    nll: PairedNLL | None
+    classification: tuple[PairedAccuracy, ...]
+
+    def markdown(self) -> str:
+        """The NLL table and the classification table, whichever there are."""
+        parts = [f"## {self.new} - {self.base}"]
+        if self.nll is not None:
+            parts.append(self.nll.markdown())
+        if self.classification:
+            parts.append("Classification, paired per task (percentage points):\n\n"
+                         + accuracy_markdown(self.classification))
+        return "\n\n".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"base": self.base, "new": self.new,
+                "nll": self.nll.to_dict() if self.nll is not None else None,
+                "classification": [asdict(p) for p in self.classification]}
+
+
+def compare(base: str | Path, new: str | Path) -> Comparison:
     """Everything two evaluation folders can be paired on.
 
-    Returns ``{"nll": PairedNLL | None, "classification": tuple[PairedAccuracy, ...]}``:
-    the NLL table when both hold per-episode values, the classification settings both
+    The NLL table when both hold per-episode values, and the classification settings both
     scored with per-task counts (an NLL folder and a ``transfer`` folder pair on the NLL).
 
     Raises:
@@ -277,5 +308,6 @@ def compare(base: str | Path, new: str | Path) -> dict[str, Any]:
         raise ValueError(f"{base} and {new} have nothing to pair: compare needs two "
                          "`ppl-fewshot evaluate` folders with per-episode NLL values "
                          "(nll_episodes.csv) or per-task classification counts")
-    return {"nll": paired_nll(base, new) if has_nll else None,
-            "classification": paired_accuracy(base, new) if has_cls else ()}
+    return Comparison(base=str(base), new=str(new),
+                      nll=paired_nll(base, new) if has_nll else None,
+                      classification=paired_accuracy(base, new) if has_cls else ())
