@@ -27,20 +27,37 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("base", help="result folder of the reference evaluation")
     p.add_argument("new", nargs="+", help="result folder(s) to compare with it")
     p.add_argument("--out", default=None, help="also write the comparisons as JSON here")
+    p.add_argument("--weights", default=None, metavar="W1,W2,...",
+                   help="print one contrast of all the folders (BASE first) instead, with these "
+                   "weights, e.g. --weights=1,-1,-1,1 for the interaction of a two-by-two "
+                   "design (write it with '=' when the first weight is negative)")
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Print the paired tables of each ``new`` folder; write them to ``--out`` (JSON) if given."""
+    """Print the paired tables of each ``new`` folder, or with ``--weights`` one contrast of
+    all the folders; write the same to ``--out`` (JSON) if given."""
     import json
 
     from ppl_fewshot.inference.compare import compare
+    from ppl_fewshot.inference.contrast import contrast
     from ppl_fewshot.utils import atomic_write_text
 
-    pairs = [compare(args.base, new) for new in args.new]
-    print("\n\n".join(c.markdown() for c in pairs))
+    if args.weights is not None:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise ValueError(f"--weights wants numbers separated by commas, got "
+                             f"{args.weights!r}") from None
+        result = contrast([args.base, *args.new], weights)
+        print(result.markdown())
+        saved: object = result.to_dict()
+    else:
+        pairs = [compare(args.base, new) for new in args.new]
+        print("\n\n".join(c.markdown() for c in pairs))
+        saved = [c.to_dict() for c in pairs]
     if args.out:
-        atomic_write_text(Path(args.out), json.dumps([c.to_dict() for c in pairs], indent=1))
+        atomic_write_text(Path(args.out), json.dumps(saved, indent=1))
     return 0
 
 

@@ -26,6 +26,9 @@
 #   ROWS=no-attention-ctrain1 STEPS=10000 CLASSIFY=1 bash docs/results/ablations.sh
 #   ROWS=none CLASSIFY=1 FULL=models/gmn-small-omniglot.pt bash docs/results/ablations.sh
 #   then ppl-fewshot compare $R/gmn-small-gmn28-classify-tasks $R/ablation-...-classify
+# The row gmn-ctrain1 is the full GMN trained on C_train = 1 episodes (not in the paper's table):
+# beside no-attention-ctrain1 and -ctrain2 it separates attention from the episodes' classes.
+#   ROWS=gmn-ctrain1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
@@ -86,6 +89,7 @@ while read -r name ctrain ctest settings; do
       --protocol gmn28 --classes "$ctest" --sampler with-replacement --samples "$K" --out "$out"
 done <<'TABLE'
 gmn-ctrain2 2 1
+gmn-ctrain1 1 1
 no-pseudo-input-ctrain2 2 1 --set pseudo_input=false
 no-attention-ctrain1 1 1 --set attention="average"
 no-attention-ctrain2 2 2 --set attention="average"

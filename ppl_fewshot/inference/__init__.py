@@ -18,6 +18,7 @@ from ppl_fewshot.inference.compare import (
     paired_accuracy,
     paired_nll,
 )
+from ppl_fewshot.inference.contrast import Contrast, ContrastCell, contrast
 from ppl_fewshot.inference.evaluate import (
     SHOTS,
     conditional_nll,
@@ -43,6 +44,8 @@ __all__ = [
     "SHOTS",
     "CheckpointError",
     "Comparison",
+    "Contrast",
+    "ContrastCell",
     "ELBOLoss",
     "FewShotTasks",
     "GroupSNR",
@@ -56,6 +59,7 @@ __all__ = [
     "collect_results",
     "compare",
     "conditional_nll",
+    "contrast",
     "fit_proposal_scale",
     "gradient_snr",
     "load_checkpoint",

@@ -149,6 +149,23 @@ def bank_identity(meta: dict[str, Any]) -> str:
     return ",".join(f"{k}={meta.get(k)}" for k in BANK_FIELDS)
 
 
+def check_same_bank(metas: Sequence[dict[str, Any]],
+                    values: Sequence[dict[int, list[float]]]) -> tuple[str, int]:
+    """The bank and episode count that NLL evaluations (:func:`load_episode_nll`) share.
+
+    Raises:
+        ValueError: different banks or different episode counts.
+    """
+    banks = [bank_identity(m) for m in metas]
+    if len(set(banks)) > 1:
+        raise ValueError(f"the evaluations scored different banks ({' and '.join(banks)}): "
+                         "only evaluations of the same episodes can be paired")
+    counts = [len(next(iter(v.values()))) for v in values]
+    if len(set(counts)) > 1:
+        raise ValueError(f"the evaluations cover {' and '.join(map(str, counts))} episodes")
+    return banks[0], counts[0]
+
+
 def paired_nll(base: str | Path, new: str | Path) -> PairedNLL:
     """Pair two ``evaluate --task nll`` folders episode by episode.
 
@@ -163,23 +180,17 @@ def paired_nll(base: str | Path, new: str | Path) -> PairedNLL:
         FileNotFoundError: a folder without per-episode values.
     """
     (ma, va), (mb, vb) = load_episode_nll(base), load_episode_nll(new)
-    bank_a, bank_b = bank_identity(ma), bank_identity(mb)
-    if bank_a != bank_b:
-        raise ValueError(f"the two evaluations scored different banks ({bank_a} and {bank_b}): "
-                         "only evaluations of the same episodes can be paired")
-    n_a, n_b = len(next(iter(va.values()))), len(next(iter(vb.values())))
-    if n_a != n_b:
-        raise ValueError(f"the two evaluations cover {n_a} and {n_b} episodes")
+    bank, n = check_same_bank((ma, mb), (va, vb))
     shots = sorted(set(va) & set(vb))
     if not shots:
         raise ValueError(f"no shot column in common ({sorted(va)} and {sorted(vb)})")
     columns = []
     for s in shots:
         diff, se = mean_se([b - a for a, b in zip(va[s], vb[s])])
-        columns.append(PairedColumn(shots=s, base=math.fsum(va[s]) / n_a,
-                                    new=math.fsum(vb[s]) / n_b, diff=diff, se=se))
+        columns.append(PairedColumn(shots=s, base=math.fsum(va[s]) / n,
+                                    new=math.fsum(vb[s]) / n, diff=diff, se=se))
     return PairedNLL(base=str(ma.get("label") or base), new=str(mb.get("label") or new),
-                     episodes=n_a, bank=bank_a, columns=tuple(columns))
+                     episodes=n, bank=bank, columns=tuple(columns))
 
 
 @dataclass(frozen=True)
@@ -216,6 +227,41 @@ def load_classification(folder: str | Path) -> tuple[dict[str, Any], list[dict[s
     return meta, [r for r in meta.get("classification", []) if "correct_per_task" in r]
 
 
+def check_same_tasks(metas: Sequence[dict[str, Any]]) -> None:
+    """Refuse classification evaluations of different seeded tasks (protocol, split, seed).
+
+    Raises:
+        ValueError: naming the first field that differs.
+    """
+    for key in ("protocol", "split", "seed"):
+        found = [m.get(key) for m in metas]
+        if len(set(map(repr, found))) > 1:
+            raise ValueError(f"the evaluations classified different tasks ({key} "
+                             f"{' and '.join(map(repr, found))})")
+
+
+def check_same_setting(rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """The (tasks, queries per task) that rows of one classification setting share.
+
+    Raises:
+        ValueError: different numbers of tasks or of queries.
+    """
+    shapes = [(r["tasks"], r["queries_per_task"]) for r in rows]
+    if len(set(shapes)) > 1:
+        r = rows[0]
+        raise ValueError(f"{r['ways']}-way {r['shots']}-shot: "
+                         f"{' and '.join(str(t) for t, _ in shapes)} tasks "
+                         f"({' and '.join(str(q) for _, q in shapes)} queries each) "
+                         "cannot be paired")
+    return shapes[0]
+
+
+def per_task_accuracy(row: dict[str, Any]) -> list[float]:
+    """A classification row's accuracy per task, % (from ``correct_per_task``)."""
+    q = row["queries_per_task"]
+    return [100 * c / q for c in row["correct_per_task"]]
+
+
 def paired_accuracy(base: str | Path, new: str | Path) -> tuple[PairedAccuracy, ...]:
     """Pair two classification evaluations task by task, per (method, ways, shots).
 
@@ -227,23 +273,15 @@ def paired_accuracy(base: str | Path, new: str | Path) -> tuple[PairedAccuracy, 
         ValueError: no setting in common with per-task counts, or different tasks.
     """
     (ma, ra), (mb, rb) = load_classification(base), load_classification(new)
-    for key in ("protocol", "split", "seed"):
-        if ma.get(key) != mb.get(key):
-            raise ValueError(f"the two evaluations classified different tasks ({key} "
-                             f"{ma.get(key)!r} and {mb.get(key)!r})")
+    check_same_tasks((ma, mb))
     rows_b = {(r["method"], r["ways"], r["shots"]): r for r in rb}
     pairs = []
     for a in ra:
         b = rows_b.get((a["method"], a["ways"], a["shots"]))
         if b is None:
             continue
-        if (a["tasks"], a["queries_per_task"]) != (b["tasks"], b["queries_per_task"]):
-            raise ValueError(f"{a['ways']}-way {a['shots']}-shot: {a['tasks']} and "
-                             f"{b['tasks']} tasks ({a['queries_per_task']} and "
-                             f"{b['queries_per_task']} queries each) cannot be paired")
-        q = a["queries_per_task"]
-        diff, se = mean_se([100 * (y - x) / q for x, y in zip(a["correct_per_task"],
-                                                               b["correct_per_task"])])
+        check_same_setting((a, b))
+        diff, se = mean_se([y - x for x, y in zip(per_task_accuracy(a), per_task_accuracy(b))])
         pairs.append(PairedAccuracy(method=a["method"], ways=a["ways"], shots=a["shots"],
                                     tasks=a["tasks"], base=a["accuracy"], new=b["accuracy"],
                                     diff=diff, se=se))
