@@ -69,6 +69,44 @@ def test_nll_table_equals_exact_predictive_on_conjugate_model(fitted_beta_bernou
     assert torch.allclose(torch.tensor(table["se"]), se, rtol=0.2, atol=0.01)
 
 
+def test_in_memory_tables_pair_with_the_exact_answer(fitted_beta_bernoulli, tmp_path) -> None:
+    """``paired_nll`` on two ``nll_table`` results in memory: the estimator against the exact
+    conditional NLL per episode; the paired error is importance sampling's alone."""
+    m, E, T = fitted_beta_bernoulli, 100, 4
+    pyro.set_rng_seed(2)
+    x, mask, _ = m.simulate(E, T, sizes=torch.full((E,), T))
+    bank = Episode(x, torch.zeros(E, T, dtype=torch.long), mask)
+    shots = (0, 1, 3)
+    ev = torch.stack([m.exact_log_evidence(x[:, : t + 1]) for t in range(T)], 1)
+    exact = -(ev - torch.cat([torch.zeros(E, 1), ev[:, :-1]], 1))[:, list(shots)]
+    truth = {"label": "exact", "shots": list(shots), "per_episode": exact.tolist()}
+    table = nll_table(m, bank, shots, num_particles=100, batch_size=E)
+    pair = paired_nll(truth, {**table, "label": "K 100"})
+    assert (pair.base, pair.new, pair.episodes) == ("exact", "K 100", E)
+    for j, col in enumerate(pair.columns):
+        d = torch.tensor(table["per_episode"], dtype=torch.float64)[:, j] - exact[:, j].double()
+        assert col.diff == pytest.approx(float(d.mean()), abs=1e-6)
+        assert col.se == pytest.approx(float(d.std() / math.sqrt(E)), rel=1e-4)
+        assert abs(col.diff) < 4 * col.se + 0.01  # unbiased up to importance sampling
+        assert col.se < 0.25 * table["se"][j]  # the episodes' spread cancels
+    assert compare(truth, table).base == "exact"
+    with pytest.raises(ValueError, match="different banks"):  # a table does not name its bank
+        paired_nll(truth, _write_nll_folder(tmp_path, table))
+    with pytest.raises(ValueError, match="'shots' and 'per_episode'"):
+        paired_nll({"shots": [0]}, truth)
+
+
+def _write_nll_folder(tmp_path, table):
+    """``table`` saved as an ``evaluate`` folder of a named bank."""
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "nll.json").write_text(json.dumps({"bank": "/b/x-E100.pt", "shots": table["shots"]}))
+    (folder / "nll_episodes.csv").write_text(
+        "episode," + ",".join(f"shots_{s}" for s in table["shots"]) + "\n" + "".join(
+            f"{i}," + ",".join(map(str, r)) + "\n" for i, r in enumerate(table["per_episode"])))
+    return folder
+
+
 def test_episode_bank_is_fixed_across_runs_and_models(capsys, tmp_path, monkeypatch,
                                                        checkpoint) -> None:
     monkeypatch.setenv("PPL_FEWSHOT_CACHE", str(tmp_path / "cache"))

@@ -21,7 +21,7 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -106,17 +106,50 @@ class PairedNLL:
         return d
 
 
-def load_episode_nll(folder: str | Path) -> tuple[dict[str, Any], dict[int, list[float]]]:
+#: An evaluation: a result folder of ``ppl-fewshot evaluate``, or (NLL only) the dict that
+#: :func:`ppl_fewshot.inference.evaluate.nll_table` returns, which keeps ``per_episode``.
+Source = str | Path | Mapping[str, Any]
+
+#: The bank named for an in-memory table, which does not record its bank: such tables pair
+#: with each other (the caller vouches that they scored the same episodes), not with folders.
+IN_MEMORY = "in-memory table (bank not recorded)"
+
+
+def source_name(source: Source) -> str:
+    """A folder's path, or an in-memory table's label."""
+    if isinstance(source, Mapping):
+        return str(source.get("label") or "in-memory table")
+    return str(source)
+
+
+def has_episode_nll(source: Source) -> bool:
+    """Whether ``source`` holds per-episode NLL values (a folder or an in-memory table)."""
+    if isinstance(source, Mapping):
+        return "per_episode" in source
+    return (Path(source) / "nll_episodes.csv").is_file()
+
+
+def load_episode_nll(source: Source) -> tuple[dict[str, Any], dict[int, list[float]]]:
     """An NLL evaluation's result JSON and its per-episode values ``{shots: [nll, ...]}``.
 
     ``transfer.json`` stands in for ``nll.json`` in a ``--task transfer`` folder (its table's
-    fields are lifted to the top level).
+    fields are lifted to the top level). A mapping is an ``nll_table`` result in memory.
 
     Raises:
-        FileNotFoundError: ``folder`` lacks ``nll_episodes.csv`` or the result JSON.
-        ValueError: a malformed ``nll_episodes.csv``.
+        FileNotFoundError: ``source`` lacks ``nll_episodes.csv`` or the result JSON.
+        ValueError: a malformed ``nll_episodes.csv``, or a mapping without ``shots`` and
+            ``per_episode``.
     """
-    folder = Path(folder)
+    if isinstance(source, Mapping):
+        if "shots" not in source or not source.get("per_episode"):
+            raise ValueError("an in-memory table needs 'shots' and 'per_episode' (the dict "
+                             "that ppl_fewshot.inference.nll_table returns)")
+        meta = {k: v for k, v in source.items() if k != "per_episode"}
+        meta.setdefault("bank", IN_MEMORY)
+        meta.setdefault("label", "in-memory table")
+        rows = source["per_episode"]
+        return meta, {int(s): [float(r[j]) for r in rows] for j, s in enumerate(source["shots"])}
+    folder = Path(source)
     rows_file = folder / "nll_episodes.csv"
     metas = [folder / f"{task}.json" for task in ("nll", "transfer")]
     meta_file = next((f for f in metas if f.is_file()), None)
@@ -144,6 +177,8 @@ def load_episode_nll(folder: str | Path) -> tuple[dict[str, Any], dict[int, list
 
 def bank_identity(meta: dict[str, Any]) -> str:
     """The name of the bank an evaluation scored: its cached file name, else its fields."""
+    if meta.get("bank") == IN_MEMORY:
+        return IN_MEMORY
     if meta.get("bank"):
         return Path(str(meta["bank"])).name
     return ",".join(f"{k}={meta.get(k)}" for k in BANK_FIELDS)
@@ -166,11 +201,12 @@ def check_same_bank(metas: Sequence[dict[str, Any]],
     return banks[0], counts[0]
 
 
-def paired_nll(base: str | Path, new: str | Path) -> PairedNLL:
+def paired_nll(base: Source, new: Source) -> PairedNLL:
     """Pair two ``evaluate --task nll`` folders episode by episode.
 
     Args:
-        base, new: result folders of the same bank (``new - base`` is reported).
+        base, new: result folders of the same bank (``new - base`` is reported), or two
+            ``nll_table`` results of the same bank in memory.
 
     Returns:
         :class:`PairedNLL` over the shot columns both scored, in increasing order.
@@ -214,11 +250,14 @@ class PairedAccuracy:
     se: float
 
 
-def load_classification(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def load_classification(source: Source) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A classification evaluation's result JSON (``classify`` or ``transfer``) and its rows
     that keep per-task counts (``correct_per_task``, written by ``evaluate`` since
-    2026-12-07); ``([], ...)`` rows when it has none."""
-    folder = Path(folder)
+    2026-12-07); ``([], ...)`` rows when it has none. A mapping is such a JSON in memory."""
+    if isinstance(source, Mapping):
+        meta = dict(source)
+        return meta, [r for r in meta.get("classification", []) if "correct_per_task" in r]
+    folder = Path(source)
     meta_file = next((f for f in (folder / "classify.json", folder / "transfer.json")
                       if f.is_file()), None)
     if meta_file is None:
@@ -262,7 +301,7 @@ def per_task_accuracy(row: dict[str, Any]) -> list[float]:
     return [100 * c / q for c in row["correct_per_task"]]
 
 
-def paired_accuracy(base: str | Path, new: str | Path) -> tuple[PairedAccuracy, ...]:
+def paired_accuracy(base: Source, new: Source) -> tuple[PairedAccuracy, ...]:
     """Pair two classification evaluations task by task, per (method, ways, shots).
 
     Both must have classified the same seeded tasks: the same protocol, split and seed, and
@@ -331,7 +370,7 @@ class Comparison:
                 "classification": [asdict(p) for p in self.classification]}
 
 
-def compare(base: str | Path, new: str | Path) -> Comparison:
+def compare(base: Source, new: Source) -> Comparison:
     """Everything two evaluation folders can be paired on.
 
     The NLL table when both hold per-episode values, and the classification settings both
@@ -340,12 +379,12 @@ def compare(base: str | Path, new: str | Path) -> Comparison:
     Raises:
         ValueError: nothing to pair, or the two scored different episodes or tasks.
     """
-    has_nll = all((Path(f) / "nll_episodes.csv").is_file() for f in (base, new))
+    has_nll = all(has_episode_nll(f) for f in (base, new))
     has_cls = all(load_classification(f)[1] for f in (base, new))
     if not (has_nll or has_cls):
         raise ValueError(f"{base} and {new} have nothing to pair: compare needs two "
                          "`ppl-fewshot evaluate` folders with per-episode NLL values "
                          "(nll_episodes.csv) or per-task classification counts")
-    return Comparison(base=str(base), new=str(new),
+    return Comparison(base=source_name(base), new=source_name(new),
                       nll=paired_nll(base, new) if has_nll else None,
                       classification=paired_accuracy(base, new) if has_cls else ())

@@ -29,17 +29,19 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from ppl_fewshot.inference.compare import (
+    Source,
     check_same_bank,
     check_same_setting,
     check_same_tasks,
+    has_episode_nll,
     load_classification,
     load_episode_nll,
     mean_se,
     per_task_accuracy,
+    source_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ def _cell(key: str, weights: Sequence[float], per_unit: Sequence[Sequence[float]
                         means=tuple(math.fsum(v) / len(v) for v in per_unit), value=value, se=se)
 
 
-def contrast(folders: Sequence[str | Path], weights: Sequence[float]) -> Contrast:
+def contrast(folders: Sequence[Source], weights: Sequence[float]) -> Contrast:
     """The contrast ``sum_i weights[i] * folders[i]`` per unit of the bank they share.
 
     The unit is an episode for NLL columns and a seeded task for classification settings.
@@ -128,7 +130,8 @@ def contrast(folders: Sequence[str | Path], weights: Sequence[float]) -> Contras
     with per-task counts. A column or setting that some folder lacks is left out.
 
     Args:
-        folders: ``ppl-fewshot evaluate`` result folders, two or more.
+        folders: ``ppl-fewshot evaluate`` result folders, two or more (or ``nll_table``
+            results of one bank in memory).
         weights: one weight per folder (a contrast's weights usually sum to zero).
 
     Returns:
@@ -146,14 +149,14 @@ def contrast(folders: Sequence[str | Path], weights: Sequence[float]) -> Contras
     if abs(math.fsum(weights)) > 1e-9:
         logger.warning("contrast weights sum to %g, not 0: the episodes' shared difficulty "
                        "does not cancel", math.fsum(weights))
-    labels: list[str] = [str(f) for f in folders]
+    labels = [source_name(f) for f in folders]
     nll: list[ContrastCell] = []
     bank = None
-    if all((Path(f) / "nll_episodes.csv").is_file() for f in folders):
+    if all(has_episode_nll(f) for f in folders):
         loaded = [load_episode_nll(f) for f in folders]
         metas, values = [m for m, _ in loaded], [v for _, v in loaded]
         bank, _ = check_same_bank(metas, values)
-        labels = [str(m.get("label") or f) for m, f in zip(metas, folders)]
+        labels = [str(m.get("label") or source_name(f)) for m, f in zip(metas, folders)]
         shots = sorted(set.intersection(*(set(v) for v in values)))
         nll = [_cell(f"{s}-shot", weights, [v[s] for v in values]) for s in shots]
     classification: list[ContrastCell] = []
@@ -161,7 +164,7 @@ def contrast(folders: Sequence[str | Path], weights: Sequence[float]) -> Contras
     if all(rows for _, rows in cls):
         check_same_tasks([m for m, _ in cls])
         if not nll:
-            labels = [str(m.get("label") or f) for (m, _), f in zip(cls, folders)]
+            labels = [str(m.get("label") or source_name(f)) for (m, _), f in zip(cls, folders)]
         keyed = [{(r["method"], r["ways"], r["shots"]): r for r in rows} for _, rows in cls]
         for key in keyed[0]:
             if not all(key in k for k in keyed[1:]):
