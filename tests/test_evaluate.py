@@ -94,6 +94,8 @@ def test_in_memory_tables_pair_with_the_exact_answer(fitted_beta_bernoulli, tmp_
         paired_nll(truth, _write_nll_folder(tmp_path, table))
     with pytest.raises(ValueError, match="'shots' and 'per_episode'"):
         paired_nll({"shots": [0]}, truth)
+    with pytest.raises(ValueError, match="one value per shot column"):
+        paired_nll({"shots": [0], "per_episode": [[1.0, 2.0]]}, truth)
 
 
 def _write_nll_folder(tmp_path, table):

@@ -12,7 +12,9 @@ comparison to quote is the mean over episodes of ``new - base`` with the standar
 and returns the paired difference per shot column. Classification likewise: ``evaluate``
 keeps each task's number of queries decided right, and :func:`paired_accuracy` pairs two
 evaluations of the same seeded tasks setting by setting. :func:`compare` does whichever
-applies; ``ppl-fewshot compare BASE NEW`` prints it.
+applies; ``ppl-fewshot compare BASE NEW`` prints it. The NLL functions also take
+``nll_table`` results in memory, and :mod:`ppl_fewshot.inference.contrast` extends the pair
+to any weighted sum of evaluations of one bank.
 """
 
 from __future__ import annotations
@@ -148,6 +150,9 @@ def load_episode_nll(source: Source) -> tuple[dict[str, Any], dict[int, list[flo
         meta.setdefault("bank", IN_MEMORY)
         meta.setdefault("label", "in-memory table")
         rows = source["per_episode"]
+        if any(len(r) != len(source["shots"]) for r in rows):
+            raise ValueError(f"an in-memory table's per_episode rows must have one value per "
+                             f"shot column ({len(source['shots'])})")
         return meta, {int(s): [float(r[j]) for r in rows] for j, s in enumerate(source["shots"])}
     folder = Path(source)
     rows_file = folder / "nll_episodes.csv"
