@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # GMN ablations of the seed talk's table 1 at one reduced, shared budget (CPU, 1 thread each):
-# the full GMN (C_train=2) and its ablations -- no pseudo-input (C_train=2), no attention
-# (C_train=1 and 2) -- each trained for $STEPS steps of 10 episodes x 20 items with the paper's
-# three learning-rate phases, then scored on the shared gmn28 banks (with-replacement sampler,
-# 659 episodes, K=$K importance samples).
+# the full GMN (C_train=2, and C_train=1 as a control) and its ablations -- no pseudo-input
+# (C_train=2), no attention (C_train=1 and 2) -- each trained for $STEPS steps of 10 episodes
+# x 20 items with the paper's three learning-rate phases, then scored on the shared gmn28
+# banks (with-replacement sampler, 659 episodes, K=$K importance samples).
 # Usage: PPL_FEWSHOT_DATA=../shared/data bash docs/results/ablations.sh
-# (STEPS=2000 K=200: ~40 min of one core for training + ~15 min for the four tables.)
+# (STEPS=2000 K=200: ~50 min of one core for training + ~20 min for the five tables.)
 # SET=key=value adds a model setting to every row and TAG a suffix to its names, e.g.
 # SET=image_read=true TAG=-imgread (the image-read GMN and its ablations). ROWS="name ..." runs
 # those rows only; BANK100=1 scores each C_test = 1 row on the shared 100-episode bank at K 1000
