@@ -56,8 +56,8 @@ def main() -> None:
             scores = likelihood_scores(model, tasks, num_particles=k)
         pred = predict(scores, a.seed)
         correct[i] = (pred == tasks.labels).float()  # [tasks, queries]
-        r = {"k": k, "proposal_scale": scale, **accuracy(pred, tasks.labels),  # with
-             "wall_s": round(time.perf_counter() - t0, 1)}  # correct_per_task
+        r = {"k": k, "proposal_scale": scale,  # accuracy() includes correct_per_task
+             **accuracy(pred, tasks.labels), "wall_s": round(time.perf_counter() - t0, 1)}
         if i:
             d = (correct[i] - correct[0]).mean(1) * 100  # per task
             r["paired_diff_vs_first"] = round(d.mean().item(), 3)

@@ -284,26 +284,36 @@ def check_same_tasks(metas: Sequence[dict[str, Any]]) -> None:
                              f"{' and '.join(map(repr, found))})")
 
 
-def check_same_setting(rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    """The (tasks, queries per task) that rows of one classification setting share.
-
-    Raises:
-        ValueError: different numbers of tasks or of queries.
-    """
-    shapes = [(r["tasks"], r["queries_per_task"]) for r in rows]
-    if len(set(shapes)) > 1:
-        r = rows[0]
-        raise ValueError(f"{r['ways']}-way {r['shots']}-shot: "
-                         f"{' and '.join(str(t) for t, _ in shapes)} tasks "
-                         f"({' and '.join(str(q) for _, q in shapes)} queries each) "
-                         "cannot be paired")
-    return shapes[0]
-
-
 def per_task_accuracy(row: dict[str, Any]) -> list[float]:
     """A classification row's accuracy per task, % (from ``correct_per_task``)."""
     q = row["queries_per_task"]
     return [100 * c / q for c in row["correct_per_task"]]
+
+
+def common_settings(loaded: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
+                    ) -> list[list[dict[str, Any]]]:
+    """The classification settings that every evaluation (:func:`load_classification`)
+    scored with per-task counts: for each, its rows, one per evaluation, in the first
+    evaluation's order of settings.
+
+    Raises:
+        ValueError: the evaluations classified different tasks (or, in one setting, different
+            numbers of tasks or queries).
+    """
+    check_same_tasks([m for m, _ in loaded])
+    keyed = [{(r["method"], r["ways"], r["shots"]): r for r in rows} for _, rows in loaded]
+    settings = []
+    for key in keyed[0]:
+        if all(key in k for k in keyed[1:]):
+            rows = [k[key] for k in keyed]
+            shapes = [(r["tasks"], r["queries_per_task"]) for r in rows]
+            if len(set(shapes)) > 1:
+                raise ValueError(f"{key[1]}-way {key[2]}-shot: "
+                                 f"{' and '.join(str(t) for t, _ in shapes)} tasks "
+                                 f"({' and '.join(str(q) for _, q in shapes)} queries each) "
+                                 "cannot be paired")
+            settings.append(rows)
+    return settings
 
 
 def paired_accuracy(base: Source, new: Source) -> tuple[PairedAccuracy, ...]:
@@ -316,15 +326,8 @@ def paired_accuracy(base: Source, new: Source) -> tuple[PairedAccuracy, ...]:
     Raises:
         ValueError: no setting in common with per-task counts, or different tasks.
     """
-    (ma, ra), (mb, rb) = load_classification(base), load_classification(new)
-    check_same_tasks((ma, mb))
-    rows_b = {(r["method"], r["ways"], r["shots"]): r for r in rb}
     pairs = []
-    for a in ra:
-        b = rows_b.get((a["method"], a["ways"], a["shots"]))
-        if b is None:
-            continue
-        check_same_setting((a, b))
+    for a, b in common_settings([load_classification(base), load_classification(new)]):
         diff, se = mean_se([y - x for x, y in zip(per_task_accuracy(a), per_task_accuracy(b))])
         pairs.append(PairedAccuracy(method=a["method"], ways=a["ways"], shots=a["shots"],
                                     tasks=a["tasks"], base=a["accuracy"], new=b["accuracy"],

@@ -34,8 +34,7 @@ from typing import Any
 from ppl_fewshot.inference.compare import (
     Source,
     check_same_bank,
-    check_same_setting,
-    check_same_tasks,
+    common_settings,
     has_episode_nll,
     load_classification,
     load_episode_nll,
@@ -162,18 +161,12 @@ def contrast(folders: Sequence[Source], weights: Sequence[float]) -> Contrast:
     classification: list[ContrastCell] = []
     cls = [load_classification(f) for f in folders]
     if all(rows for _, rows in cls):
-        check_same_tasks([m for m, _ in cls])
         if not nll:
             labels = [str(m.get("label") or source_name(f)) for (m, _), f in zip(cls, folders)]
-        keyed = [{(r["method"], r["ways"], r["shots"]): r for r in rows} for _, rows in cls]
-        for key in keyed[0]:
-            if not all(key in k for k in keyed[1:]):
-                continue
-            rows = [k[key] for k in keyed]
-            check_same_setting(rows)
-            method, ways, shots = key
-            classification.append(_cell(f"{method} {ways}-way {shots}-shot", weights,
-                                        [per_task_accuracy(r) for r in rows]))
+        for rows in common_settings(cls):
+            r = rows[0]
+            classification.append(_cell(f"{r['method']} {r['ways']}-way {r['shots']}-shot",
+                                        weights, [per_task_accuracy(r) for r in rows]))
     if not (nll or classification):
         raise ValueError("the evaluations share no NLL column with per-episode values and no "
                          "classification setting with per-task counts")
