@@ -29,6 +29,12 @@
 # The row gmn-ctrain1 is the full GMN trained on C_train = 1 episodes (not in the paper's table):
 # beside no-attention-ctrain1 and -ctrain2 it separates attention from the episodes' classes.
 #   ROWS=gmn-ctrain1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh
+# no-attention-ctrain2 has a second row at C_test = 1 (the same training run), the cell of the
+# 2x2 (attention x C_train) at C_test = 1; with BANK100 it is scored on the 100-episode bank.
+# SEED=N trains with seed N instead of 0 (names gain -seedN): the spread between training seeds,
+# e.g. the full GMN again beside models/gmn-small-omniglot.pt (seed 0):
+#   ROWS=gmn-ctrain2 SEED=1 STEPS=10000 BANK100=1 bash docs/results/ablations.sh
+# WAYS=5 scores table 2 at 5-way only (names gain -5way; the image-read 20-way cells take ~1 h).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
@@ -39,6 +45,13 @@ CLASSIFY=${CLASSIFY:-}
 K=${K:-200}
 SET=${SET:-}
 TAG=${TAG:-}
+SEED=${SEED:-0}
+WAYS=${WAYS:-5,20}
+SUF=$TAG-s$STEPS
+LAB="$TAG, $STEPS steps"  # the rows' labels: name, tag, steps, seed
+[ "$SEED" = 0 ] || { SUF=$SUF-seed$SEED; LAB="$LAB, seed $SEED"; }
+WSUF=
+[ "$WAYS" = 5,20 ] || WSUF=-${WAYS//,/-}way
 R=docs/results
 W=runs/ablations
 mkdir -p "$W"
@@ -52,39 +65,40 @@ if [ -n "${FULL:-}" ] && [ -n "$AIS" ]; then
     --out $R/gmn-small-gmn28-C2-K1000-200ep-episodes
 fi
 table2() {  # CHECKPOINT LABEL OUT
-  ev --checkpoint "$1" --label "$2" --task classify --protocol gmn28 --ways 5,20 --k-shots 1,5 \
+  ev --checkpoint "$1" --label "$2" --task classify --protocol gmn28 --ways "$WAYS" --k-shots 1,5 \
     --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out "$3"
 }
 if [ -n "${FULL:-}" ] && [ -n "$CLASSIFY" ]; then
-  table2 "$FULL" "gmn-small 10k steps (the ablations' full GMN)" $R/gmn-small-gmn28-classify-tasks
+  table2 "$FULL" "gmn-small 10k steps (the ablations' full GMN)" \
+    $R/gmn-small-gmn28-classify-tasks$WSUF
 fi
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
   [ -z "$ROWS" ] || [[ " $ROWS " == *" $name "* ]] || continue
-  run=$W/$name$TAG-s$STEPS
+  run=$W/$name$SUF
   # shellcheck disable=SC2086
   train_run gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
     --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
-    --checkpoint-every 250 --seed 0 --quiet $settings ${SET:+--set "$SET"} --out "$run"
+    --checkpoint-every 250 --seed "$SEED" --quiet $settings ${SET:+--set "$SET"} --out "$run"
   if [ -n "$CLASSIFY" ]; then  # table 2 only (with BANK100 also its NLL tables)
-    table2 "$run/checkpoint.pt" "gmn-small ablation $name$TAG, $STEPS steps" \
-      $R/ablation-$name$TAG-s$STEPS-classify
+    table2 "$run/checkpoint.pt" "gmn-small ablation $name$LAB" \
+      $R/ablation-$name$SUF-classify$WSUF
     [ -n "$BANK100" ] || continue
   fi
   if [ -n "$BANK100" ]; then
     if [ "$ctest" = 1 ]; then
-      bank_nll "$run/checkpoint.pt" 1000 "gmn-small ablation $name$TAG, $STEPS steps" \
-        $R/ablation-$name$TAG-s$STEPS-C1-K1000-100ep
-      [ -z "$AIS" ] || bank_nll "$run/checkpoint.pt" 8 "gmn-small ablation $name$TAG, $STEPS steps, AIS" \
-        $R/ablation-$name$TAG-s$STEPS-C1-AIS100-K8-100ep --ais-steps 100
+      bank_nll "$run/checkpoint.pt" 1000 "gmn-small ablation $name$LAB" \
+        $R/ablation-$name$SUF-C1-K1000-100ep
+      [ -z "$AIS" ] || bank_nll "$run/checkpoint.pt" 8 "gmn-small ablation $name$LAB, AIS" \
+        $R/ablation-$name$SUF-C1-AIS100-K8-100ep --ais-steps 100
     else  # the C_test = 2 bank of the zoo tables (200 episodes)
       ev --checkpoint "$run/checkpoint.pt" --task nll --classes "$ctest" --episodes 200 \
-        --samples 1000 --khat-episodes 0 --label "gmn-small ablation $name$TAG, $STEPS steps" \
-        --out $R/ablation-$name$TAG-s$STEPS-C$ctest-K1000-200ep
+        --samples 1000 --khat-episodes 0 --label "gmn-small ablation $name$LAB" \
+        --out $R/ablation-$name$SUF-C$ctest-K1000-200ep
     fi
     continue
   fi
-  out=$R/ablation-$name$TAG-s$STEPS-C$ctest-K$K
+  out=$R/ablation-$name$SUF-C$ctest-K$K
   [ -d "$out" ] || ppl-fewshot --threads 1 evaluate --checkpoint "$run/checkpoint.pt" --task nll \
       --protocol gmn28 --classes "$ctest" --sampler with-replacement --samples "$K" --out "$out"
 done <<'TABLE'
@@ -93,4 +107,5 @@ gmn-ctrain1 1 1
 no-pseudo-input-ctrain2 2 1 --set pseudo_input=false
 no-attention-ctrain1 1 1 --set attention="average"
 no-attention-ctrain2 2 2 --set attention="average"
+no-attention-ctrain2 2 1 --set attention="average"
 TABLE
