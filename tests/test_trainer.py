@@ -131,6 +131,22 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
         train(cfg(steps=30), tmp_path / "cut", resume=True, data=DATA, progress=False)
 
 
+def test_validation_and_checkpoints_leave_the_training_unchanged(tmp_path) -> None:
+    """Validation draws from the global RNG and checkpoints read the losses back; neither may
+    change the trajectory (every step is reseeded from (seed, step)), so runs of one recipe and
+    seed agree bit for bit whatever their --val-every and --checkpoint-every."""
+    runs = {(ve, ce): tmp_path / f"v{ve}-c{ce}" for ve, ce in ((20, 20), (3, 7), (1, 2))}
+    for (ve, ce), out in runs.items():
+        train(cfg(val_every=ve, checkpoint_every=ce), out, data=DATA, progress=False)
+    a, *others = (load_checkpoint(out / "checkpoint.pt")["state_dict"] for out in runs.values())
+    for b in others:
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    other_seed = train(cfg(seed=1), tmp_path / "seed1", data=DATA, progress=False)
+    assert other_seed["final_train_loss_nats_per_item"] != pytest.approx(
+        json.loads((runs[20, 20] / "summary.json").read_text())["final_train_loss_nats_per_item"])
+
+
 def test_time_limit_stops_with_a_checkpoint_that_resumes(tmp_path, monkeypatch) -> None:
     clock = {"t": 0.0}
 
