@@ -29,11 +29,14 @@
 # The row gmn-ctrain1 is the full GMN trained on C_train = 1 episodes (not in the paper's table):
 # beside no-attention-ctrain1 and -ctrain2 it separates attention from the episodes' classes.
 #   ROWS=gmn-ctrain1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh
+#   (the image-read one, section 44: add SET=image_read=true TAG=-imgread WAYS=5)
 # no-attention-ctrain2 has a second row at C_test = 1 (the same training run), the cell of the
 # 2x2 (attention x C_train) at C_test = 1; with BANK100 it is scored on the 100-episode bank.
 # SEED=N trains with seed N instead of 0 (names gain -seedN): the spread between training seeds,
-# e.g. the full GMN again beside models/gmn-small-omniglot.pt (seed 0):
-#   ROWS=gmn-ctrain2 SEED=1 STEPS=10000 BANK100=1 bash docs/results/ablations.sh
+# e.g. the full GMN again beside models/gmn-small-omniglot.pt (seed 0), and the no-attention
+# model of the paper's comparison (table 2 and the bank; ~30 + 35 + 7 min of one core each):
+#   ROWS="gmn-ctrain2 no-attention-ctrain1" SEED=1 STEPS=10000 CLASSIFY=1 BANK100=1 \
+#     bash docs/results/ablations.sh
 # WAYS=5 scores table 2 at 5-way only (names gain -5way; the image-read 20-way cells take ~1 h).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
