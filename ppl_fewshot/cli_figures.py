@@ -21,17 +21,20 @@ from ppl_fewshot.cli_commands import _data_dir, sample_options
 
 
 def attention_summary(model, bank, context_size: int) -> dict[str, Any]:
-    """Attention of the last item of each episode over the ``context_size`` items before it.
+    """Attention of item ``context_size`` of each episode over the ``context_size`` items before it.
 
     Returns the recognition weights of the last read ``[E, S]`` (pseudo-input removed),
     the same-class indicator ``[E, S]``, the mean attention mass on same-class items,
     the same mass as a fraction of the attention on real items (not the pseudo-input),
-    and the mean same-class share of the context (what uniform attention would give).
+    the mean same-class share of the context (what uniform attention would give), and the
+    mean mass of the last read on the pseudo-input for each of the model's reads
+    (recognition, likelihood, prior: :meth:`~ppl_fewshot.models.gmn.GMN.attention_weights`).
     """
     x, labels = bank.x, bank.labels
     ctx, qry = x[:, :context_size], x[:, context_size : context_size + 1]
-    maps = model.attention_weights(qry, ctx)["recognition"][:, 0, -1]  # [E, P + S]
-    w = maps[:, maps.shape[-1] - context_size :]
+    reads = {k: v[:, 0, -1] for k, v in model.attention_weights(qry, ctx).items()}  # [E, P + S]
+    items = {k: v[:, v.shape[-1] - context_size :] for k, v in reads.items()}
+    w = items["recognition"]
     same = labels[:, :context_size] == labels[:, context_size : context_size + 1]
     mass = (w * same).sum(-1)
     share = same.float().mean(-1)
@@ -41,6 +44,8 @@ def attention_summary(model, bank, context_size: int) -> dict[str, Any]:
                 round(float((mass / w.sum(-1).clamp(min=1e-12)).mean()), 4),
             "same_class_share_uniform": round(float(share.mean()), 4),
             "pseudo_input_mass": round(float(1 - w.sum(-1).mean()), 4),
+            "pseudo_input_mass_by_read": {k: round(float(1 - v.sum(-1).mean()), 4)
+                                          for k, v in items.items()},
             "episodes": int(x.shape[0])}
 
 

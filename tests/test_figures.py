@@ -30,6 +30,9 @@ def test_figures_of_the_pretrained_gmn(shared_data, tmp_path, capsys) -> None:
     # the trained matching attention prefers the query's own class (uniform would give the
     # same-class share, ~0.5 at C_test = 2; measured 0.87 on 200 episodes)
     assert att["same_class_fraction_of_item_attention"] > att["same_class_share_uniform"] + 0.15
+    mass = att["pseudo_input_mass_by_read"]
+    assert set(mass) == {"recognition", "likelihood", "prior"}
+    assert mass["recognition"] == att["pseudo_input_mass"] and all(0 < m < 1 for m in mass.values())
 
 
 @pytest.mark.parametrize("extra, needle", [

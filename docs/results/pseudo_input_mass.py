@@ -6,7 +6,8 @@ character.
 character), the first S items are the memory and item S the query. For each checkpoint and S,
 the mean weight of the last attention step on the pseudo-input (all its columns), for the
 recognition read (guide, query x), the likelihood read (decoder, z at the guide mean) and the
-prior's read (:meth:`ppl_fewshot.models.gmn.GMN.attention_weights`). Prints and writes JSON.
+prior's read (``pseudo_input_mass_by_read`` of :func:`ppl_fewshot.cli_figures.attention_summary`,
+which ``ppl-fewshot figures`` reports at C_test 2). Prints and writes JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ppl_fewshot.cli_figures import attention_summary
 from ppl_fewshot.inference import model_from_checkpoint
 from ppl_fewshot.inference.eval_data import test_bank
 
@@ -34,12 +36,8 @@ def main() -> None:
     for ck in args.checkpoints:
         model, _ = model_from_checkpoint(ck)
         model.eval()
-        rows = {}
-        for s in shots:
-            maps = model.attention_weights(bank.x[:, s:s + 1], bank.x[:, :s])
-            pseudo = maps["recognition"].shape[-1] - s  # the first columns are the pseudo-input
-            rows[str(s)] = {k: round(float(v[:, 0, -1, :pseudo].sum(-1).mean()), 3)
-                            for k, v in maps.items()}
+        rows = {str(s): attention_summary(model, bank, s)["pseudo_input_mass_by_read"]
+                for s in shots}
         result["models"][ck] = rows
         print(ck, json.dumps(rows))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
