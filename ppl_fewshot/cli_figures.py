@@ -32,8 +32,8 @@ def attention_summary(model, bank, context_size: int) -> dict[str, Any]:
     """
     x, labels = bank.x, bank.labels
     ctx, qry = x[:, :context_size], x[:, context_size : context_size + 1]
-    reads = {k: v[:, 0, -1] for k, v in model.attention_weights(qry, ctx).items()}  # [E, P + S]
-    items = {k: v[:, v.shape[-1] - context_size :] for k, v in reads.items()}
+    maps = model.attention_weights(qry, ctx)  # each [E, 1, steps, P + S]
+    items = {k: v[:, 0, -1, v.shape[-1] - context_size :] for k, v in maps.items()}  # [E, S]
     w = items["recognition"]
     same = labels[:, :context_size] == labels[:, context_size : context_size + 1]
     mass = (w * same).sum(-1)
