@@ -38,6 +38,9 @@
 #   ROWS="gmn-ctrain2 no-attention-ctrain1" SEED=1 STEPS=10000 CLASSIFY=1 BANK100=1 \
 #     bash docs/results/ablations.sh
 # WAYS=5 scores table 2 at 5-way only (names gain -5way; the image-read 20-way cells take ~1 h).
+# FULL's outputs carry TAG too: the image-read zoo GMN's table 2 with per-task counts, e.g.
+#   ROWS=none CLASSIFY=1 WAYS=20 TAG=-imgread FULL=models/gmn-small-imgread-omniglot.pt \
+#     bash docs/results/ablations.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}
@@ -60,20 +63,18 @@ W=runs/ablations
 mkdir -p "$W"
 # shellcheck source=docs/results/common.sh
 . docs/results/common.sh
+FLAB="gmn-small$TAG 10k steps (the ablations' full GMN)"  # FULL's label and names carry TAG
 if [ -n "${FULL:-}" ] && [ -n "$AIS" ]; then
-  bank_nll "$FULL" 8 "gmn-small 10k steps (the ablations' full GMN), AIS" \
-    $R/gmn-small-gmn28-C1-AIS100-K8-100ep-episodes --ais-steps 100
+  bank_nll "$FULL" 8 "$FLAB, AIS" $R/gmn-small$TAG-gmn28-C1-AIS100-K8-100ep-episodes --ais-steps 100
   ev --checkpoint "$FULL" --task nll --classes 2 --episodes 200 --samples 1000 --khat-episodes 0 \
-    --label "gmn-small 10k steps (the ablations' full GMN)" \
-    --out $R/gmn-small-gmn28-C2-K1000-200ep-episodes
+    --label "$FLAB" --out $R/gmn-small$TAG-gmn28-C2-K1000-200ep-episodes
 fi
 table2() {  # CHECKPOINT LABEL OUT
   ev --checkpoint "$1" --label "$2" --task classify --protocol gmn28 --ways "$WAYS" --k-shots 1,5 \
     --tasks 1000 --classify-samples 10 --methods likelihood,cosine --out "$3"
 }
 if [ -n "${FULL:-}" ] && [ -n "$CLASSIFY" ]; then
-  table2 "$FULL" "gmn-small 10k steps (the ablations' full GMN)" \
-    $R/gmn-small-gmn28-classify-tasks$WSUF
+  table2 "$FULL" "$FLAB" $R/gmn-small$TAG-gmn28-classify-tasks$WSUF
 fi
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
