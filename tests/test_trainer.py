@@ -18,6 +18,7 @@ from ppl_fewshot.inference import (
     load_checkpoint,
     model_from_checkpoint,
     train,
+    weight_difference,
 )
 from ppl_fewshot.inference import trainer as trainer_mod
 from tests.conftest import make_prototype_classes
@@ -138,13 +139,25 @@ def test_validation_and_checkpoints_leave_the_training_unchanged(tmp_path) -> No
     runs = {(ve, ce): tmp_path / f"v{ve}-c{ce}" for ve, ce in ((20, 20), (3, 7), (1, 2))}
     for (ve, ce), out in runs.items():
         train(cfg(val_every=ve, checkpoint_every=ce), out, data=DATA, progress=False)
-    a, *others = (load_checkpoint(out / "checkpoint.pt")["state_dict"] for out in runs.values())
-    for b in others:
-        for k in a:
-            assert torch.equal(a[k], b[k]), k
+    first, *others = (out / "checkpoint.pt" for out in runs.values())
+    for other in others:
+        same = weight_difference(first, other)
+        assert same["identical"] and same["max_abs"] == 0.0 and same["tensors_differing"] == 0
+        assert same["steps"] == [20, 20]
     other_seed = train(cfg(seed=1), tmp_path / "seed1", data=DATA, progress=False)
     assert other_seed["final_train_loss_nats_per_item"] != pytest.approx(
         json.loads((runs[20, 20] / "summary.json").read_text())["final_train_loss_nats_per_item"])
+    apart = weight_difference(first, tmp_path / "seed1" / "checkpoint.pt")
+    assert not apart["identical"] and apart["max_abs"] > 0
+    assert 0 < apart["tensors_differing"] <= apart["tensors"]
+    state = load_checkpoint(first)["state_dict"]
+    assert apart["max_abs"] == pytest.approx(max(
+        (v.double() - load_checkpoint(tmp_path / "seed1" / "checkpoint.pt")["state_dict"][k]
+         .double()).abs().max().item() for k, v in state.items() if v.numel()))
+    train(cfg(model="vae", steps=1, checkpoint_every=1), tmp_path / "vae", data=DATA,
+          progress=False)
+    with pytest.raises(CheckpointError, match="same model"):
+        weight_difference(first, tmp_path / "vae" / "checkpoint.pt")
 
 
 def test_time_limit_stops_with_a_checkpoint_that_resumes(tmp_path, monkeypatch) -> None:

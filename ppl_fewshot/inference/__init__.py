@@ -8,6 +8,7 @@ from ppl_fewshot.inference.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
+    weight_difference,
 )
 from ppl_fewshot.inference.classify import classify
 from ppl_fewshot.inference.compare import (
@@ -76,4 +77,5 @@ __all__ = [
     "render_report",
     "save_checkpoint",
     "train",
+    "weight_difference",
 ]

@@ -1,0 +1,61 @@
+"""Does a zoo model's card reproduce it? Compare a rerun of the card's ``train_command`` with
+the file.
+
+``python docs/results/zoo_repro.py OUT.json ZOO.pt RUN_FOLDER``: ZOO.pt's card (ZOO.json) gives
+the command that trained it; RUN_FOLDER is a rerun of that command (same seed and settings;
+the validation and checkpoint frequencies do not change the training). Writes the weights'
+difference (:func:`ppl_fewshot.inference.weight_difference`), the card's and the rerun's final
+training and validation losses, and what a bit-for-bit rerun needs to match: the library's
+versions, the CPU's instruction set as torch reports it, and the thread count of the card's
+command (``--threads 1``). For example, for ``models/gmn-small-omniglot.pt`` (~30 min of one
+core)::
+
+    PPL_FEWSHOT_DATA=../shared/data ppl-fewshot --threads 1 train gmn-small --protocol gmn28 \\
+      --steps 10000 --batch-size 10 --set-size 20 --classes 2 --lr 1e-3,3e-4,1e-4 \\
+      --val-every 1000 --checkpoint-every 500 --seed 0 --out runs/repro/zoo-s0
+    python docs/results/zoo_repro.py docs/results/zoo-repro/gmn-small.json \\
+      models/gmn-small-omniglot.pt runs/repro/zoo-s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ppl_fewshot.inference import load_checkpoint, weight_difference
+
+LOSSES = ("final_train_loss_nats_per_item", "final_val_loss_nats_per_item")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out")
+    p.add_argument("zoo")
+    p.add_argument("run")
+    args = p.parse_args()
+    zoo, run = Path(args.zoo), Path(args.run)
+    card = json.loads(zoo.with_suffix(".json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    rerun = load_checkpoint(run / "checkpoint.pt")
+    result = {
+        "zoo": str(zoo),
+        "run": str(run),
+        "train_command": card["train_command"],
+        "weights": weight_difference(zoo, run / "checkpoint.pt"),
+        "losses": {k: {"card": card.get(k), "rerun": summary.get(k)} for k in LOSSES},
+        "versions": {"card": card.get("versions"), "rerun": rerun["versions"]},
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "rerun_wall_time_s": summary.get("wall_time_s"),
+        "card_wall_time_s": card.get("budget", {}).get("wall_time_s"),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result[k] for k in ("weights", "losses")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
