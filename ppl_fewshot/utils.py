@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import random
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,7 +77,11 @@ def private_rng(seed: int | None, device: torch.device | None = None) -> Iterato
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that decide numerical results, for checkpoints and JSON."""
+    """What decides numerical results bit for bit, for checkpoints and JSON: the versions of
+    the packages, the library's git commit (:func:`source_commit`, when it runs from a
+    checkout), torch's CPU instruction set and its thread count. A rounding difference of one
+    part in a million, from another thread count or a kernel change, grows over a training run
+    into a run as different as another seed (docs/findings.md section 45)."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     try:
         import pyro
@@ -87,7 +92,31 @@ def versions() -> dict[str, str]:
     from ppl_fewshot import __version__
 
     out["ppl_fewshot"] = __version__
+    commit = source_commit()
+    if commit is not None:
+        out["ppl_fewshot_commit"] = commit
+    out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    out["threads"] = str(torch.get_num_threads())
     return out
+
+
+def source_commit() -> str | None:
+    """The git commit of the checkout the library runs from (an editable install), with
+    ``+dirty`` when tracked files of the package differ from it; None when the package is not
+    in a git checkout of its own or git is missing."""
+    pkg = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(pkg), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() / pkg.name != pkg:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        return git("rev-parse", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def logmeanexp(x: torch.Tensor, dim: int) -> torch.Tensor:

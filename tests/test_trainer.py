@@ -491,3 +491,32 @@ def test_weight_decay_is_decoupled_adamw(tmp_path) -> None:
     assert moved > 0
     with pytest.raises(ValueError, match="weight_decay"):
         cfg(weight_decay=-1.0)
+
+
+def test_checkpoints_record_what_decides_the_bits(tmp_path, monkeypatch) -> None:
+    """The thread count, torch's CPU instruction set and the library's commit change a run's
+    weights (section 45), so every checkpoint records them with the package versions."""
+    import subprocess
+
+    from ppl_fewshot import utils
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train(cfg(steps=1, checkpoint_every=1), tmp_path / "r", data=DATA, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    rec = load_checkpoint(tmp_path / "r" / "checkpoint.pt")["versions"]
+    assert rec["threads"] == "1"
+    assert rec["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    head = subprocess.run(["git", "-C", os.path.dirname(utils.__file__), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # run from a checkout (as in CI): the commit, maybe "+dirty"
+        assert rec["ppl_fewshot_commit"].split("+")[0] == head.stdout.strip()
+        assert rec["ppl_fewshot_commit"].removeprefix(head.stdout.strip()) in ("", "+dirty")
+
+    def no_git(*args, **kw):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(utils.subprocess, "run", no_git)
+    assert utils.source_commit() is None and "ppl_fewshot_commit" not in utils.versions()
