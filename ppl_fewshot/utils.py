@@ -81,7 +81,7 @@ def versions() -> dict[str, str]:
     the packages, the library's git commit (:func:`source_commit`, when it runs from a
     checkout), torch's CPU instruction set and its thread count. A rounding difference of one
     part in a million, from another thread count or a kernel change, grows over a training run
-    into a run as different as another seed (docs/findings.md section 45)."""
+    into another run: other weights, losses and NLLs (docs/findings.md section 45)."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     try:
         import pyro

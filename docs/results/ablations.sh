@@ -37,6 +37,9 @@
 # model of the paper's comparison (table 2 and the bank; ~30 + 35 + 7 min of one core each):
 #   ROWS="gmn-ctrain2 no-attention-ctrain1" SEED=1 STEPS=10000 CLASSIFY=1 BANK100=1 \
 #     bash docs/results/ablations.sh
+#   and the other two cells of the two-by-two (section 45), one row a job:
+#   ROWS=gmn-ctrain1 SEED=1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh &
+#   ROWS=no-attention-ctrain2 SEED=1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh
 # WAYS=5 scores table 2 at 5-way only (names gain -5way; the image-read 20-way cells take ~1 h).
 # FULL's outputs carry TAG too: the image-read zoo GMN's table 2 with per-task counts, e.g.
 #   ROWS=none CLASSIFY=1 WAYS=20 TAG=-imgread FULL=models/gmn-small-imgread-omniglot.pt \

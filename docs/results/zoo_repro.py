@@ -13,8 +13,12 @@ core)::
     PPL_FEWSHOT_DATA=../shared/data ppl-fewshot --threads 1 train gmn-small --protocol gmn28 \\
       --steps 10000 --batch-size 10 --set-size 20 --classes 2 --lr 1e-3,3e-4,1e-4 \\
       --val-every 1000 --checkpoint-every 500 --seed 0 --out runs/repro/zoo-s0
-    python docs/results/zoo_repro.py docs/results/zoo-repro/gmn-small.json \\
+    python docs/results/zoo_repro.py docs/results/zoo-repro/gmn-small-code-cbfa485.json \\
       models/gmn-small-omniglot.pt runs/repro/zoo-s0
+
+That rerun with the code of cbfa485 gives another run (docs/findings.md section 45); with the
+code of 415b193 (``git worktree add /tmp/old 415b193``, then the same command from there with
+``PYTHONPATH=/tmp/old``) it gives the file bit for bit (``gmn-small-code-415b193.json``).
 """
 
 from __future__ import annotations

@@ -222,8 +222,8 @@ def weight_difference(a: str | Path, b: str | Path) -> dict[str, Any]:
 
     The test of a reproduction: a zoo file's card gives the command that trained it, and a
     rerun on the same kind of CPU, threads and code gives ``identical`` weights (the trainer
-    draws everything from the seed; a different thread count already changes the weights in
-    the sixth digit within 30 steps, and such differences grow over training). Both must hold
+    draws everything from the seed; another thread count moves the weights by about 1e-6
+    within 30 steps, and such differences grow over training). Both must hold
     the same model name and tensor names and shapes, else :class:`CheckpointError`. Returns
     ``identical``, ``max_abs`` (the largest absolute difference of any weight), ``largest``
     (that tensor's name), ``tensors_differing`` / ``tensors``, and each file's ``step``.
