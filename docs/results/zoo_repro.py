@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ppl_fewshot.inference import load_checkpoint, weight_difference
+from ppl_fewshot.inference import weight_difference
 
 LOSSES = ("final_train_loss_nats_per_item", "final_val_loss_nats_per_item")
 
@@ -42,15 +42,14 @@ def main() -> None:
     args = p.parse_args()
     zoo, run = Path(args.zoo), Path(args.run)
     card = json.loads(zoo.with_suffix(".json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
-    rerun = load_checkpoint(run / "checkpoint.pt")
+    summary = json.loads((run / "summary.json").read_text())  # the run's versions too
     result = {
         "zoo": str(zoo),
         "run": str(run),
         "train_command": card["train_command"],
         "weights": weight_difference(zoo, run / "checkpoint.pt"),
         "losses": {k: {"card": card.get(k), "rerun": summary.get(k)} for k in LOSSES},
-        "versions": {"card": card.get("versions"), "rerun": rerun["versions"]},
+        "versions": {"card": card.get("versions"), "rerun": summary.get("versions")},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "rerun_wall_time_s": summary.get("wall_time_s"),
         "card_wall_time_s": card.get("budget", {}).get("wall_time_s"),
