@@ -79,9 +79,10 @@ def private_rng(seed: int | None, device: torch.device | None = None) -> Iterato
 def versions() -> dict[str, str]:
     """What decides numerical results bit for bit, for checkpoints and JSON: the versions of
     the packages, the library's git commit (:func:`source_commit`, when it runs from a
-    checkout), torch's CPU instruction set and its thread count. A rounding difference of one
-    part in a million, from another thread count or a kernel change, grows over a training run
-    into another run: other weights, losses and NLLs (docs/findings.md section 45)."""
+    checkout), the processor (:func:`cpu_model`), torch's CPU instruction set and its thread
+    count. A rounding difference of one part in a million, from another thread count, kernel
+    or machine, grows over a training run into another run: other weights, losses and NLLs
+    (docs/findings.md sections 45-46)."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     try:
         import pyro
@@ -95,9 +96,25 @@ def versions() -> dict[str, str]:
     commit = source_commit()
     if commit is not None:
         out["ppl_fewshot_commit"] = commit
+    out["cpu"] = cpu_model()
     out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     out["threads"] = str(torch.get_num_threads())
     return out
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux: ``/proc/cpuinfo``; elsewhere ``platform``), or
+    ``"unknown"``. Two machines with one instruction set can still round differently (other
+    BLAS and convolution kernels), so a run records the machine too (docs/findings.md
+    section 46)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def source_commit() -> str | None:

@@ -495,8 +495,9 @@ def test_weight_decay_is_decoupled_adamw(tmp_path) -> None:
 
 
 def test_checkpoints_record_what_decides_the_bits(tmp_path, monkeypatch) -> None:
-    """The thread count, torch's CPU instruction set and the library's commit change a run's
-    weights (section 45), so every checkpoint records them with the package versions."""
+    """The thread count, torch's CPU instruction set, the machine and the library's commit
+    change a run's weights (sections 45-46), so every checkpoint records them with the package
+    versions."""
     import subprocess
 
     from ppl_fewshot import utils
@@ -510,6 +511,7 @@ def test_checkpoints_record_what_decides_the_bits(tmp_path, monkeypatch) -> None
     rec = load_checkpoint(tmp_path / "r" / "checkpoint.pt")["versions"]
     assert rec["threads"] == "1"
     assert rec["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert rec["cpu"] == utils.cpu_model() and rec["cpu"].strip()
     head = subprocess.run(["git", "-C", os.path.dirname(utils.__file__), "rev-parse", "HEAD"],
                           capture_output=True, text=True)
     if head.returncode == 0:  # run from a checkout (as in CI): the commit, maybe "+dirty"
