@@ -277,7 +277,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         nll_markdown,
         psis_markdown,
     )
-    from ppl_fewshot.utils import atomic_write_text, resolve_device, versions
+    from ppl_fewshot.utils import atomic_write_text, resolve_device, source_commit, versions
+
+    source_commit()  # the commit of the code imported now, not the checkout's when it ends
 
     device = resolve_device(args.device)
     model, prov, fit = _load_model(args, device)

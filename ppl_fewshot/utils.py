@@ -7,6 +7,7 @@ numpy and the standard library) and holds no state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import platform
@@ -117,10 +118,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+@functools.cache
 def source_commit() -> str | None:
     """The git commit of the checkout the library runs from (an editable install), with
     ``+dirty`` when tracked files of the package differ from it; None when the package is not
-    in a git checkout of its own or git is missing."""
+    in a git checkout of its own or git is missing.
+
+    Read once per process, at the first call: the trainer and ``ppl-fewshot evaluate`` call it
+    when they start, so a run records the code it imported even when the checkout moves on
+    while it runs (an hour-long run once recorded the commit made during it)."""
     pkg = Path(__file__).resolve().parent
 
     def git(*args: str) -> str:

@@ -521,5 +521,11 @@ def test_checkpoints_record_what_decides_the_bits(tmp_path, monkeypatch) -> None
     def no_git(*args, **kw):
         raise FileNotFoundError("git")
 
+    first = utils.source_commit()
     monkeypatch.setattr(utils.subprocess, "run", no_git)
-    assert utils.source_commit() is None and "ppl_fewshot_commit" not in utils.versions()
+    try:  # read once per process: a checkout that changes during a run does not change it
+        assert utils.source_commit() == first
+        utils.source_commit.cache_clear()
+        assert utils.source_commit() is None and "ppl_fewshot_commit" not in utils.versions()
+    finally:
+        utils.source_commit.cache_clear()

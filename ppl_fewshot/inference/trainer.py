@@ -63,6 +63,7 @@ from ppl_fewshot.utils import (
     folder_lock,
     resolve_device,
     seed_everything,
+    source_commit,
     versions,
 )
 
@@ -152,6 +153,7 @@ def train(
         raise CheckpointError(f"nothing to resume: {ckpt_path} does not exist")
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+    source_commit()  # the commit of the code imported now, not the checkout's at the first save
     info = distributed.setup(resolve_device(config.device))
     clean = False
     try:
