@@ -29,7 +29,8 @@
 # The row gmn-ctrain1 is the full GMN trained on C_train = 1 episodes (not in the paper's table):
 # beside no-attention-ctrain1 and -ctrain2 it separates attention from the episodes' classes.
 #   ROWS=gmn-ctrain1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh
-#   (the image-read one, section 44: add SET=image_read=true TAG=-imgread WAYS=5)
+#   (the image-read one, section 44: add SET=image_read=true TAG=-imgread WAYS=5; WAYS=20 for
+#   its 20-way cells, section 46, about an hour of one core)
 # no-attention-ctrain2 has a second row at C_test = 1 (the same training run), the cell of the
 # 2x2 (attention x C_train) at C_test = 1; with BANK100 it is scored on the 100-episode bank.
 # SEED=N trains with seed N instead of 0 (names gain -seedN): the spread between training seeds,
@@ -43,7 +44,7 @@
 # WAYS=5 scores table 2 at 5-way only (names gain -5way; the image-read 20-way cells take ~1 h).
 # FULL's outputs carry TAG too: the image-read zoo GMN's table 2 with per-task counts, e.g.
 #   ROWS=none CLASSIFY=1 WAYS=20 TAG=-imgread FULL=models/gmn-small-imgread-omniglot.pt \
-#     bash docs/results/ablations.sh
+#     bash docs/results/ablations.sh   (section 46; its 5-way cells with WAYS=5)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-2000}

@@ -18,7 +18,10 @@ core)::
 
 That rerun with the code of cbfa485 gives another run (docs/findings.md section 45); with the
 code of 415b193 (``git worktree add /tmp/old 415b193``, then the same command from there with
-``PYTHONPATH=/tmp/old``) it gives the file bit for bit (``gmn-small-code-415b193.json``).
+``PYTHONPATH=/tmp/old``) it gives the file bit for bit (``gmn-small-code-415b193.json``). The
+image-read card's command gives ``models/gmn-small-imgread-omniglot.pt`` bit for bit with the
+code of 6df0442, the mixture card's does not (section 46:
+``gmn-small-{imgread,mixture}-code-6df0442.json``).
 """
 
 from __future__ import annotations
