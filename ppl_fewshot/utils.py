@@ -1,7 +1,8 @@
 """Small helpers shared by every layer: device resolution, seeding, versions.
 
 This module sits at the bottom of the import graph (it imports only torch,
-numpy and the standard library) and holds no state.
+numpy and the standard library) and holds no state but one per-process cache, filled on first
+use, not at import: :func:`source_commit`'s answer.
 """
 
 from __future__ import annotations
