@@ -5,10 +5,10 @@ the file.
 the command that trained it; RUN_FOLDER is a rerun of that command (same seed and settings;
 the validation and checkpoint frequencies do not change the training). Writes the weights'
 difference (:func:`ppl_fewshot.inference.weight_difference`), the card's and the rerun's final
-training and validation losses, and what a bit-for-bit rerun needs to match: the library's
-versions, the CPU's instruction set as torch reports it, and the thread count of the card's
-command (``--threads 1``). For example, for ``models/gmn-small-omniglot.pt`` (~30 min of one
-core)::
+training and validation losses, and what a bit-for-bit rerun needs to match: the card's
+versions and the rerun's (from its ``summary.json``: since section 45 they include the library's
+commit, the processor, torch's CPU instruction set and the thread count). For example, for
+``models/gmn-small-omniglot.pt`` (~30 min of one core)::
 
     PPL_FEWSHOT_DATA=../shared/data ppl-fewshot --threads 1 train gmn-small --protocol gmn28 \\
       --steps 10000 --batch-size 10 --set-size 20 --classes 2 --lr 1e-3,3e-4,1e-4 \\
@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-import torch
 
 from ppl_fewshot.inference import weight_difference
 
@@ -53,7 +51,6 @@ def main() -> None:
         "weights": weight_difference(zoo, run / "checkpoint.pt"),
         "losses": {k: {"card": card.get(k), "rerun": summary.get(k)} for k in LOSSES},
         "versions": {"card": card.get("versions"), "rerun": summary.get("versions")},
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "rerun_wall_time_s": summary.get("wall_time_s"),
         "card_wall_time_s": card.get("budget", {}).get("wall_time_s"),
     }
