@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def add_report(sub: argparse._SubParsersAction) -> None:
@@ -31,25 +32,55 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                    help="print one contrast of all the folders (BASE first) instead, with these "
                    "weights, e.g. --weights=1,-1,-1,1 for the interaction of a two-by-two "
                    "design (write it with '=' when the first weight is negative)")
+    p.add_argument("--runs", default=None, metavar="N[,N...]",
+                   help="with --weights: the folders are training runs (seeds) of recipes, N "
+                   "consecutive folders per recipe (or one count per recipe), and the weights "
+                   "are per recipe; the spread between runs joins the error bar "
+                   "(ppl_fewshot.inference.replicates)")
     p.set_defaults(func=cmd_compare)
+
+
+def _run_groups(folders: list[str], runs: str, recipes: int) -> list[list[str]]:
+    """Split ``folders`` into ``recipes`` groups of consecutive runs, per ``--runs``."""
+    try:
+        sizes = [int(n) for n in runs.split(",")]
+    except ValueError:
+        raise ValueError(f"--runs wants a count or counts separated by commas, got "
+                         f"{runs!r}") from None
+    if len(sizes) == 1:
+        sizes = sizes * recipes
+    if len(sizes) != recipes or sum(sizes) != len(folders) or min(sizes) < 1:
+        raise ValueError(f"--runs {runs} does not split {len(folders)} folders into "
+                         f"{recipes} recipes (one weight each)")
+    starts = [sum(sizes[:i]) for i in range(recipes)]
+    return [folders[a:a + n] for a, n in zip(starts, sizes)]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the paired tables of each ``new`` folder, or with ``--weights`` one contrast of
-    all the folders; write the same to ``--out`` (JSON) if given."""
+    all the folders (with ``--runs``, of recipes run several times); write the same to
+    ``--out`` (JSON) if given."""
     import json
 
     from ppl_fewshot.inference.compare import compare
     from ppl_fewshot.inference.contrast import contrast
+    from ppl_fewshot.inference.replicates import replicate_contrast
     from ppl_fewshot.utils import atomic_write_text
 
+    if args.runs is not None and args.weights is None:
+        raise ValueError("--runs needs --weights (one weight per recipe)")
     if args.weights is not None:
         try:
             weights = [float(w) for w in args.weights.split(",")]
         except ValueError:
             raise ValueError(f"--weights wants numbers separated by commas, got "
                              f"{args.weights!r}") from None
-        result = contrast([args.base, *args.new], weights)
+        folders = [args.base, *args.new]
+        if args.runs is not None:
+            result: Any = replicate_contrast(_run_groups(folders, args.runs, len(weights)),
+                                             weights)
+        else:
+            result = contrast(folders, weights)
         print(result.markdown())
         saved: object = result.to_dict()
     else:

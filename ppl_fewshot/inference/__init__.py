@@ -36,6 +36,12 @@ from ppl_fewshot.inference.gradients import (
 )
 from ppl_fewshot.inference.objectives import ELBOLoss, LatentScale
 from ppl_fewshot.inference.proposal import ProposalFit, fit_proposal_scale
+from ppl_fewshot.inference.replicates import (
+    ReplicateCell,
+    ReplicateContrast,
+    replicate_contrast,
+    student_t_quantile,
+)
 from ppl_fewshot.inference.report import collect_results, render_report
 from ppl_fewshot.inference.tasks import FewShotTasks, make_tasks
 from ppl_fewshot.inference.train_config import TrainConfig
@@ -54,6 +60,8 @@ __all__ = [
     "PairedAccuracy",
     "PairedNLL",
     "ProposalFit",
+    "ReplicateCell",
+    "ReplicateContrast",
     "TrainConfig",
     "TrainingDiverged",
     "classify",
@@ -75,7 +83,9 @@ __all__ = [
     "paired_nll",
     "parameter_roles",
     "render_report",
+    "replicate_contrast",
     "save_checkpoint",
+    "student_t_quantile",
     "train",
     "weight_difference",
 ]
