@@ -41,6 +41,10 @@
 #   and the other two cells of the two-by-two (section 45), one row a job:
 #   ROWS=gmn-ctrain1 SEED=1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh &
 #   ROWS=no-attention-ctrain2 SEED=1 STEPS=10000 CLASSIFY=1 BANK100=1 bash docs/results/ablations.sh
+# CTEST=N runs the rows scored at C_test N only (no-attention-ctrain2 has one of each), e.g. the
+# image-read two-by-two at seed 1 (section 47), one row a job, four jobs at once:
+#   ROWS=gmn-ctrain1 SET=image_read=true TAG=-imgread SEED=1 CTEST=1 STEPS=10000 CLASSIFY=1 \
+#     WAYS=5 BANK100=1 bash docs/results/ablations.sh   (and gmn-ctrain2, no-attention-ctrain1/2)
 # WAYS=5 scores table 2 at 5-way only (names gain -5way; the image-read 20-way cells take ~1 h).
 # FULL's outputs carry TAG too: the image-read zoo GMN's table 2 with per-task counts, e.g.
 #   ROWS=none CLASSIFY=1 WAYS=20 TAG=-imgread FULL=models/gmn-small-imgread-omniglot.pt \
@@ -56,6 +60,7 @@ K=${K:-200}
 SET=${SET:-}
 TAG=${TAG:-}
 SEED=${SEED:-0}
+CTEST=${CTEST:-}
 WAYS=${WAYS:-5,20}
 SUF=$TAG-s$STEPS
 LAB="$TAG, $STEPS steps"  # the rows' labels: name, tag, steps, seed
@@ -83,6 +88,7 @@ fi
 # name  C_train  C_test  settings
 while read -r name ctrain ctest settings; do
   [ -z "$ROWS" ] || [[ " $ROWS " == *" $name "* ]] || continue
+  [ -z "$CTEST" ] || [ "$CTEST" = "$ctest" ] || continue
   run=$W/$name$SUF
   # shellcheck disable=SC2086
   train_run gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
