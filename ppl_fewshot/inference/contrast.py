@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,8 +65,37 @@ class ContrastCell:
     se: float
 
 
+class ByKind:
+    """The common form of :class:`Contrast` and of
+    :class:`~ppl_fewshot.inference.replicates.ReplicateContrast`: ``labels``, ``weights``,
+    ``bank``, and cells per NLL column (``nll``) and per classification setting
+    (``classification``), one table for each kind."""
+
+    labels: tuple[str, ...]
+    weights: tuple[float, ...]
+    bank: str | None
+    nll: tuple[Any, ...]
+    classification: tuple[Any, ...]
+
+    def tables(self, table: Callable[[str, Any], str]) -> str:
+        """``table(title, cells)`` of the NLL cells and of the classification cells, joined."""
+        parts = []
+        if self.nll:
+            parts.append(table(f"NLL (nats), {self.nll[0].units} episodes of `{self.bank}`:",
+                               self.nll))
+        if self.classification:
+            parts.append(table("Accuracy (%), per seeded task:", self.classification))
+        return "\n\n".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"labels": list(self.labels), "weights": list(self.weights), "bank": self.bank,
+                "nll": [asdict(c) for c in self.nll],
+                "classification": [asdict(c) for c in self.classification]}
+
+
 @dataclass(frozen=True)
-class Contrast:
+class Contrast(ByKind):
     """A weighted sum of evaluations of the same bank, per column or setting (:func:`contrast`).
 
     Attributes:
@@ -97,19 +126,7 @@ class Contrast:
                 "| contrast, paired (se) | " + " | ".join(
                     f"{c.value:+.2f} ({c.se:.2f})" for c in cells) + " |"])
 
-        parts = []
-        if self.nll:
-            parts.append(table(f"NLL (nats), {self.nll[0].units} episodes of `{self.bank}`:",
-                               self.nll))
-        if self.classification:
-            parts.append(table("Accuracy (%), per seeded task:", self.classification))
-        return "\n\n".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"labels": list(self.labels), "weights": list(self.weights), "bank": self.bank,
-                "nll": [asdict(c) for c in self.nll],
-                "classification": [asdict(c) for c in self.classification]}
+        return self.tables(table)
 
 
 def _cell(key: str, weights: Sequence[float], per_unit: Sequence[Sequence[float]]) -> ContrastCell:

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
 
 from ppl_fewshot.inference.compare import Source
-from ppl_fewshot.inference.contrast import ContrastCell, contrast
+from ppl_fewshot.inference.contrast import ByKind, ContrastCell, contrast
 
 
 def student_t_quantile(p: float, df: float) -> float:
@@ -100,7 +99,7 @@ class ReplicateCell:
 
 
 @dataclass(frozen=True)
-class ReplicateContrast:
+class ReplicateContrast(ByKind):
     """A weighted sum of training recipes, each run several times (:func:`replicate_contrast`).
 
     Attributes:
@@ -133,19 +132,7 @@ class ReplicateContrast:
                 "| 95% interval, +- (df) | " + " | ".join(
                     f"{c.half_width:.2f} ({c.df:.1f})" for c in cells) + " |"])
 
-        parts = []
-        if self.nll:
-            parts.append(table(f"NLL (nats), {self.nll[0].units} episodes of `{self.bank}`:",
-                               self.nll))
-        if self.classification:
-            parts.append(table("Accuracy (%), per seeded task:", self.classification))
-        return "\n\n".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"labels": list(self.labels), "weights": list(self.weights), "bank": self.bank,
-                "nll": [asdict(c) for c in self.nll],
-                "classification": [asdict(c) for c in self.classification]}
+        return self.tables(table)
 
 
 def _replicate_cell(cell: ContrastCell, sizes: Sequence[int],
