@@ -93,7 +93,7 @@ def test_replicate_refusals(tmp_path) -> None:
                                    ([two, []], [1, 0], "recipe 2 has 0 run")):
         with pytest.raises(ValueError, match=words):
             replicate_contrast(groups, weights)
-    assert replicate_contrast([two, one], [1, 0]).nll[0].run_sd[1] != 0  # nan: no spread
+    assert math.isnan(replicate_contrast([two, one], [1, 0]).nll[0].run_sd[1])  # no spread
 
 
 def test_cli_compare_runs(capsys, tmp_path) -> None:

@@ -17,14 +17,15 @@ Its error has two parts:
   runs' means ``m_rs`` of recipe ``r``. All runs scored the same units, so ``s_r^2`` holds
   the run-to-run spread and not the units' difficulty.
 
-``se = sqrt(se_units^2 + se_runs^2)``. The run-to-run variance within the bank's noise is
-counted in both parts, so ``se`` errs on the large side by a term of order ``1 / units``.
+``se = sqrt(se_units^2 + se_runs^2)``. How two runs differ from unit to unit is counted in
+both parts, so ``se`` errs on the large side, by a term of order ``1 / units``.
 With few runs, ``se_runs`` is itself uncertain: the degrees of freedom of ``se``
 (Welch-Satterthwaite, ``n_r - 1`` per recipe and ``units - 1`` for the bank) give the Student
 t interval :attr:`ReplicateCell.half_width`. Two runs per recipe give 1 to 2 degrees of freedom
 per recipe, hence wide intervals: that width is what two runs can say.
 
-``ppl-fewshot compare --weights=W1,... --runs N F1 ... ``: the folders in order, ``N`` per recipe.
+``ppl-fewshot compare --weights=W1,... --runs N F1 F2 ...``: the folders in order, ``N`` per
+recipe.
 """
 
 from __future__ import annotations
