@@ -42,6 +42,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 
 def _run_groups(folders: list[str], runs: str, recipes: int) -> list[list[str]]:
     """Split ``folders`` into ``recipes`` groups of consecutive runs, per ``--runs``."""
+    from ppl_fewshot.inference.replicates import split_runs
+
     try:
         sizes = [int(n) for n in runs.split(",")]
     except ValueError:
@@ -52,8 +54,7 @@ def _run_groups(folders: list[str], runs: str, recipes: int) -> list[list[str]]:
     if len(sizes) != recipes or sum(sizes) != len(folders) or min(sizes) < 1:
         raise ValueError(f"--runs {runs} does not split {len(folders)} folders into "
                          f"{recipes} recipes (one weight each)")
-    starts = [sum(sizes[:i]) for i in range(recipes)]
-    return [folders[a:a + n] for a, n in zip(starts, sizes)]
+    return split_runs(folders, sizes)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

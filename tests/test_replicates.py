@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from ppl_fewshot.inference.contrast import contrast
-from ppl_fewshot.inference.replicates import replicate_contrast, student_t_quantile
+from ppl_fewshot.inference.replicates import (
+    replicate_contrast,
+    split_runs,
+    student_t_quantile,
+)
 from tests.conftest import one_line_error, run
 from tests.test_compare import write_eval
 
@@ -94,6 +98,9 @@ def test_replicate_refusals(tmp_path) -> None:
         with pytest.raises(ValueError, match=words):
             replicate_contrast(groups, weights)
     assert math.isnan(replicate_contrast([two, one], [1, 0]).nll[0].run_sd[1])  # no spread
+    assert split_runs("abcde", [2, 3]) == [["a", "b"], ["c", "d", "e"]]
+    with pytest.raises(ValueError, match="do not add up to 5"):
+        split_runs("abcde", [2, 2])
 
 
 def test_cli_compare_runs(capsys, tmp_path) -> None:

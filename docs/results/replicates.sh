@@ -20,25 +20,19 @@ designs=("$@")
 contrasts=("interaction 1,-1,-1,1" "attention-ctrain1 1,-1,0,0" "attention-ctrain2 0,0,1,-1"
            "paper-comparison 0,1,-1,0")
 folders() {  # DESIGN KIND: the eight folders, a0 a1 b0 b1 c0 c1 d0 d1
-  local s=-s10000 t=classify
+  local tag= w= zoo t=classify s=-s10000
   [ "$2" = classify ] || t=C1-K1000-100ep
   if [ "$1" = vector ]; then
-    local zoo=gmn-small-gmn28-classify-tasks c=
+    zoo=gmn-small-gmn28-classify-tasks
     [ "$2" = classify ] || zoo=gmn-small-gmn28-C1-K1000-100ep
-    for cell in gmn-ctrain1 no-attention-ctrain1 c no-attention-ctrain2; do
-      if [ "$cell" = c ]; then c="$R/$zoo $R/ablation-gmn-ctrain2$s-seed1-$t"
-      else c="$R/ablation-$cell$s-$t $R/ablation-$cell$s-seed1-$t"; fi
-      echo "$c"
-    done
-  else  # the image read, table 2 at 5-way (its seed-1 runs were scored at 5-way only)
-    local w= zoo=gmn-small-imgread-gmn28-classify-tasks-5way
+  else  # the image read: table 2 at 5-way (its seed-1 runs were scored at 5-way only)
+    tag=-imgread zoo=gmn-small-imgread-gmn28-classify-tasks-5way
     [ "$2" = classify ] && w=-5way || zoo=gmn-small-imgread-gmn28-C1-K1000-100ep
-    local s0a=$R/ablation-gmn-ctrain1-imgread$s-$t$w
-    echo "$s0a $R/ablation-gmn-ctrain1-imgread$s-seed1-$t$w"
-    echo "$R/ablation-no-attention-ctrain1-imgread$s-$t $R/ablation-no-attention-ctrain1-imgread$s-seed1-$t$w"
-    echo "$R/$zoo $R/ablation-gmn-ctrain2-imgread$s-seed1-$t$w"
-    echo "$R/ablation-no-attention-ctrain2-imgread$s-$t $R/ablation-no-attention-ctrain2-imgread$s-seed1-$t$w"
   fi
+  local a=$R/ablation-gmn-ctrain1$tag$s b=$R/ablation-no-attention-ctrain1$tag$s
+  local c=$R/ablation-gmn-ctrain2$tag$s d=$R/ablation-no-attention-ctrain2$tag$s
+  # seed 0's b and d hold 5- and 20-way cells (no -5way); its c is the zoo file's folder
+  echo "$a-$t$w $a-seed1-$t$w $b-$t $b-seed1-$t$w $R/$zoo $c-seed1-$t$w $d-$t $d-seed1-$t$w"
 }
 for design in "${designs[@]}"; do
   md=$OUT/$design.md

@@ -33,10 +33,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from statistics import NormalDist
+from typing import TypeVar
 
 from ppl_fewshot.inference.compare import Source
 from ppl_fewshot.inference.contrast import ByKind, ContrastCell, contrast
+
+T = TypeVar("T")
 
 
 def student_t_quantile(p: float, df: float) -> float:
@@ -136,14 +140,21 @@ class ReplicateContrast(ByKind):
         return self.tables(table)
 
 
+def split_runs(items: Sequence[T], sizes: Sequence[int]) -> list[list[T]]:
+    """``items`` in order, cut into consecutive groups of ``sizes[r]`` (which must sum to
+    ``len(items)``): the runs of each recipe."""
+    ends = list(accumulate(sizes))
+    if not ends or ends[-1] != len(items):
+        raise ValueError(f"group sizes {list(sizes)} do not add up to {len(items)} items")
+    return [list(items[end - n:end]) for n, end in zip(sizes, ends)]
+
+
 def _replicate_cell(cell: ContrastCell, sizes: Sequence[int],
                     weights: Sequence[float]) -> ReplicateCell:
     """Split a contrast cell over all runs (weights ``w_r / n_r``) back into its recipes."""
     means, sds, parts = [], [], []
-    start = 0
-    for n, w in zip(sizes, weights):
-        m = cell.means[start:start + n]
-        start += n
+    for m, w in zip(split_runs(cell.means, sizes), weights):
+        n = len(m)
         mean = math.fsum(m) / n
         var = math.fsum((x - mean) ** 2 for x in m) / (n - 1) if n > 1 else math.nan
         means.append(mean)
@@ -188,9 +199,8 @@ def replicate_contrast(groups: Sequence[Sequence[Source]],
     flat = [f for g in groups for f in g]
     per_run = [w / n for w, n in zip(weights, sizes) for _ in range(n)]
     pooled = contrast(flat, per_run)
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    labels = tuple(pooled.labels[s] for s in starts)
     return ReplicateContrast(
-        labels=labels, weights=weights, bank=pooled.bank,
+        labels=tuple(runs[0] for runs in split_runs(pooled.labels, sizes)), weights=weights,
+        bank=pooled.bank,
         nll=tuple(_replicate_cell(c, sizes, weights) for c in pooled.nll),
         classification=tuple(_replicate_cell(c, sizes, weights) for c in pooled.classification))
