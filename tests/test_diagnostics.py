@@ -387,6 +387,38 @@ def test_elbo_terms_split_pyros_elbo(name: str, cfg: dict) -> None:
                                    atol=0.05)
 
 
+def test_elbo_terms_per_item_are_each_conditionals_terms() -> None:
+    """per_item: [B, T] terms that add up to the per-set ones (same draws), 0 at padding; a
+    GMN's item t is its conditional's term, unchanged when later items change; the Neural
+    Statistician's per-set context is refused."""
+    import pyro
+
+    from ppl_fewshot.diagnostics import elbo_terms
+
+    torch.manual_seed(0)
+    model = build("gmn", **TINY_GMN)
+    x = (torch.rand(3, 4, 1, 28, 28) < 0.3).float()
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]], dtype=torch.bool)
+    pyro.set_rng_seed(3)
+    items = elbo_terms(model, x, mask, num_particles=2, per_item=True)
+    pyro.set_rng_seed(3)
+    sets = elbo_terms(model, x, mask, num_particles=2)
+    assert list(items) == list(sets) == ["z", "x"]
+    for name in sets:
+        assert items[name].shape == (3, 4)
+        assert (items[name][~mask] == 0).all() and (items[name][mask] != 0).all()
+        torch.testing.assert_close(items[name].sum(-1), sets[name])
+    later = x.clone()
+    later[:, 2:] = 1 - later[:, 2:]
+    pyro.set_rng_seed(3)
+    changed = elbo_terms(model, later, mask, num_particles=2, per_item=True)
+    for name in sets:
+        torch.testing.assert_close(changed[name][:, :2], items[name][:, :2])
+        assert not torch.allclose(changed[name][0, 2:], items[name][0, 2:])
+    with pytest.raises(ValueError, match="'c' is not per item"):
+        elbo_terms(build("ns", **TINY_NS), x, mask, num_particles=1, per_item=True)
+
+
 def test_elbo_terms_name_what_they_cannot_split() -> None:
     """A latent shared by all sets is not a per-set term; a latent the guide misses is an error."""
     import pyro

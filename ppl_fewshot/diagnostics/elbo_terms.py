@@ -35,7 +35,8 @@ def _sample_sites(trace: poutine.Trace) -> list[tuple[str, dict]]:
 
 
 def elbo_terms(
-    model: FewShotModel, x: Tensor, mask: Tensor | None = None, num_particles: int = 10
+    model: FewShotModel, x: Tensor, mask: Tensor | None = None, num_particles: int = 10,
+    per_item: bool = False,
 ) -> dict[str, Tensor]:
     """``-ELBO`` of each set by sample site, in nats per set: ``{site: [B]}``.
 
@@ -48,14 +49,21 @@ def elbo_terms(
     ``-log`` of the partition's probability). The model is scored in evaluation mode (no
     sample dropout, running batch-norm statistics) and put back in its mode afterwards.
 
+    ``per_item=True`` keeps the items apart: ``{site: [B, T]}`` (padded items 0), for models
+    whose every site is per item. For a sequential model (GMN, CVAE) item ``t``'s terms are
+    those of its conditional ``log p(x_t | x_<t)``: its rate and distortion at ``t`` shots
+    on a one-character set.
+
     Args:
         x: sets ``[B, T, *event_shape]``; ``mask``: ``[B, T]`` real items.
         num_particles: draws of the guide averaged per term (>= 1).
+        per_item: one term per item, ``[B, T]``, instead of per set.
 
     Raises:
         ValueError: ``num_particles < 1``, a site that is not per set (its log-density has
-            no leading dimension of size ``B``), or a latent site in only one of model and
-            guide.
+            no leading dimension of size ``B``), with ``per_item`` a site that is not per
+            item (e.g. the Neural Statistician's context ``c``, shape ``[B]``), or a latent
+            site in only one of model and guide.
     """
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
@@ -89,8 +97,15 @@ def elbo_terms(
                         raise ValueError(
                             f"site {name!r} is not per set: log-density shape {tuple(term.shape)}"
                             f", expected a leading dimension of {B}")
-                    totals[name] = totals.get(name, 0.0) + term.reshape(B, -1).sum(-1)
+                    if per_item and term.shape != mask.shape:
+                        raise ValueError(
+                            f"site {name!r} is not per item: log-density shape "
+                            f"{tuple(term.shape)}, expected {tuple(mask.shape)}")
+                    term = term if per_item else term.reshape(B, -1).sum(-1)
+                    totals[name] = totals.get(name, 0.0) + term
     finally:
         model.train(training)
     out = {name: total / num_particles for name, total in totals.items()}
-    return out if model.urn is None else {**out, "urn": -urn_terms.sum(-1)}
+    if model.urn is None:
+        return out
+    return {**out, "urn": -urn_terms if per_item else -urn_terms.sum(-1)}

@@ -224,6 +224,10 @@ def test_urn_training_loss_is_the_distinct_items_bound_plus_the_urn(case: str) -
     torch.manual_seed(8)
     split = elbo_terms(withurn, x, num_particles=2)
     assert torch.allclose(split["urn"], -terms.sum(-1))
+    if case == "gmn-small":  # per item: a repeat scores only its urn term
+        items = elbo_terms(withurn, x, num_particles=2, per_item=True)
+        assert torch.allclose(items["urn"], -terms)
+        assert (items["z"][~distinct] == 0).all() and (items["x"][~distinct] == 0).all()
 
 
 def test_ns_urn_context_ignores_repeats_and_the_plugin_copies() -> None:
