@@ -45,6 +45,12 @@
 # image-read two-by-two at seed 1 (section 47), one row a job, four jobs at once:
 #   ROWS=gmn-ctrain1 SET=image_read=true TAG=-imgread SEED=1 CTEST=1 STEPS=10000 CLASSIFY=1 \
 #     WAYS=5 BANK100=1 bash docs/results/ablations.sh   (and gmn-ctrain2, no-attention-ctrain1/2)
+# ARGS="--flag value ..." adds training flags to every row (name it with TAG), e.g. the
+# image-read GMN on one-character episodes with more weight on its 0-shot terms (section 48):
+#   ROWS=gmn-ctrain1 SET=image_read=true TAG=-imgread-pw2 ARGS="--position-weights 2,1" \
+#     CTEST=1 STEPS=10000 CLASSIFY=1 WAYS=5 BANK100=1 bash docs/results/ablations.sh
+#   (also TAG=-imgread-pw20 ARGS="--position-weights 20,1" and TAG=-imgread-single1
+#   ARGS="--singleton-weight 1", 1.46x a step; one job each, three at once)
 # WAYS=5 scores table 2 at 5-way only (names gain -5way; the image-read 20-way cells take ~1 h).
 # FULL's outputs carry TAG too: the image-read zoo GMN's table 2 with per-task counts, e.g.
 #   ROWS=none CLASSIFY=1 WAYS=20 TAG=-imgread FULL=models/gmn-small-imgread-omniglot.pt \
@@ -58,6 +64,7 @@ AIS=${AIS:-}
 CLASSIFY=${CLASSIFY:-}
 K=${K:-200}
 SET=${SET:-}
+ARGS=${ARGS:-}
 TAG=${TAG:-}
 SEED=${SEED:-0}
 CTEST=${CTEST:-}
@@ -93,7 +100,7 @@ while read -r name ctrain ctest settings; do
   # shellcheck disable=SC2086
   train_run gmn-small --protocol gmn28 --steps "$STEPS" --batch-size 10 \
     --set-size 20 --classes "$ctrain" --lr 1e-3,3e-4,1e-4 --val-every 500 \
-    --checkpoint-every 250 --seed "$SEED" --quiet $settings ${SET:+--set "$SET"} --out "$run"
+    --checkpoint-every 250 --seed "$SEED" --quiet $settings ${SET:+--set "$SET"} $ARGS --out "$run"
   if [ -n "$CLASSIFY" ]; then  # table 2 only (with BANK100 also its NLL tables)
     table2 "$run/checkpoint.pt" "gmn-small ablation $name$LAB" \
       $R/ablation-$name$SUF-classify$WSUF
