@@ -10,7 +10,7 @@ site with :func:`ppl_fewshot.diagnostics.elbo_terms` (``per_item``; ``--draws`` 
 guide per term). Means and standard errors over episodes (items for ``all0``), nats; each
 later checkpoint also minus the first, paired on the same items. Prints and writes JSON, and
 with ``--md OUT.md`` its tables (a model is named by its run folder, or the file's stem for
-a checkpoint outside ``runs/``). About 20 s per model on one thread.
+a checkpoint outside ``runs/``). About 30 s per model on one thread.
 """
 
 from __future__ import annotations
