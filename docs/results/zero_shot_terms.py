@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -25,16 +24,17 @@ from torch import Tensor
 
 from ppl_fewshot.diagnostics import elbo_terms
 from ppl_fewshot.inference import model_from_checkpoint
+from ppl_fewshot.inference.compare import mean_se as _mean_se
 from ppl_fewshot.inference.eval_data import test_bank
 
 SHOTS = (0, 1, 2, 3, 4, 5, 10, 19)
 
 
 def mean_se(v: Tensor) -> dict[str, float]:
-    """Mean and standard error of a 1-d tensor, rounded to 0.01 nats."""
-    v = v.double()
-    return {"mean": round(float(v.mean()), 2),
-            "se": round(float(v.std(unbiased=True)) / math.sqrt(v.numel()), 2)}
+    """Mean and standard error of a 1-d tensor (:func:`ppl_fewshot.inference.compare.mean_se`),
+    rounded to 0.01 nats."""
+    mean, se = _mean_se(v.double().tolist())
+    return {"mean": round(mean, 2), "se": round(se, 2)}
 
 
 def split(terms: dict[str, Tensor]) -> dict[str, Tensor]:
